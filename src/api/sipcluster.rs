@@ -1,0 +1,347 @@
+//! `SIPCluster` (`airship.airshipit.org/v1`): field-for-field the predecessor's JSON, so its
+//! manifests apply unchanged, plus admission rules it never had and a richer status.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::schema;
+
+/// How many transitions `status.history` keeps; the schema's `maxItems` says the same, so the
+/// API server would refuse a status that the operator forgot to trim.
+pub const HISTORY_LIMIT: usize = 32;
+
+/// What a user asks for: hosts per role, and the support services to run for the tenant cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "airship.airshipit.org",
+    version = "v1",
+    kind = "SIPCluster",
+    plural = "sipclusters",
+    singular = "sipcluster",
+    shortname = "sip",
+    namespaced,
+    status = "SIPClusterStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"ControlPlane","type":"string","description":"control-plane hosts claimed/wanted","jsonPath":".status.controlPlane"}"#,
+    printcolumn = r#"{"name":"Workers","type":"string","description":"worker hosts claimed/wanted","jsonPath":".status.workers"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SIPClusterSpec {
+    /// Hosts wanted per role. Keys: `ControlPlane`, `Worker`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "schema::node_sets")]
+    pub nodes: BTreeMap<NodeRole, NodeSet>,
+
+    /// Support services deployed into the SIPCluster's namespace.
+    #[serde(default)]
+    pub services: Services,
+}
+
+/// The role a host plays in the tenant cluster; also the value of the `node-type` host label.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub enum NodeRole {
+    ControlPlane,
+    Worker,
+}
+
+impl NodeRole {
+    pub const ALL: [NodeRole; 2] = [NodeRole::ControlPlane, NodeRole::Worker];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::ControlPlane => "ControlPlane",
+            NodeRole::Worker => "Worker",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which hosts may serve a role, how to spread them, and how many.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSet {
+    /// Hosts whose labels match are candidates for this role.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::label_selector")]
+    pub label_selector: LabelSelector,
+
+    /// Host label whose value is a failure domain (a rack, a physical server): at most one
+    /// chosen host per value. Hosts without the label, or with it empty, are not eligible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_key: Option<String>,
+
+    /// Hosts wanted: `active + standby`. Absent means none (the predecessor crashed here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<NodeCount>,
+}
+
+impl NodeSet {
+    /// The topology key, treating an empty string as "no anti-affinity" as the predecessor did.
+    pub fn topology_key(&self) -> Option<&str> {
+        self.topology_key.as_deref().filter(|k| !k.is_empty())
+    }
+
+    /// Hosts wanted for the role.
+    pub fn wanted(&self) -> u32 {
+        self.count.as_ref().map_or(0, NodeCount::total)
+    }
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeCount {
+    #[serde(default)]
+    #[schemars(range(max = 10000))]
+    pub active: u32,
+    #[serde(default)]
+    #[schemars(range(max = 10000))]
+    pub standby: u32,
+}
+
+impl NodeCount {
+    pub fn total(&self) -> u32 {
+        self.active.saturating_add(self.standby)
+    }
+}
+
+/// The per-cluster support services; each list may hold several instances.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Services {
+    /// HAProxy in front of the tenant API on the control-plane hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_control_plane: Vec<LoadBalancerControlPlane>,
+    /// HAProxy in front of the worker hosts' node ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_worker: Vec<LoadBalancerWorker>,
+    /// SSH jump host into the tenant nodes, with BMC access for power cycling.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jump_host: Vec<JumpHost>,
+}
+
+/// Fields every service shares (the predecessor's inlined `SIPClusterService`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceCommon {
+    /// Container image of the service.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Labels of the management-cluster nodes the service's pods may run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_labels: BTreeMap<String, String>,
+    /// The networkData link `id` whose address the service uses to reach each host.
+    #[schemars(length(min = 1))]
+    pub node_interface_id: String,
+    /// A fixed cluster IP for the service's Kubernetes Service.
+    #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
+    pub cluster_ip: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerControlPlane {
+    #[serde(flatten)]
+    pub common: ServiceCommon,
+    /// NodePort on which the tenant API (6443 on the hosts) is published.
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port: u16,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerWorker {
+    #[serde(flatten)]
+    pub common: ServiceCommon,
+    /// Ports balanced to every worker host, each published as the same NodePort.
+    pub node_port_range: PortRange,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[x_kube(
+    validation = Rule::new("self.start <= self.end").message("nodePortRange.start must not be greater than nodePortRange.end: swap them")
+)]
+pub struct PortRange {
+    #[schemars(range(min = 1, max = 65535))]
+    pub start: u16,
+    #[schemars(range(min = 1, max = 65535))]
+    pub end: u16,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JumpHost {
+    #[serde(flatten)]
+    pub common: ServiceCommon,
+    /// NodePort for SSH; the API server picks one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<BmcOptions>,
+    /// Public keys allowed to log in to the jump host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_authorized_keys: Vec<String>,
+    /// Name of a Secret in the SIPCluster's namespace holding the private keys for the nodes.
+    #[serde(rename = "nodeSSHPrivateKeys")]
+    #[schemars(length(min = 1))]
+    pub node_ssh_private_keys: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BmcOptions {
+    /// When false, BMC addresses bypass any HTTP proxy (NO_PROXY is set on the jump host).
+    #[serde(default)]
+    pub proxy: bool,
+}
+
+/// The persisted phase: the state machine's state, written to `.status.phase`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Choosing hosts for every role.
+    #[default]
+    Gathering,
+    /// Reading each chosen host's networkData and BMC credentials.
+    Extracting,
+    /// Applying the support services.
+    DeployingInfra,
+    /// Labeling the chosen hosts for this cluster.
+    Labeling,
+    /// Everything asked for is in place.
+    Ready,
+    /// Removing services and labels before the SIPCluster goes away.
+    Decommissioning,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Phase::Gathering,
+        Phase::Extracting,
+        Phase::DeployingInfra,
+        Phase::Labeling,
+        Phase::Ready,
+        Phase::Decommissioning,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Gathering => "Gathering",
+            Phase::Extracting => "Extracting",
+            Phase::DeployingInfra => "DeployingInfra",
+            Phase::Labeling => "Labeling",
+            Phase::Ready => "Ready",
+            Phase::Decommissioning => "Decommissioning",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the operator knows; the phase and the host ledger are its only memory across restarts.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SIPClusterStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The spec generation the phase and conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::conditions")]
+    pub conditions: Vec<Condition>,
+    /// The host ledger: every host chosen for this cluster, or found unusable while choosing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostRecord>,
+    /// State of each support service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceStatus>,
+    /// The latest phase transitions, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub history: Vec<TransitionRecord>,
+    /// Control-plane hosts claimed/wanted, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<String>,
+    /// Worker hosts claimed/wanted, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<String>,
+}
+
+/// One host in the ledger. Never holds credentials: the BMC password is read when needed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HostRecord {
+    pub name: String,
+    pub namespace: String,
+    /// The host's UID when chosen, so a host deleted and re-created under the same name is
+    /// recognised as a different machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    pub role: NodeRole,
+    pub state: HostState,
+    /// Why the host is unusable, naming the object and the fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The host's value of the role's topology key when chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_domain: Option<String>,
+    /// Extracted IP per networkData link id that a service needs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses: BTreeMap<String, String>,
+    /// The BMC address from the host's spec (no credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc_address: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HostState {
+    /// Chosen by Gathering; nothing read yet.
+    Chosen,
+    /// Its addresses and BMC details were read.
+    Extracted,
+    /// Carries this cluster's labels.
+    Labeled,
+    /// Cannot serve (bad secret, lost, taken); kept so it is not chosen again until fixed.
+    Unusable,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// `loadBalancerControlPlane`, `loadBalancerWorker`, `jumpHost`, ...
+    pub service: String,
+    /// Index of the instance in its spec list.
+    pub index: u32,
+    /// Name of the objects deployed for it.
+    pub name: String,
+    pub ready: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitionRecord {
+    pub time: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Phase>,
+    pub to: Phase,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}

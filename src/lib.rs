@@ -1,0 +1,6 @@
+//! sip: the Support Infrastructure Provider operator.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod api;
+pub mod crdgen;

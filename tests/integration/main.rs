@@ -1,0 +1,8 @@
+//! Integration tests against a real etcd + kube-apiserver (one per test binary, started on
+//! first use by sip-envtest). Each test works in a namespace of its own.
+
+mod admission;
+mod baremetalhost;
+mod common;
+mod control_plane;
+mod sipcluster_api;

@@ -1,0 +1,292 @@
+//! etcd + kube-apiserver on loopback ports, with the project's CRDs installed.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+
+use crate::binaries;
+use crate::pki::Pki;
+use crate::process::Supervised;
+
+const FIELD_MANAGER: &str = "sip-envtest";
+const STARTUP_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A running control plane. Dropping it stops the processes and removes its directory.
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub server: String,
+    pub bin_dir: PathBuf,
+    /// How long the start took, binaries already built.
+    pub startup: Duration,
+    processes: Vec<Supervised>,
+}
+
+impl ControlPlane {
+    /// One control plane per test binary, started on first use. Each caller must still create
+    /// its own `kube::Client` (see [`ControlPlane::client`]): clients are tied to the tokio
+    /// runtime that made them, and every `#[tokio::test]` has its own.
+    pub fn shared() -> &'static ControlPlane {
+        // A failed start is remembered: every test then fails with the same message at once
+        // instead of each one trying again.
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        let started = SHARED.get_or_init(|| {
+            // A runtime of its own on a thread of its own: the caller may be inside a runtime.
+            std::thread::spawn(|| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime for the control plane start");
+                rt.block_on(ControlPlane::start())
+            })
+            .join()
+            .map_err(|_| "the control plane start panicked".to_string())
+            .and_then(|r| r.map_err(|e| format!("{e:#}")))
+        });
+        match started {
+            Ok(cp) => cp,
+            Err(e) => panic!("cannot start the local control plane: {e}"),
+        }
+    }
+
+    /// Starts etcd and kube-apiserver, writes a kubeconfig and installs the CRDs under `crd/`.
+    pub async fn start() -> Result<ControlPlane> {
+        let bin_dir = binaries::control_plane_bin_dir()?;
+        let begun = Instant::now();
+        let dir = tempfile::Builder::new()
+            .prefix("sip-envtest-")
+            .tempdir()?
+            .keep();
+        let pki = Pki::create(&dir)?;
+
+        let etcd_port = free_port()?;
+        let peer_port = free_port()?;
+        let api_port = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+
+        let mut processes = Vec::new();
+        // etcd's supervisor owns the directory: it is removed after the last process stops.
+        processes.push(Supervised::spawn(
+            "etcd",
+            &binaries::tool(&bin_dir, "etcd")?,
+            &[
+                "--name=default".into(),
+                format!("--data-dir={}", dir.join("etcd").display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=default={peer_url}"),
+                // Test data: durability is not worth an fsync per write.
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+            dir.join("etcd.log"),
+            Some(&dir),
+        )?);
+
+        let server = format!("https://127.0.0.1:{api_port}");
+        processes.insert(
+            0,
+            Supervised::spawn(
+                "kube-apiserver",
+                &binaries::tool(&bin_dir, "kube-apiserver")?,
+                &[
+                    format!("--etcd-servers={etcd_url}"),
+                    format!("--secure-port={api_port}"),
+                    "--bind-address=127.0.0.1".into(),
+                    "--advertise-address=127.0.0.1".into(),
+                    format!("--cert-dir={}", dir.join("certs").display()),
+                    format!("--tls-cert-file={}", pki.serving_cert.display()),
+                    format!("--tls-private-key-file={}", pki.serving_key.display()),
+                    format!("--token-auth-file={}", pki.token_file.display()),
+                    "--authorization-mode=RBAC".into(),
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                    format!(
+                        "--service-account-key-file={}",
+                        pki.service_account_pub.display()
+                    ),
+                    format!(
+                        "--service-account-signing-key-file={}",
+                        pki.service_account_key.display()
+                    ),
+                    "--service-cluster-ip-range=10.96.0.0/16".into(),
+                    "--allow-privileged=true".into(),
+                    // One client at a time in tests: fairness queues only add latency.
+                    "--enable-priority-and-fairness=false".into(),
+                ],
+                dir.join("kube-apiserver.log"),
+                None,
+            )?,
+        );
+
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&server, &pki))?;
+
+        let mut cp = ControlPlane {
+            dir,
+            kubeconfig,
+            server,
+            bin_dir,
+            startup: Duration::ZERO,
+            processes,
+        };
+        cp.wait_ready().await?;
+        let client = cp.client().await?;
+        install_crds(&client, &binaries::repo_root().join("crd")).await?;
+        cp.startup = begun.elapsed();
+        Ok(cp)
+    }
+
+    /// A client authenticated as cluster admin.
+    pub async fn client(&self) -> Result<kube::Client> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// `kubectl` pointed at this control plane.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join("kubectl"));
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            for p in &mut self.processes {
+                if !p.is_running() {
+                    bail!(
+                        "{} exited during startup; last lines of {}:\n{}",
+                        p.name,
+                        p.log.display(),
+                        p.log_tail(30)
+                    );
+                }
+            }
+            let last_error = match self.readyz().await {
+                Ok(()) => return Ok(()),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                let api = &self.processes[0];
+                bail!(
+                    "kube-apiserver not ready after {STARTUP_DEADLINE:?} ({last_error}); last lines of {}:\n{}",
+                    api.log.display(),
+                    api.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn readyz(&self) -> Result<()> {
+        let client = self.client().await?;
+        let req = http::Request::get("/readyz").body(Vec::new())?;
+        let body = client.request_text(req).await?;
+        if body.trim() == "ok" {
+            Ok(())
+        } else {
+            bail!("/readyz answered {body:?}")
+        }
+    }
+
+    /// Stops every process and removes the directory.
+    pub fn stop(&mut self) {
+        // The API server first, so it does not log etcd's departure as an error.
+        for p in &mut self.processes {
+            p.stop();
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn kubeconfig_yaml(server: &str, pki: &Pki) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem);
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: sip-envtest
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: sip-envtest-admin
+  user:
+    token: {token}
+contexts:
+- name: sip-envtest
+  context:
+    cluster: sip-envtest
+    user: sip-envtest-admin
+current-context: sip-envtest
+",
+        token = pki.admin_token
+    )
+}
+
+/// Applies every CRD under `dir` (recursively) and waits until each is established.
+pub async fn install_crds(client: &kube::Client, dir: &Path) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for path in yaml_files(dir)? {
+        let text = std::fs::read_to_string(&path)?;
+        let crd: CustomResourceDefinition =
+            serde_norway::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying {}", path.display()))?;
+        names.push(name);
+    }
+    for name in names {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .with_context(|| format!("CRD {name} not established within 30s"))??;
+    }
+    Ok(())
+}
+
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(yaml_files(&path)?);
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
