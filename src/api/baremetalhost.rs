@@ -82,3 +82,42 @@ pub struct ProvisionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_host_with_fields_it_does_not_know() {
+        let host: BareMetalHost = serde_json::from_value(serde_json::json!({
+            "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+            "metadata": {"name": "h", "namespace": "metal3"},
+            "spec": {"online": true, "bootMACAddress": "00:11:22:33:44:55",
+                     "rootDeviceHints": {"deviceName": "/dev/sda"},
+                     "bmc": {"address": "ipmi://10.0.0.1", "credentialsName": "h-bmc",
+                             "disableCertificateVerification": true},
+                     "networkData": {"name": "h-nd"}},
+            "status": {"operationalStatus": "OK", "poweredOn": true,
+                       "provisioning": {"state": "available", "ID": "x"}}
+        }))
+        .unwrap();
+        assert_eq!(host.spec.bmc.unwrap().address, "ipmi://10.0.0.1");
+        assert_eq!(host.spec.network_data.unwrap().namespace, None);
+        let status = host.status.unwrap();
+        assert_eq!(status.operational_status.as_deref(), Some("OK"));
+        assert_eq!(
+            status.provisioning.unwrap().state.as_deref(),
+            Some("available")
+        );
+    }
+
+    #[test]
+    fn a_host_without_status_or_bmc_reads() {
+        let host: BareMetalHost = serde_json::from_value(serde_json::json!({
+            "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+            "metadata": {"name": "h"}, "spec": {}
+        }))
+        .unwrap();
+        assert!(host.status.is_none() && host.spec.bmc.is_none());
+    }
+}

@@ -345,3 +345,124 @@ pub struct TransitionRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../manifests/samples/sipcluster.yaml");
+
+    fn sample() -> SIPCluster {
+        let doc = serde_norway::Deserializer::from_str(SAMPLE)
+            .map(|d| serde_json::Value::deserialize(d).unwrap())
+            .find(|d| d["kind"] == "SIPCluster")
+            .unwrap();
+        serde_json::from_value(doc).unwrap()
+    }
+
+    #[test]
+    fn the_predecessor_sample_reads_with_every_field() {
+        let c = sample();
+        let cp = &c.spec.nodes[&NodeRole::ControlPlane];
+        assert_eq!(cp.topology_key(), Some("vino.airshipit.org/rack"));
+        assert_eq!(
+            cp.count,
+            Some(NodeCount {
+                active: 1,
+                standby: 1
+            })
+        );
+        assert_eq!(
+            cp.label_selector.match_labels.as_ref().unwrap()["vino.airshipit.org/flavor"],
+            "control-plane"
+        );
+        let jump = &c.spec.services.jump_host[0];
+        assert_eq!(jump.common.node_interface_id, "oam-ipv4");
+        assert_eq!(jump.node_port, Some(30000));
+        assert_eq!(jump.bmc, Some(BmcOptions { proxy: false }));
+        assert_eq!(jump.node_ssh_private_keys, "ssh-private-keys");
+        assert_eq!(jump.ssh_authorized_keys.len(), 1);
+        let lbw = &c.spec.services.load_balancer_worker[0];
+        assert_eq!(
+            lbw.node_port_range,
+            PortRange {
+                start: 30002,
+                end: 30011
+            }
+        );
+        assert_eq!(
+            c.spec.services.load_balancer_control_plane[0].node_port,
+            30001
+        );
+    }
+
+    #[test]
+    fn serialization_round_trips_and_omits_what_was_absent() {
+        let c = sample();
+        let json = serde_json::to_value(&c.spec).unwrap();
+        let back: SIPClusterSpec = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, c.spec);
+        // Absent optional fields stay absent rather than turning into nulls or defaults.
+        assert!(json["services"]["jumpHost"][0].get("clusterIP").is_none());
+        assert!(json["services"]["jumpHost"][0].get("nodeLabels").is_none());
+        assert_eq!(
+            json["services"]["jumpHost"][0]["nodeSSHPrivateKeys"],
+            "ssh-private-keys"
+        );
+    }
+
+    #[test]
+    fn missing_count_topology_and_services_default_to_nothing() {
+        let spec: SIPClusterSpec = serde_json::from_value(serde_json::json!({
+            "nodes": {"Worker": {"labelSelector": {}, "topologyKey": ""}}
+        }))
+        .unwrap();
+        let worker = &spec.nodes[&NodeRole::Worker];
+        assert_eq!(worker.wanted(), 0, "a missing count wants no hosts");
+        assert_eq!(
+            worker.topology_key(),
+            None,
+            "an empty topology key means no spreading"
+        );
+        assert_eq!(spec.services, Services::default());
+        let partial: NodeCount = serde_json::from_value(serde_json::json!({"active": 3})).unwrap();
+        assert_eq!(partial.total(), 3);
+    }
+
+    #[test]
+    fn unknown_roles_are_refused_when_read() {
+        let err = serde_json::from_value::<SIPClusterSpec>(serde_json::json!({
+            "nodes": {"Master": {}}
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("Master"), "{err}");
+    }
+
+    #[test]
+    fn names_used_in_labels_and_status_match_their_serialized_form() {
+        for role in NodeRole::ALL {
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+        }
+        for phase in Phase::ALL {
+            assert_eq!(serde_json::to_value(phase).unwrap(), phase.as_str());
+        }
+        assert_eq!(Phase::default(), Phase::Gathering);
+    }
+
+    #[test]
+    fn counts_do_not_overflow() {
+        let c = NodeCount {
+            active: u32::MAX,
+            standby: 1,
+        };
+        assert_eq!(c.total(), u32::MAX);
+    }
+
+    #[test]
+    fn schema_history_bound_matches_the_trim_limit() {
+        let crd = serde_json::to_value(<SIPCluster as kube::CustomResourceExt>::crd()).unwrap();
+        let history = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"]["history"];
+        assert_eq!(history["maxItems"], HISTORY_LIMIT);
+    }
+}

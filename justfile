@@ -1,0 +1,50 @@
+# Everyday commands. Neither the README's two commands nor CI need `just`: they are plain cargo.
+
+# Regenerate crd/ from the Rust types (state-diagrams/ joins when the state machine lands).
+generate:
+    cargo run --quiet -- crd --write crd
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# The whole suite: unit tests and integration tests against a real local control plane.
+test:
+    cargo test --workspace
+
+# Build (or find in the cache) etcd, kube-apiserver and kubectl; prints their directory.
+control-plane:
+    bash tools/control-plane/build.sh
+
+# The demo; `just demo --keep` leaves the control plane running.
+demo *ARGS:
+    cargo demo {{ARGS}}
+
+# Scheduling benchmarks (criterion).
+bench:
+    cargo bench --bench scheduling
+
+# What CI runs.
+ci:
+    bash .ci/run
+
+# ---- For users with a Docker engine (not used by CI or the tests) ----
+
+image := "quay.io/airshipit/sip-rs:dev"
+cluster := "sip"
+
+kind-create:
+    kind create cluster --name {{cluster}}
+    kubectl apply -f crd/airship.airshipit.org_sipclusters.yaml -f crd/testing/metal3.io_baremetalhosts.yaml
+
+docker-build:
+    docker build -t {{image}} .
+
+kind-load-image: docker-build
+    kind load docker-image {{image}} --name {{cluster}}
+
+deploy: kind-load-image
+    kubectl apply -k manifests/
