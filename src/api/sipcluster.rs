@@ -316,8 +316,27 @@ pub enum HostState {
     Extracted,
     /// Carries this cluster's labels.
     Labeled,
-    /// Cannot serve (bad secret, lost, taken); kept so it is not chosen again until fixed.
+    /// Being released: its labels are removed before it leaves the ledger, so a crash in
+    /// between never leaves a labeled host that no ledger names.
+    Releasing,
+    /// Cannot serve (bad secret, taken meanwhile); kept so it is not chosen again until fixed.
+    /// Not a claim: other clusters may choose it.
     Unusable,
+}
+
+impl HostState {
+    /// Whether a record in this state claims the host for its cluster.
+    pub fn claims(self) -> bool {
+        !matches!(self, HostState::Unusable)
+    }
+
+    /// Whether the host is a current member (serving, or about to).
+    pub fn is_member(self) -> bool {
+        matches!(
+            self,
+            HostState::Chosen | HostState::Extracted | HostState::Labeled
+        )
+    }
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]

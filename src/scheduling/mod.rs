@@ -1,0 +1,23 @@
+//! Gathering's pure core: from a snapshot of the hosts and the ledgers, decide which hosts
+//! each role keeps, adds and releases. No API calls: the controller reads, this decides.
+//!
+//! Rules (ARCHITECTURE.md, "Which hosts are eligible"): a candidate matches the role's
+//! selector and is free (not claimed by another SIPCluster by label or ledger, not deleting,
+//! paused, errored or unhealthy, and has networkData); with a topology key its label must be
+//! present and non-empty and its domain unused by the role; one host never serves two roles;
+//! claims are all or nothing.
+
+mod choose;
+mod decision;
+mod host;
+
+pub use choose::{Inputs, schedule};
+pub use decision::{
+    Counts, Decision, LostReason, Pick, Release, ReleaseReason, RoleDecision, Shortfall,
+};
+pub use host::{ClusterKey, HostKey, HostView};
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
