@@ -4,4 +4,5 @@
 
 pub mod api;
 pub mod crdgen;
+pub mod extraction;
 pub mod scheduling;

@@ -320,7 +320,8 @@ pub enum HostState {
     /// between never leaves a labeled host that no ledger names.
     Releasing,
     /// Cannot serve (bad secret, taken meanwhile); kept so it is not chosen again until fixed.
-    /// Not a claim: other clusters may choose it.
+    /// Not a claim: other clusters may choose it, so the controller removes this cluster's
+    /// labels from it (a labeled member can turn unusable when a new interface is needed).
     Unusable,
 }
 

@@ -512,13 +512,16 @@ fn expanding_adds_only_the_difference_and_keeps_members() {
     assert!(released(&d, W).is_empty());
 }
 
+/// (what happened, how the pool changes, the reason expected)
+type LostCase = (&'static str, Box<dyn Fn(&mut Vec<HostView>)>, LostReason);
+
 #[test]
 fn lost_members_are_released_and_replaced() {
     let ledger = vec![
         member("cp-1", CP, HostState::Labeled),
         member("cp-2", CP, HostState::Labeled),
     ];
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<HostView>)>, LostReason)> = vec![
+    let cases: Vec<LostCase> = vec![
         (
             "deleted",
             Box::new(|h| h.retain(|h| h.key.name != "cp-1")),

@@ -1,0 +1,400 @@
+//! BMC addresses as metal3 accepts them: `scheme://host[:port][/path]` for every driver metal3
+//! knows, or a bare `host[:port]` meaning IPMI.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// How the BMC is spoken to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Ipmi,
+    Http,
+    Https,
+}
+
+impl Transport {
+    fn default_port(self) -> u16 {
+        match self {
+            Transport::Ipmi => 623,
+            Transport::Http => 80,
+            Transport::Https => 443,
+        }
+    }
+}
+
+/// The hardware family behind the scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    Ipmi,
+    Redfish,
+    Idrac,
+    Ilo4,
+    Ilo5,
+    Irmc,
+    Ibmc,
+}
+
+/// Every scheme metal3's BMC package accepts, with its driver and transport.
+const SCHEMES: &[(&str, Driver, Transport)] = &[
+    ("ipmi", Driver::Ipmi, Transport::Ipmi),
+    ("libvirt", Driver::Ipmi, Transport::Ipmi),
+    ("redfish", Driver::Redfish, Transport::Https),
+    ("redfish+http", Driver::Redfish, Transport::Http),
+    ("redfish+https", Driver::Redfish, Transport::Https),
+    ("redfish-virtualmedia", Driver::Redfish, Transport::Https),
+    (
+        "redfish-virtualmedia+http",
+        Driver::Redfish,
+        Transport::Http,
+    ),
+    (
+        "redfish-virtualmedia+https",
+        Driver::Redfish,
+        Transport::Https,
+    ),
+    ("redfish-uefihttp", Driver::Redfish, Transport::Https),
+    ("redfish-uefihttp+http", Driver::Redfish, Transport::Http),
+    ("redfish-uefihttp+https", Driver::Redfish, Transport::Https),
+    ("idrac", Driver::Idrac, Transport::Https),
+    ("idrac+http", Driver::Idrac, Transport::Http),
+    ("idrac+https", Driver::Idrac, Transport::Https),
+    ("idrac-redfish", Driver::Idrac, Transport::Https),
+    ("idrac-redfish+http", Driver::Idrac, Transport::Http),
+    ("idrac-redfish+https", Driver::Idrac, Transport::Https),
+    ("idrac-virtualmedia", Driver::Idrac, Transport::Https),
+    ("idrac-virtualmedia+http", Driver::Idrac, Transport::Http),
+    ("idrac-virtualmedia+https", Driver::Idrac, Transport::Https),
+    ("ilo4", Driver::Ilo4, Transport::Https),
+    ("ilo4-virtualmedia", Driver::Ilo4, Transport::Https),
+    ("ilo5", Driver::Ilo5, Transport::Https),
+    ("ilo5-redfish", Driver::Ilo5, Transport::Https),
+    ("ilo5-virtualmedia", Driver::Ilo5, Transport::Https),
+    ("irmc", Driver::Irmc, Transport::Https),
+    ("irmc-virtualmedia", Driver::Irmc, Transport::Https),
+    ("ibmc", Driver::Ibmc, Transport::Https),
+    ("ibmc+http", Driver::Ibmc, Transport::Http),
+    ("ibmc+https", Driver::Ibmc, Transport::Https),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BmcEndpoint {
+    /// The scheme as written (lowercased), `ipmi` for a bare address.
+    pub scheme: String,
+    pub driver: Driver,
+    pub transport: Transport,
+    /// Host name or IP, without IPv6 brackets.
+    pub host: String,
+    /// The explicit port, or the transport's default.
+    pub port: u16,
+    /// Everything after the authority, `""` when absent.
+    pub path: String,
+}
+
+impl BmcEndpoint {
+    /// `host:port`, bracketing IPv6, for a hosts list or a proxy exclusion.
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What is wrong with an address. Never repeats the address: it might carry a password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BmcAddressError {
+    Empty,
+    UnsupportedScheme(String),
+    CredentialsInAddress,
+    MissingHost,
+    InvalidHost,
+    InvalidPort,
+}
+
+impl fmt::Display for BmcAddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BmcAddressError::Empty => f.write_str("it is empty"),
+            BmcAddressError::UnsupportedScheme(s) => write!(
+                f,
+                "scheme {s:?} is not one metal3 accepts (ipmi, redfish[+http|+https], redfish-virtualmedia, idrac, idrac-redfish, idrac-virtualmedia, ilo4, ilo5, irmc, ibmc, ...)"
+            ),
+            BmcAddressError::CredentialsInAddress => f.write_str(
+                "it carries user info; remove it and put the credentials in the credentialsName Secret",
+            ),
+            BmcAddressError::MissingHost => f.write_str("it has no host"),
+            BmcAddressError::InvalidHost => {
+                f.write_str("its host is neither an IP address nor a DNS name")
+            }
+            BmcAddressError::InvalidPort => f.write_str("its port is not a number in 1-65535"),
+        }
+    }
+}
+
+pub fn parse_bmc_address(address: &str) -> Result<BmcEndpoint, BmcAddressError> {
+    let address = address.trim();
+    if address.is_empty() {
+        return Err(BmcAddressError::Empty);
+    }
+    let (scheme, rest) = match address.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("ipmi".to_string(), address),
+    };
+    let &(_, driver, transport) = SCHEMES
+        .iter()
+        .find(|(s, _, _)| *s == scheme)
+        .ok_or_else(|| BmcAddressError::UnsupportedScheme(scheme.clone()))?;
+
+    let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.contains('@') {
+        return Err(BmcAddressError::CredentialsInAddress);
+    }
+    let (host, port) = split_host_port(authority)?;
+    Ok(BmcEndpoint {
+        scheme,
+        driver,
+        transport,
+        host,
+        port: port.unwrap_or(transport.default_port()),
+        path: path.to_string(),
+    })
+}
+
+fn split_host_port(authority: &str) -> Result<(String, Option<u16>), BmcAddressError> {
+    if authority.is_empty() {
+        return Err(BmcAddressError::MissingHost);
+    }
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or(BmcAddressError::InvalidHost)?;
+        host.parse::<Ipv6Addr>()
+            .map_err(|_| BmcAddressError::InvalidHost)?;
+        let port = match after {
+            "" => None,
+            p => Some(parse_port(
+                p.strip_prefix(':').ok_or(BmcAddressError::InvalidPort)?,
+            )?),
+        };
+        return Ok((host.to_string(), port));
+    }
+    // An unbracketed IPv6 address cannot carry a port.
+    if authority.matches(':').count() > 1 {
+        authority
+            .parse::<Ipv6Addr>()
+            .map_err(|_| BmcAddressError::InvalidHost)?;
+        return Ok((authority.to_string(), None));
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(parse_port(p)?)),
+        None => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(BmcAddressError::MissingHost);
+    }
+    if host.parse::<Ipv4Addr>().is_err() && !is_dns_name(host) {
+        return Err(BmcAddressError::InvalidHost);
+    }
+    Ok((host.to_string(), port))
+}
+
+fn parse_port(p: &str) -> Result<u16, BmcAddressError> {
+    match p.parse::<u16>() {
+        Ok(port) if port > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
+        _ => Err(BmcAddressError::InvalidPort),
+    }
+}
+
+fn is_dns_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metal3_scheme_parses_with_host_and_port() {
+        let cases: &[(&str, &str, u16, Transport, &str)] = &[
+            (
+                "ipmi://192.168.111.1:6230",
+                "192.168.111.1",
+                6230,
+                Transport::Ipmi,
+                "explicit ipmi port",
+            ),
+            (
+                "ipmi://10.0.0.1",
+                "10.0.0.1",
+                623,
+                Transport::Ipmi,
+                "default ipmi port",
+            ),
+            (
+                "10.0.0.2",
+                "10.0.0.2",
+                623,
+                Transport::Ipmi,
+                "bare host is ipmi",
+            ),
+            (
+                "bmc.example.com:6231",
+                "bmc.example.com",
+                6231,
+                Transport::Ipmi,
+                "bare host:port",
+            ),
+            (
+                "redfish://10.1.1.1/redfish/v1/Systems/1",
+                "10.1.1.1",
+                443,
+                Transport::Https,
+                "redfish defaults to https",
+            ),
+            (
+                "redfish+http://10.1.1.1:8000/redfish/v1/Systems/1",
+                "10.1.1.1",
+                8000,
+                Transport::Http,
+                "redfish+http",
+            ),
+            (
+                "redfish+https://bmc-1.lab:8443/redfish/v1/Systems/1",
+                "bmc-1.lab",
+                8443,
+                Transport::Https,
+                "redfish+https",
+            ),
+            (
+                "redfish-virtualmedia+https://10.1.1.1/redfish/v1/Systems/1",
+                "10.1.1.1",
+                443,
+                Transport::Https,
+                "virtualmedia",
+            ),
+            (
+                "idrac://10.1.1.2",
+                "10.1.1.2",
+                443,
+                Transport::Https,
+                "idrac",
+            ),
+            (
+                "idrac-redfish://10.1.1.2/redfish/v1/Systems/System.Embedded.1",
+                "10.1.1.2",
+                443,
+                Transport::Https,
+                "idrac-redfish",
+            ),
+            (
+                "idrac-virtualmedia://10.1.1.2/redfish/v1/Systems/System.Embedded.1",
+                "10.1.1.2",
+                443,
+                Transport::Https,
+                "idrac-virtualmedia",
+            ),
+            ("ilo4://10.1.1.3", "10.1.1.3", 443, Transport::Https, "ilo4"),
+            (
+                "ilo5://10.1.1.3:8443",
+                "10.1.1.3",
+                8443,
+                Transport::Https,
+                "ilo5",
+            ),
+            ("irmc://10.1.1.4", "10.1.1.4", 443, Transport::Https, "irmc"),
+            ("ibmc://10.1.1.5", "10.1.1.5", 443, Transport::Https, "ibmc"),
+            (
+                "ibmc+http://10.1.1.5",
+                "10.1.1.5",
+                80,
+                Transport::Http,
+                "ibmc+http",
+            ),
+            (
+                "redfish://[fd00::1]:8443/redfish/v1",
+                "fd00::1",
+                8443,
+                Transport::Https,
+                "bracketed IPv6 with port",
+            ),
+            (
+                "ipmi://[fd00::2]",
+                "fd00::2",
+                623,
+                Transport::Ipmi,
+                "bracketed IPv6",
+            ),
+            ("fd00::3", "fd00::3", 623, Transport::Ipmi, "bare IPv6"),
+            (
+                "  REDFISH://10.1.1.1  ",
+                "10.1.1.1",
+                443,
+                Transport::Https,
+                "case and spaces",
+            ),
+        ];
+        for (address, host, port, transport, msg) in cases {
+            let e = parse_bmc_address(address).unwrap_or_else(|err| panic!("{msg}: {err}"));
+            assert_eq!(
+                (e.host.as_str(), e.port, e.transport),
+                (*host, *port, *transport),
+                "{msg}"
+            );
+        }
+        let e = parse_bmc_address("redfish://10.1.1.1/redfish/v1/Systems/1").unwrap();
+        assert_eq!(
+            (e.driver, e.path.as_str()),
+            (Driver::Redfish, "/redfish/v1/Systems/1")
+        );
+        assert_eq!(
+            parse_bmc_address("redfish://[fd00::1]")
+                .unwrap()
+                .host_port(),
+            "[fd00::1]:443"
+        );
+    }
+
+    #[test]
+    fn bad_addresses_say_what_is_wrong_without_repeating_them() {
+        let cases: &[(&str, BmcAddressError)] = &[
+            ("", BmcAddressError::Empty),
+            ("   ", BmcAddressError::Empty),
+            (
+                "ftp://10.0.0.1",
+                BmcAddressError::UnsupportedScheme("ftp".into()),
+            ),
+            (
+                "redfish://admin:hunter2@10.0.0.1",
+                BmcAddressError::CredentialsInAddress,
+            ),
+            ("redfish://", BmcAddressError::MissingHost),
+            ("redfish:///redfish/v1", BmcAddressError::MissingHost),
+            ("ipmi://:623", BmcAddressError::MissingHost),
+            ("ipmi://10.0.0.1:0", BmcAddressError::InvalidPort),
+            ("ipmi://10.0.0.1:99999", BmcAddressError::InvalidPort),
+            ("ipmi://10.0.0.1:+80", BmcAddressError::InvalidPort),
+            ("ipmi://10.0.0.1:", BmcAddressError::InvalidPort),
+            ("ipmi://bad host", BmcAddressError::InvalidHost),
+            ("ipmi://[fd00::1", BmcAddressError::InvalidHost),
+            ("ipmi://[nothex]:1", BmcAddressError::InvalidHost),
+            ("ipmi://[fd00::1]x", BmcAddressError::InvalidPort),
+            ("fd00::zz", BmcAddressError::InvalidHost),
+        ];
+        for (address, want) in cases {
+            let got = parse_bmc_address(address).unwrap_err();
+            assert_eq!(&got, want, "{address:?}");
+            assert!(!got.to_string().contains("hunter2"));
+        }
+    }
+}
