@@ -2,9 +2,13 @@
 //! host per free failure domain until each role has what it wants, or nothing at all.
 //!
 //! Deterministic: the result depends on the inputs' content, never on their order.
+//! Linear in hosts: each host is classified once (ledger, claims, availability, both
+//! selectors), then each role scans the compact classification.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 
+use foldhash::fast::RandomState as FastHash;
 use kube::core::{Selector, SelectorExt};
 
 use crate::api::{HostRecord, NodeRole, NodeSet, SIPClusterSpec};
@@ -14,8 +18,9 @@ use super::decision::{
 };
 use super::host::{ClusterKey, HostKey, HostView};
 
-/// Everything Gathering decides from: one consistent snapshot.
-pub struct Inputs<'a> {
+/// Everything Gathering decides from: one consistent snapshot. `S` is the hasher of the
+/// claims set, so a caller can pass a fast one.
+pub struct Inputs<'a, S = std::hash::RandomState> {
     pub cluster: &'a ClusterKey,
     pub spec: &'a SIPClusterSpec,
     /// This cluster's ledger.
@@ -23,7 +28,7 @@ pub struct Inputs<'a> {
     /// Every host the operator can see.
     pub hosts: &'a [HostView],
     /// Hosts claimed in the ledgers of other SIPClusters (labels are read from the hosts).
-    pub claimed_elsewhere: &'a HashSet<HostKey>,
+    pub claimed_elsewhere: &'a HashSet<HostKey, S>,
 }
 
 struct RoleSpec<'a> {
@@ -41,45 +46,103 @@ impl RoleSpec<'_> {
     }
 }
 
-pub fn schedule(inputs: &Inputs<'_>) -> Decision {
-    let roles: Vec<RoleSpec<'_>> = NodeRole::ALL
-        .iter()
-        .map(|&role| role_spec(role, inputs.spec.nodes.get(&role)))
-        .collect();
-    let hosts: HashMap<&HostKey, &HostView> = inputs.hosts.iter().map(|h| (&h.key, h)).collect();
+/// What a host is to this cluster, decided once per host. Ordered as `Counts` counts.
+enum Standing<'a> {
+    InLedger(&'a HostRecord),
+    ClaimedElsewhere,
+    Unavailable,
+    NoNetworkData,
+    Free,
+}
 
-    let mut decision = Decision::default();
-    // Hosts this cluster holds in any role or state: never candidates.
-    let in_ledger: HashMap<HostKey, &HostRecord> = inputs
-        .ledger
+struct Classified<'a> {
+    host: &'a HostView,
+    standing: Standing<'a>,
+    /// Whether each role's selector matches, indexed like `NodeRole::ALL`.
+    matches: [bool; 2],
+    /// The host's value of each role's topology key (`None`: missing, empty or no key). Read
+    /// here, while the host's labels are in cache, rather than again in each role's pass.
+    domains: [Option<&'a str>; 2],
+}
+
+fn fast_map<K, V>(capacity: usize) -> HashMap<K, V, FastHash> {
+    HashMap::with_capacity_and_hasher(capacity, FastHash::default())
+}
+
+pub fn schedule<S: BuildHasher>(inputs: &Inputs<'_, S>) -> Decision {
+    let roles: [RoleSpec<'_>; 2] =
+        NodeRole::ALL.map(|role| role_spec(role, inputs.spec.nodes.get(&role)));
+
+    let mut in_ledger = fast_map(inputs.ledger.len());
+    for record in inputs.ledger {
+        in_ledger.insert(HostKey::of_record(record), record);
+    }
+    // Each host's ledger record, looked up once (and not at all for an empty ledger).
+    let ledger_hits: Vec<Option<&HostRecord>> = if in_ledger.is_empty() {
+        Vec::new()
+    } else {
+        inputs
+            .hosts
+            .iter()
+            .map(|h| in_ledger.get(&h.key).copied())
+            .collect()
+    };
+    let ledger_hosts: HashMap<&HostKey, &HostView, FastHash> = ledger_hits
         .iter()
-        .map(|r| (HostKey::of_record(r), r))
+        .zip(inputs.hosts)
+        .filter(|(hit, _)| hit.is_some())
+        .map(|(_, h)| (&h.key, h))
         .collect();
 
     // 1. Members: keep those that still fit, release the rest and any surplus.
-    let mut occupied: BTreeMap<NodeRole, HashSet<String>> = BTreeMap::new();
-    for spec in &roles {
-        let (role_decision, domains) = review_members(inputs, spec, &hosts);
-        occupied.insert(spec.role, domains);
+    let mut decision = Decision::default();
+    let mut occupied: [HashSet<String, FastHash>; 2] = Default::default();
+    for (i, spec) in roles.iter().enumerate() {
+        let (role_decision, domains) = review_members(inputs, spec, &ledger_hosts);
+        occupied[i] = domains;
         decision.roles.insert(spec.role, role_decision);
     }
+    let needs = roles.each_ref().map(|spec| {
+        let have = decision.roles[&spec.role].keep.len() as u32;
+        spec.wanted.saturating_sub(have)
+    });
+    if needs == [0, 0] && roles.iter().all(|r| r.selector.is_ok()) {
+        // Nothing to add, so no candidate to look for and no shortfall to explain.
+        return decision;
+    }
+
+    let classified: Vec<Classified<'_>> = inputs
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let hit = ledger_hits.get(i).copied().flatten();
+            let standing = classify(inputs, hit, host);
+            let domain = |spec: &RoleSpec<'_>| spec.topology_key.and_then(|k| host.domain(k));
+            Classified {
+                host,
+                standing,
+                matches: [roles[0].matches(host), roles[1].matches(host)],
+                domains: [domain(&roles[0]), domain(&roles[1])],
+            }
+        })
+        .collect();
 
     // 2. Additions, role by role; a host chosen for one role is gone for the next.
-    let mut taken: HashSet<HostKey> = HashSet::new();
+    let mut taken: HashSet<HostKey, FastHash> = HashSet::default();
     for (i, spec) in roles.iter().enumerate() {
-        let other = &roles[1 - i];
+        let other_wanted = roles[1 - i].wanted > 0;
         let role_decision = decision.roles.get_mut(&spec.role).expect("inserted above");
         let have = role_decision.keep.len() as u32;
-        let need = spec.wanted.saturating_sub(have);
-        let (picks, counts) = candidates(
-            inputs,
+        let need = needs[i];
+        let scan = RoleScan {
             spec,
-            other,
-            &in_ledger,
-            &occupied[&spec.role],
-            &taken,
-            need as usize,
-        );
+            index: i,
+            other_wanted,
+            occupied: &occupied[i],
+            taken: &taken,
+        };
+        let (picks, counts) = scan.candidates(&classified, need as usize);
         let addable = picks.len() as u32;
         if let Err(err) = &spec.selector {
             role_decision.shortfall = Some(Shortfall {
@@ -112,6 +175,25 @@ pub fn schedule(inputs: &Inputs<'_>) -> Decision {
     decision
 }
 
+fn classify<'a, S: BuildHasher>(
+    inputs: &Inputs<'_, S>,
+    in_ledger: Option<&'a HostRecord>,
+    host: &HostView,
+) -> Standing<'a> {
+    if let Some(record) = in_ledger {
+        Standing::InLedger(record)
+    } else if host.labeled_for_other(inputs.cluster) || inputs.claimed_elsewhere.contains(&host.key)
+    {
+        Standing::ClaimedElsewhere
+    } else if host.unavailable() {
+        Standing::Unavailable
+    } else if !host.has_network_data {
+        Standing::NoNetworkData
+    } else {
+        Standing::Free
+    }
+}
+
 fn role_spec(role: NodeRole, set: Option<&NodeSet>) -> RoleSpec<'_> {
     match set {
         None => RoleSpec {
@@ -131,16 +213,16 @@ fn role_spec(role: NodeRole, set: Option<&NodeSet>) -> RoleSpec<'_> {
 
 /// Decides which members of a role stay. Returns the decision (keep and release filled) and
 /// the domains the kept members occupy.
-fn review_members(
-    inputs: &Inputs<'_>,
+fn review_members<S: BuildHasher>(
+    inputs: &Inputs<'_, S>,
     spec: &RoleSpec<'_>,
-    hosts: &HashMap<&HostKey, &HostView>,
-) -> (RoleDecision, HashSet<String>) {
+    hosts: &HashMap<&HostKey, &HostView, FastHash>,
+) -> (RoleDecision, HashSet<String, FastHash>) {
     let mut decision = RoleDecision {
         wanted: spec.wanted,
         ..Default::default()
     };
-    let mut domains = HashSet::new();
+    let mut domains = HashSet::default();
     let mut kept: Vec<(HostKey, bool)> = Vec::new();
 
     for record in inputs
@@ -149,22 +231,22 @@ fn review_members(
         .filter(|r| r.role == spec.role && r.state.is_member())
     {
         let key = HostKey::of_record(record);
-        let lost = match hosts.get(&key) {
+        let host = hosts.get(&key).copied();
+        let lost = match host {
             None => Some(LostReason::Deleted),
             Some(host) => member_lost(inputs, spec, record, host, &domains),
         };
-        match lost {
-            Some(reason) => decision.release.push(Release {
-                key,
-                reason: ReleaseReason::Lost(reason),
-            }),
-            None => {
-                let host = hosts[&key];
+        match (lost, host) {
+            (None, Some(host)) => {
                 if let Some(domain) = spec.topology_key.and_then(|k| host.domain(k)) {
                     domains.insert(domain.to_string());
                 }
                 kept.push((key, host.release_requested));
             }
+            (reason, _) => decision.release.push(Release {
+                key,
+                reason: ReleaseReason::Lost(reason.unwrap_or(LostReason::Deleted)),
+            }),
         }
     }
 
@@ -204,12 +286,12 @@ fn review_members(
     (decision, domains)
 }
 
-fn member_lost(
-    inputs: &Inputs<'_>,
+fn member_lost<S: BuildHasher>(
+    inputs: &Inputs<'_, S>,
     spec: &RoleSpec<'_>,
     record: &HostRecord,
     host: &HostView,
-    domains: &HashSet<String>,
+    domains: &HashSet<String, FastHash>,
 ) -> Option<LostReason> {
     if record.uid.is_some() && host.uid.is_some() && record.uid != host.uid {
         return Some(LostReason::Recreated);
@@ -241,99 +323,143 @@ fn member_lost(
 
 /// A failure domain: a value of the topology label, or the host itself when the role does not
 /// spread (hosts of the same name may live in different namespaces).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Domain<'a> {
     Label(&'a str),
     Host(&'a HostKey),
 }
 
-/// Up to `need` hosts for a role, one per free domain, and the counts that explain a
-/// shortfall. Prefers hosts the other role could not use, then domain and name order.
-fn candidates<'a>(
-    inputs: &Inputs<'a>,
-    spec: &RoleSpec<'_>,
-    other: &RoleSpec<'_>,
-    in_ledger: &HashMap<HostKey, &HostRecord>,
-    occupied: &HashSet<String>,
-    taken: &HashSet<HostKey>,
-    need: usize,
-) -> (Vec<Pick>, Counts) {
-    let mut counts = Counts::default();
-    // Best host per free domain: the smallest (contested by the other role, key).
-    let mut best: BTreeMap<Domain<'a>, (bool, &'a HostView)> = BTreeMap::new();
-    let mut eligible = 0u32;
+/// One role's pass over the classified hosts.
+struct RoleScan<'s, 'a> {
+    spec: &'s RoleSpec<'a>,
+    /// The role's index in `NodeRole::ALL`, for `Classified::matches`.
+    index: usize,
+    other_wanted: bool,
+    occupied: &'s HashSet<String, FastHash>,
+    taken: &'s HashSet<HostKey, FastHash>,
+}
 
-    for host in inputs.hosts {
-        if !spec.matches(host) {
-            continue;
-        }
-        counts.matching += 1;
-        if let Some(record) = in_ledger.get(&host.key) {
-            if record.role == spec.role && record.state.is_member() {
-                counts.members += 1;
-            } else if record.state.is_member() {
-                counts.other_role += 1;
-            } else {
-                counts.unusable += 1;
+impl RoleScan<'_, '_> {
+    /// Up to `need` hosts, one per free domain, and the counts that explain a shortfall.
+    /// Prefers hosts the other role could not use, then domain and name order.
+    fn candidates<'a>(&self, classified: &[Classified<'a>], need: usize) -> (Vec<Pick>, Counts) {
+        let spec = self.spec;
+        let mut counts = Counts::default();
+        // The best `need` free domains, ranked by (contested by the other role, domain), each
+        // with its best host (smallest key). Bounded, so most hosts cost one comparison with
+        // the current worst. Exact: once full, the worst only improves, so nothing evicted or
+        // skipped could rank later; and when the role is short the map never fills, so its
+        // size is the number of free domains.
+        let mut best: BTreeMap<(bool, Domain<'a>), &'a HostView> = BTreeMap::new();
+        let mut eligible = 0u32;
+
+        for c in classified {
+            if !c.matches[self.index] {
+                continue;
             }
-            continue;
-        }
-        if host.labeled_for_other(inputs.cluster) || inputs.claimed_elsewhere.contains(&host.key) {
-            counts.claimed_elsewhere += 1;
-            continue;
-        }
-        if host.unavailable() {
-            counts.unavailable += 1;
-            continue;
-        }
-        if !host.has_network_data {
-            counts.no_network_data += 1;
-            continue;
-        }
-        let domain = match spec.topology_key {
-            Some(key) => match host.domain(key) {
-                Some(d) => Domain::Label(d),
-                None => {
+            counts.matching += 1;
+            let host = c.host;
+            match c.standing {
+                Standing::InLedger(record) => {
+                    if !record.state.is_member() {
+                        counts.unusable += 1;
+                    } else if record.role == spec.role {
+                        counts.members += 1;
+                    } else {
+                        counts.other_role += 1;
+                    }
+                    continue;
+                }
+                Standing::ClaimedElsewhere => {
+                    counts.claimed_elsewhere += 1;
+                    continue;
+                }
+                Standing::Unavailable => {
+                    counts.unavailable += 1;
+                    continue;
+                }
+                Standing::NoNetworkData => {
+                    counts.no_network_data += 1;
+                    continue;
+                }
+                Standing::Free => {}
+            }
+            let domain = match (spec.topology_key, c.domains[self.index]) {
+                (Some(_), Some(d)) => Domain::Label(d),
+                (Some(_), None) => {
                     counts.no_topology_label += 1;
                     continue;
                 }
-            },
-            None => Domain::Host(&host.key),
-        };
-        if taken.contains(&host.key) {
-            counts.other_role += 1;
-            continue;
+                (None, _) => Domain::Host(&host.key),
+            };
+            if !self.taken.is_empty() && self.taken.contains(&host.key) {
+                counts.other_role += 1;
+                continue;
+            }
+            eligible += 1;
+            if matches!(domain, Domain::Label(d) if self.occupied.contains(d)) {
+                continue;
+            }
+            let contested = self.other_wanted && c.matches[1 - self.index];
+            offer(&mut best, need, (contested, domain), host);
         }
-        eligible += 1;
-        if matches!(domain, Domain::Label(d) if occupied.contains(d)) {
-            continue;
+
+        let free = best.len();
+        counts.free = free as u32;
+        counts.blocked_by_topology = eligible - counts.free;
+        let ordered: Vec<(bool, Domain<'a>, &HostView)> =
+            best.into_iter().map(|((c, d), h)| (c, d, h)).collect();
+
+        let picks = ordered
+            .into_iter()
+            .map(|(_, domain, host)| Pick {
+                key: host.key.clone(),
+                uid: host.uid.clone(),
+                domain: match domain {
+                    Domain::Label(d) => Some(d.to_string()),
+                    Domain::Host(_) => None,
+                },
+            })
+            .collect();
+        (picks, counts)
+    }
+}
+
+/// Offers a host to the bounded ranking of the best `capacity` domains.
+fn offer<'a>(
+    best: &mut BTreeMap<(bool, Domain<'a>), &'a HostView>,
+    capacity: usize,
+    rank: (bool, Domain<'a>),
+    host: &'a HostView,
+) {
+    if capacity == 0 {
+        return;
+    }
+    if best.len() == capacity
+        && best
+            .last_key_value()
+            .is_some_and(|(worst, _)| rank > *worst)
+    {
+        return;
+    }
+    let (contested, domain) = rank;
+    // A domain ranks by its best host: an uncontested host displaces a contested entry, and a
+    // contested host never joins a domain that has an uncontested one.
+    if contested {
+        if best.contains_key(&(false, domain)) {
+            return;
         }
-        let contested = other.wanted > 0 && other.matches(host);
-        match best.get(&domain) {
-            Some((c, h)) if (*c, &h.key) <= (contested, &host.key) => {}
-            _ => {
-                best.insert(domain, (contested, host));
+    } else {
+        best.remove(&(true, domain));
+    }
+    match best.get_mut(&rank) {
+        Some(current) if current.key <= host.key => {}
+        Some(current) => *current = host,
+        None => {
+            best.insert(rank, host);
+            if best.len() > capacity {
+                best.pop_last();
             }
         }
     }
-
-    let mut ordered: Vec<(bool, Domain<'a>, &HostView)> =
-        best.into_iter().map(|(d, (c, h))| (c, d, h)).collect();
-    ordered.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    counts.free = ordered.len() as u32;
-    counts.blocked_by_topology = eligible - counts.free;
-
-    let picks = ordered
-        .into_iter()
-        .take(need)
-        .map(|(_, domain, host)| Pick {
-            key: host.key.clone(),
-            uid: host.uid.clone(),
-            domain: match domain {
-                Domain::Label(d) => Some(d.to_string()),
-                Domain::Host(_) => None,
-            },
-        })
-        .collect();
-    (picks, counts)
 }
