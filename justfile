@@ -1,8 +1,9 @@
 # Everyday commands. Neither the README's two commands nor CI need `just`: they are plain cargo.
 
-# Regenerate crd/ from the Rust types (state-diagrams/ joins when the state machine lands).
+# Regenerate crd/ from the Rust types and state-diagrams/ from the state machine.
 generate:
     cargo run --quiet -- crd --write crd
+    cargo run --quiet -- diagrams --write state-diagrams
 
 fmt:
     cargo fmt --all

@@ -21,6 +21,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         write: Option<PathBuf>,
     },
+    /// Print the SIPCluster state machine as Mermaid, or write Mermaid and DOT files.
+    Diagrams {
+        /// Write `state-diagrams/`-style files into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -33,6 +39,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Diagrams { write: Some(dir) } => match sip::machine::diagram::write_all(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sip diagrams: writing {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Diagrams { write: None } => {
+            print!("{}", sip::machine::diagram::mermaid());
+            ExitCode::SUCCESS
+        }
         Command::Crd { write: None } => {
             let crd = sip::crdgen::files().remove(0).crd;
             match sip::crdgen::render(&crd) {

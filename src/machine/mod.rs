@@ -1,0 +1,196 @@
+//! The SIPCluster lifecycle as an explicit state machine (statig). The state *is*
+//! [`Phase`], the value persisted in `.status.phase`, so a restart resumes exactly there.
+//!
+//! ```text
+//!             spec change / host lost (Regather)
+//!       +------------------------------------------+
+//!       v                                          |
+//!  Gathering -> Extracting -> DeployingInfra -> Labeling -> Ready
+//!       ^           |  (HostUnusable: replace it)
+//!       +-----------+
+//!  any phase --(Deleting)--> Decommissioning -> (finalizer removed)
+//! ```
+//!
+//! The machine only decides; the controller does the I/O around `handle` and records each
+//! transition (status, history, Event, metrics). No entry or exit actions: restoring a phase
+//! must have no effect.
+
+pub mod diagram;
+
+use statig::prelude::*;
+
+use crate::api::Phase;
+
+/// What the work of the current phase found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The phase's work is complete.
+    Done,
+    /// The spec changed, or a member host was lost or taken: choose hosts again.
+    Regather,
+    /// A chosen host cannot serve (bad secret, label conflict): choose a replacement.
+    HostUnusable,
+    /// The SIPCluster is being deleted.
+    Deleting,
+}
+
+impl Event {
+    pub const ALL: [Event; 4] = [
+        Event::Done,
+        Event::Regather,
+        Event::HostUnusable,
+        Event::Deleting,
+    ];
+}
+
+/// The machine holds no data: the phase is the state, the ledger lives in the status.
+#[derive(Default)]
+pub struct Lifecycle;
+
+#[state_machine(initial = "Phase::Gathering", state(custom, name = "Phase"))]
+impl Lifecycle {
+    /// Every phase but Decommissioning: deletion wins, and a spec change or a lost host sends
+    /// the cluster back to choose hosts.
+    #[superstate]
+    fn active(event: &Event) -> Outcome<Phase> {
+        match event {
+            Event::Deleting => Transition(Phase::Decommissioning),
+            Event::Regather | Event::HostUnusable => Transition(Phase::Gathering),
+            Event::Done => Handled,
+        }
+    }
+
+    #[state(superstate = "active")]
+    fn gathering(event: &Event) -> Outcome<Phase> {
+        match event {
+            Event::Done => Transition(Phase::Extracting),
+            // Already choosing: a new reason to choose changes nothing.
+            Event::Regather | Event::HostUnusable => Handled,
+            Event::Deleting => Super,
+        }
+    }
+
+    #[state(superstate = "active")]
+    fn extracting(event: &Event) -> Outcome<Phase> {
+        match event {
+            Event::Done => Transition(Phase::DeployingInfra),
+            _ => Super,
+        }
+    }
+
+    #[state(superstate = "active")]
+    fn deploying_infra(event: &Event) -> Outcome<Phase> {
+        match event {
+            Event::Done => Transition(Phase::Labeling),
+            _ => Super,
+        }
+    }
+
+    #[state(superstate = "active")]
+    fn labeling(event: &Event) -> Outcome<Phase> {
+        match event {
+            Event::Done => Transition(Phase::Ready),
+            _ => Super,
+        }
+    }
+
+    #[state(superstate = "active")]
+    fn ready(event: &Event) -> Outcome<Phase> {
+        match event {
+            Event::Done => Handled,
+            _ => Super,
+        }
+    }
+
+    /// Terminal: the controller removes the finalizer once the work is done.
+    #[state]
+    fn decommissioning(event: &Event) -> Outcome<Phase> {
+        let _ = event;
+        Handled
+    }
+}
+
+/// The phase after `event` in `phase`: the machine restored at `phase`, then handed `event`.
+pub fn next(phase: Phase, event: Event) -> Phase {
+    let mut machine = Lifecycle.uninitialized_state_machine();
+    *machine.state_mut() = phase;
+    let mut machine = machine.init();
+    machine.handle(&event);
+    *machine.state()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Event::*;
+    use Phase::*;
+
+    #[test]
+    fn transitions_follow_the_diagram() {
+        let cases = [
+            (Gathering, Done, Extracting, "hosts chosen"),
+            (Extracting, Done, DeployingInfra, "data read"),
+            (DeployingInfra, Done, Labeling, "services applied"),
+            (Labeling, Done, Ready, "hosts labeled"),
+            (Ready, Done, Ready, "nothing to do"),
+            (
+                Extracting,
+                HostUnusable,
+                Gathering,
+                "replace an unusable host",
+            ),
+            (Labeling, HostUnusable, Gathering, "label conflict"),
+            (Ready, Regather, Gathering, "spec changed"),
+            (
+                DeployingInfra,
+                Regather,
+                Gathering,
+                "host lost while deploying",
+            ),
+            (Gathering, Regather, Gathering, "already gathering"),
+            (
+                Gathering,
+                Deleting,
+                Decommissioning,
+                "deleted while gathering",
+            ),
+            (Ready, Deleting, Decommissioning, "deleted when ready"),
+            (
+                Labeling,
+                Deleting,
+                Decommissioning,
+                "deleted while labeling",
+            ),
+            (
+                Decommissioning,
+                Regather,
+                Decommissioning,
+                "no way back from deletion",
+            ),
+            (Decommissioning, Done, Decommissioning, "terminal"),
+        ];
+        for (from, event, to, msg) in cases {
+            assert_eq!(next(from, event), to, "{msg}");
+        }
+    }
+
+    #[test]
+    fn every_phase_can_be_deleted_and_none_is_left_by_deletion() {
+        for phase in Phase::ALL {
+            assert_eq!(next(phase, Deleting), Decommissioning, "{phase}");
+        }
+        for event in Event::ALL {
+            assert_eq!(next(Decommissioning, event), Decommissioning, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn restoring_a_phase_changes_nothing() {
+        for phase in Phase::ALL {
+            let mut m = Lifecycle.uninitialized_state_machine();
+            *m.state_mut() = phase;
+            let m = m.init();
+            assert_eq!(*m.state(), phase);
+        }
+    }
+}
