@@ -3,6 +3,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod api;
+pub mod controller;
 pub mod crdgen;
 pub mod extraction;
 pub mod machine;

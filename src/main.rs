@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator.
+    Run(RunArgs),
     /// Print the SIPCluster CRD as YAML, or write every CRD the project ships into a directory.
     Crd {
         /// Write `crd/`-style files into this directory instead of printing.
@@ -29,9 +31,53 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig to use; in a pod the in-cluster configuration is used when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Watch BareMetalHosts in this namespace only (default: all namespaces).
+    #[arg(long, env = "SIP_HOST_NAMESPACE")]
+    host_namespace: Option<String>,
+    /// Serve SIPClusters in this namespace only (default: all namespaces).
+    #[arg(long, env = "SIP_CLUSTER_NAMESPACE")]
+    cluster_namespace: Option<String>,
+    /// Log format.
+    #[arg(long, env = "SIP_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log filter, in tracing's EnvFilter syntax (for example `info,sip=debug`).
+    #[arg(long, env = "SIP_LOG", default_value = "info")]
+    log: String,
+    /// Name of this replica in Events (set it to the pod name).
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("sip run: starting the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sip run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crd { write: Some(dir) } => match sip::crdgen::write_all(&dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -62,6 +108,48 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)?;
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let settings = sip::controller::Settings {
+        host_namespace: args.host_namespace,
+        cluster_namespace: args.cluster_namespace,
+        instance: args.instance,
+    };
+    tracing::info!("sip operator starting");
+    // SIGTERM (kubelet) or Ctrl-C: the controller finishes the step in hand, then stops.
+    sip::controller::run(client, settings, shutdown_signal()).await;
+    tracing::info!("sip operator stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

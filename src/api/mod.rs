@@ -8,7 +8,7 @@ pub mod sipcluster;
 pub use baremetalhost::{BareMetalHost, BareMetalHostSpec, BareMetalHostStatus};
 pub use sipcluster::{
     HostRecord, HostState, NodeCount, NodeRole, NodeSet, Phase, SIPCluster, SIPClusterSpec,
-    SIPClusterStatus, Services,
+    SIPClusterStatus, Services, TransitionRecord,
 };
 
 /// Host label naming the SIPCluster's namespace.

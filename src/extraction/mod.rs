@@ -278,7 +278,13 @@ pub fn record_outcome(record: &mut HostRecord, outcome: &Result<Extracted, Extra
             }
         }
         Err(err) => {
-            record.state = HostState::Unusable;
+            // A host that was never labeled is simply unusable; one that may carry this
+            // cluster's labels is released, so its labels go before it leaves the ledger.
+            record.state = if record.state == HostState::Chosen {
+                HostState::Unusable
+            } else {
+                HostState::Releasing
+            };
             record.reason = Some(err.to_string());
         }
     }

@@ -380,4 +380,9 @@ fn outcomes_are_recorded_in_the_ledger() {
     record_outcome(&mut r, &run(None, Some(&creds()), &svc));
     assert_eq!(r.state, HostState::Unusable);
     assert!(r.reason.unwrap().contains("not found"));
+
+    // A labeled host that can no longer serve is released: its labels must go first.
+    let mut r = record(HostState::Labeled, &[("pxe-ipv4", "10.0.0.1")]);
+    record_outcome(&mut r, &run(None, Some(&creds()), &svc));
+    assert_eq!(r.state, HostState::Releasing);
 }

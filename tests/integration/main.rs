@@ -5,4 +5,5 @@ mod admission;
 mod baremetalhost;
 mod common;
 mod control_plane;
+mod lifecycle;
 mod sipcluster_api;

@@ -1,0 +1,121 @@
+//! Writes to BareMetalHosts: only the three `sip.airshipit.org/*` labels, each write guarded by
+//! the resourceVersion just read, so a concurrent change is a 409 ("decide again"), never an
+//! overwrite. Hosts are read fresh (not from the cache) right before a write.
+
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::api::{
+    BareMetalHost, HostRecord, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE,
+};
+use crate::scheduling::{ClusterKey, HostView};
+
+pub enum Labeled {
+    /// The host carries this cluster's labels (now or already).
+    Done,
+    /// Another SIPCluster's labels are on it.
+    Taken,
+    /// Deleted, or re-created under the same name.
+    Gone,
+    /// Changed between read and write.
+    Conflict,
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+async fn fresh(
+    api: &Api<BareMetalHost>,
+    record: &HostRecord,
+) -> kube::Result<Option<BareMetalHost>> {
+    let host = api.get_opt(&record.name).await?;
+    Ok(host.filter(|h| record.uid.is_none() || h.metadata.uid == record.uid))
+}
+
+fn params(manager: &str) -> PatchParams {
+    PatchParams {
+        field_manager: Some(manager.to_string()),
+        ..Default::default()
+    }
+}
+
+fn guarded_label_patch(host: &BareMetalHost, labels: Value) -> Patch<Value> {
+    Patch::Merge(json!({
+        "metadata": {"resourceVersion": host.metadata.resource_version, "labels": labels}
+    }))
+}
+
+pub async fn label(
+    api: &Api<BareMetalHost>,
+    record: &HostRecord,
+    cluster: &ClusterKey,
+    manager: &str,
+) -> kube::Result<Labeled> {
+    let Some(host) = fresh(api, record).await? else {
+        return Ok(Labeled::Gone);
+    };
+    let view = HostView::from_host(&host);
+    if view.labeled_for_other(cluster) {
+        return Ok(Labeled::Taken);
+    }
+    let want = [
+        (LABEL_CLUSTER_NAMESPACE, cluster.namespace.as_str()),
+        (LABEL_CLUSTER_NAME, cluster.name.as_str()),
+        (LABEL_NODE_TYPE, record.role.as_str()),
+    ];
+    if want
+        .iter()
+        .all(|(k, v)| view.labels.get(*k).map(String::as_str) == Some(*v))
+    {
+        return Ok(Labeled::Done);
+    }
+    let labels: serde_json::Map<String, Value> = want
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    match api
+        .patch(
+            &record.name,
+            &params(manager),
+            &guarded_label_patch(&host, Value::Object(labels)),
+        )
+        .await
+    {
+        Ok(_) => Ok(Labeled::Done),
+        Err(e) if is_conflict(&e) => Ok(Labeled::Conflict),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes this cluster's labels. A host labeled for anyone else is left alone.
+/// Returns false on a conflict (try again later).
+pub async fn unlabel(
+    api: &Api<BareMetalHost>,
+    record: &HostRecord,
+    cluster: &ClusterKey,
+    manager: &str,
+) -> kube::Result<bool> {
+    let Some(host) = api.get_opt(&record.name).await? else {
+        return Ok(true);
+    };
+    let view = HostView::from_host(&host);
+    let ours = [LABEL_CLUSTER_NAMESPACE, LABEL_CLUSTER_NAME, LABEL_NODE_TYPE];
+    if view.labeled_for_other(cluster) || !ours.iter().any(|k| view.labels.contains_key(*k)) {
+        return Ok(true);
+    }
+    let labels =
+        json!({LABEL_CLUSTER_NAMESPACE: null, LABEL_CLUSTER_NAME: null, LABEL_NODE_TYPE: null});
+    match api
+        .patch(
+            &record.name,
+            &params(manager),
+            &guarded_label_patch(&host, labels),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,444 @@
+//! The serial controller: one SIPCluster at a time, each reconcile resuming from the phase in
+//! its status. The machine decides; this module does the I/O around it and records every
+//! transition (status write first, then the Event) so `kubectl describe` tells the story.
+
+pub mod conditions;
+mod error;
+pub mod history;
+mod hosts;
+mod phases;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+pub use error::Error;
+use phases::{Step, Turn, backoff};
+
+use crate::api::{BareMetalHost, FINALIZER, Phase, SIPCluster, SIPClusterStatus};
+use crate::machine::{self, Event};
+use crate::scheduling::{ClusterKey, HostView};
+
+/// Field manager and event reporter name.
+pub const MANAGER: &str = "sip-operator";
+/// Phases one reconcile may walk through before yielding to other clusters.
+const MAX_STEPS: usize = 8;
+/// How often a Ready cluster is checked even without events.
+const READY_RESYNC: Duration = Duration::from_secs(300);
+
+pub struct Context {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub manager: String,
+    /// Every BareMetalHost the operator may use.
+    pub hosts: Store<BareMetalHost>,
+    /// Consecutive blocked turns per cluster, for the backoff.
+    attempts: Mutex<HashMap<ObjectRef<SIPCluster>, u32>>,
+}
+
+/// What the operator watches and how.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Watch hosts in this namespace only (all when `None`).
+    pub host_namespace: Option<String>,
+    /// Serve SIPClusters in this namespace only (all when `None`).
+    pub cluster_namespace: Option<String>,
+    /// Reporter instance in Events (the pod name).
+    pub instance: Option<String>,
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: kube::Client,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let hosts_api: Api<BareMetalHost> = match &settings.host_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (hosts, writer) = reflector::store();
+    let host_cache = reflector(
+        writer,
+        watcher(hosts_api.clone(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| std::future::ready(()));
+    tokio::spawn(host_cache);
+
+    let clusters: Api<SIPCluster> = match &settings.cluster_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let controller = Controller::new(clusters, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(1));
+    let cluster_store = controller.store();
+
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: settings.instance.clone(),
+            },
+        ),
+        client,
+        manager: MANAGER.into(),
+        hosts: hosts.clone(),
+        attempts: Mutex::default(),
+    });
+    if hosts.wait_until_ready().await.is_err() {
+        tracing::error!("the BareMetalHost cache never became ready");
+        return;
+    }
+
+    controller
+        .watches(hosts_api, watcher::Config::default(), move |host| {
+            clusters_for_host(&cluster_store, &host)
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile round");
+            }
+        })
+        .await;
+}
+
+/// The clusters a host event concerns: the one whose labels or ledger name it, and every
+/// cluster still gathering (the host may be what it waits for).
+fn clusters_for_host(
+    clusters: &Store<SIPCluster>,
+    host: &BareMetalHost,
+) -> Vec<ObjectRef<SIPCluster>> {
+    let view = HostView::from_host(host);
+    clusters
+        .state()
+        .iter()
+        .filter(|c| {
+            let status = c.status.as_ref();
+            let in_ledger = status.is_some_and(|s| {
+                s.hosts
+                    .iter()
+                    .any(|r| r.name == view.key.name && r.namespace == view.key.namespace)
+            });
+            let labeled = view.labeled_for().is_some_and(|k| {
+                Some(&k.name) == c.metadata.name.as_ref()
+                    && Some(&k.namespace) == c.metadata.namespace.as_ref()
+            });
+            let gathering = status.and_then(|s| s.phase).unwrap_or_default() == Phase::Gathering;
+            in_ledger || labeled || gathering
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cluster
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(cluster.name_any()))?;
+    let api: Api<SIPCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let span = tracing::info_span!("reconcile", namespace = %ns, name = %cluster.name_any());
+    let _enter = span.enter();
+    finalizer(&api, FINALIZER, cluster, |event| async {
+        match event {
+            Finalizer::Apply(c) => apply(&api, &c, &ctx).await,
+            Finalizer::Cleanup(c) => cleanup(&api, &c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(name = %cluster.name_any(), error = %error, "reconcile failed");
+    Action::requeue(ctx.bump(&cluster))
+}
+
+impl Context {
+    fn bump(&self, cluster: &SIPCluster) -> Duration {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = attempts.entry(ObjectRef::from_obj(cluster)).or_default();
+        *n += 1;
+        backoff(*n)
+    }
+
+    fn reset(&self, cluster: &SIPCluster) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        attempts.remove(&ObjectRef::from_obj(cluster));
+    }
+
+    async fn publish(&self, cluster: &SIPCluster, type_: EventType, reason: &str, note: String) {
+        let event = KubeEvent {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &cluster.object_ref(&()))
+            .await
+        {
+            tracing::warn!(error = %e, "publishing an Event failed");
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+async fn apply(
+    api: &Api<SIPCluster>,
+    cluster: &SIPCluster,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let key = ClusterKey::new(cluster.namespace().unwrap_or_default(), cluster.name_any());
+    let mut turn = Turn {
+        ctx,
+        cluster,
+        key,
+        status: cluster.status.clone().unwrap_or_default(),
+    };
+    let mut resource_version = cluster.resource_version();
+    let generation = cluster.metadata.generation;
+
+    for _ in 0..MAX_STEPS {
+        let phase = turn.status.phase.unwrap_or_default();
+        let written = turn.status.clone();
+        let step = if turn.status.phase.is_none() {
+            // First sight: enter Gathering, recorded like any transition.
+            Step {
+                event: None,
+                reason: "Created",
+                message: String::new(),
+                blocked: None,
+            }
+        } else if generation != turn.status.observed_generation && phase != Phase::Gathering {
+            Step {
+                event: Some(Event::Regather),
+                reason: "SpecChanged",
+                message: format!("generation {}", generation.unwrap_or_default()),
+                blocked: None,
+            }
+        } else {
+            match phase {
+                Phase::Gathering => turn.gather().await?,
+                Phase::Extracting => turn.extract().await?,
+                // The support services land with their own module; nothing to apply yet.
+                Phase::DeployingInfra => Step {
+                    event: Some(Event::Done),
+                    reason: "InfraDeployed",
+                    message: "no support services to apply".into(),
+                    blocked: None,
+                },
+                Phase::Labeling => turn.label().await?,
+                Phase::Ready => turn.check().await?,
+                Phase::Decommissioning => return Ok(Action::await_change()),
+            }
+        };
+
+        let first_sight = turn.status.phase.is_none();
+        let next = match step.event {
+            Some(event) => machine::next(phase, event),
+            None => phase,
+        };
+        let at = now();
+        if first_sight || next != phase {
+            let from = (!first_sight).then_some(phase);
+            history::record(
+                &mut turn.status,
+                from,
+                next,
+                step.reason,
+                &step.message,
+                &at,
+            );
+            turn.status.phase = Some(next);
+        }
+        if next == Phase::Gathering {
+            turn.status.observed_generation = generation;
+        }
+        set_ready(&mut turn.status, next, &step, generation, &at);
+        history::summarize(&mut turn.status, &cluster.spec);
+
+        if turn.status != written {
+            resource_version = write_status(api, cluster, &turn.status, resource_version).await?;
+        }
+        if first_sight || next != phase {
+            let note = match step.message.as_str() {
+                "" => format!("{} -> {next}", from_label(first_sight, phase)),
+                m => format!("{} -> {next}: {m}", from_label(first_sight, phase)),
+            };
+            let type_ = if matches!(
+                step.reason,
+                "HostUnusable" | "HostLost" | "HostTaken" | "LabelConflict"
+            ) {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            ctx.publish(cluster, type_, step.reason, note).await;
+        }
+        if step.blocked.is_some() {
+            // Warn when the reason is new, not on every retry.
+            if written.conditions != turn.status.conditions {
+                ctx.publish(
+                    cluster,
+                    EventType::Warning,
+                    step.reason,
+                    step.message.clone(),
+                )
+                .await;
+            }
+            return Ok(Action::requeue(ctx.bump(cluster)));
+        }
+        if next == phase && !first_sight {
+            ctx.reset(cluster);
+            return Ok(Action::requeue(READY_RESYNC));
+        }
+    }
+    // Still progressing: come back soon, after the others had their turn.
+    Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+fn from_label(first_sight: bool, phase: Phase) -> String {
+    if first_sight {
+        "created".into()
+    } else {
+        phase.to_string()
+    }
+}
+
+fn set_ready(
+    status: &mut SIPClusterStatus,
+    phase: Phase,
+    step: &Step,
+    generation: Option<i64>,
+    at: &Time,
+) {
+    use conditions::{READY, reason, set};
+    let (ok, why, message) = match (phase, step.blocked) {
+        (_, Some(condition)) => (false, condition, step.message.clone()),
+        (Phase::Ready, None) => (
+            true,
+            reason::RECONCILIATION_SUCCEEDED,
+            "every host and service is in place".to_string(),
+        ),
+        (Phase::Decommissioning, None) => {
+            (false, reason::PROGRESSING, "decommissioning".to_string())
+        }
+        (p, None) => (false, reason::PROGRESSING, format!("{p}")),
+    };
+    set(
+        &mut status.conditions,
+        READY,
+        ok,
+        why,
+        &message,
+        generation,
+        at,
+    );
+}
+
+/// One status write, guarded by the resourceVersion the turn started from (or last wrote):
+/// another writer in between is a conflict, and the turn starts over from what it wrote.
+async fn write_status(
+    api: &Api<SIPCluster>,
+    cluster: &SIPCluster,
+    status: &SIPClusterStatus,
+    resource_version: Option<String>,
+) -> Result<Option<String>, Error> {
+    let patch = json!({
+        "apiVersion": "airship.airshipit.org/v1",
+        "kind": "SIPCluster",
+        "metadata": {"resourceVersion": resource_version},
+        "status": status,
+    });
+    let written = api
+        .patch_status(
+            &cluster.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written.resource_version())
+}
+
+async fn cleanup(
+    api: &Api<SIPCluster>,
+    cluster: &SIPCluster,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let key = ClusterKey::new(cluster.namespace().unwrap_or_default(), cluster.name_any());
+    let mut turn = Turn {
+        ctx,
+        cluster,
+        key,
+        status: cluster.status.clone().unwrap_or_default(),
+    };
+    let phase = turn.status.phase;
+    if phase != Some(Phase::Decommissioning) {
+        let at = now();
+        history::record(
+            &mut turn.status,
+            phase,
+            Phase::Decommissioning,
+            "Deleting",
+            "",
+            &at,
+        );
+        turn.status.phase = Some(Phase::Decommissioning);
+        let step = Step {
+            event: Some(Event::Deleting),
+            reason: "Deleting",
+            message: String::new(),
+            blocked: None,
+        };
+        set_ready(
+            &mut turn.status,
+            Phase::Decommissioning,
+            &step,
+            cluster.metadata.generation,
+            &at,
+        );
+        write_status(api, cluster, &turn.status, cluster.resource_version()).await?;
+        ctx.publish(
+            cluster,
+            EventType::Normal,
+            "Deleting",
+            format!("{} -> Decommissioning", phase.unwrap_or_default()),
+        )
+        .await;
+    }
+    if !turn.decommission().await? {
+        return Ok(Action::requeue(ctx.bump(cluster)));
+    }
+    ctx.publish(
+        cluster,
+        EventType::Normal,
+        "Decommissioned",
+        format!("labels removed from {} hosts", turn.status.hosts.len()),
+    )
+    .await;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,290 @@
+//! The work of each phase, on a working copy of the status. Each returns what it found as a
+//! machine [`Event`] (or none: stay and retry later) with a reason for the story.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::ObjectRef;
+
+use super::Context;
+use super::conditions::reason;
+use super::hosts::{self, Labeled};
+use crate::api::{BareMetalHost, HostState, SIPCluster, SIPClusterStatus};
+use crate::extraction::{
+    self, HostSecrets, credentials_secret_ref, network_data_secret_ref, required_interfaces,
+};
+use crate::machine::Event;
+use crate::scheduling::{ClusterKey, HostKey, HostView, Inputs, schedule};
+
+/// What a phase's work concluded.
+pub struct Step {
+    pub event: Option<Event>,
+    /// PascalCase, for the history and the Event.
+    pub reason: &'static str,
+    pub message: String,
+    /// When no event: Ready=False with this condition reason, and retry after a backoff.
+    pub blocked: Option<&'static str>,
+}
+
+impl Step {
+    fn go(event: Event, reason: &'static str, message: impl Into<String>) -> Self {
+        Step {
+            event: Some(event),
+            reason,
+            message: message.into(),
+            blocked: None,
+        }
+    }
+
+    fn blocked(condition: &'static str, reason: &'static str, message: String) -> Self {
+        Step {
+            event: None,
+            reason,
+            message,
+            blocked: Some(condition),
+        }
+    }
+}
+
+/// Retry delay for a blocked cluster: grows with the attempts, with jitter, capped.
+pub fn backoff(attempts: u32) -> Duration {
+    let base = 2u64.saturating_pow(attempts.min(8)).min(300);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis() as u64 % 1000);
+    Duration::from_millis(base * 1000 + jitter)
+}
+
+pub struct Turn<'a> {
+    pub ctx: &'a Context,
+    pub cluster: &'a SIPCluster,
+    pub key: ClusterKey,
+    pub status: SIPClusterStatus,
+}
+
+impl Turn<'_> {
+    fn hosts_snapshot(&self) -> Vec<HostView> {
+        self.ctx
+            .hosts
+            .state()
+            .iter()
+            .map(|h| HostView::from_host(h))
+            .collect()
+    }
+
+    /// Hosts in other SIPClusters' ledgers, read from the API server rather than the cache:
+    /// a claim written a moment ago by the previous reconcile must be seen.
+    async fn claims_elsewhere(&self) -> kube::Result<HashSet<HostKey>> {
+        let all: Api<SIPCluster> = Api::all(self.ctx.client.clone());
+        let list = all.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|c| {
+                c.metadata.namespace.as_deref() != Some(&self.key.namespace)
+                    || c.metadata.name.as_deref() != Some(&self.key.name)
+            })
+            .flat_map(|c| c.status.iter().flat_map(|s| s.hosts.iter()))
+            .filter(|r| r.state.claims())
+            .map(HostKey::of_record)
+            .collect())
+    }
+
+    /// The decision on the current snapshot, without acting on it.
+    pub async fn decide(&self) -> kube::Result<crate::scheduling::Decision> {
+        let hosts = self.hosts_snapshot();
+        let claimed = self.claims_elsewhere().await?;
+        Ok(schedule(&Inputs {
+            cluster: &self.key,
+            spec: &self.cluster.spec,
+            ledger: &self.status.hosts,
+            hosts: &hosts,
+            claimed_elsewhere: &claimed,
+        }))
+    }
+
+    pub async fn gather(&mut self) -> kube::Result<Step> {
+        let decision = self.decide().await?;
+        self.status.hosts = decision.apply_to(&self.status.hosts);
+        if !decision.is_schedulable() {
+            let why: Vec<String> = decision.shortfalls().map(ToString::to_string).collect();
+            // Hosts found unusable get another chance after the backoff: their Secrets may
+            // have been fixed. They were never labeled, so dropping them loses nothing.
+            self.status.hosts.retain(|h| h.state != HostState::Unusable);
+            return Ok(Step::blocked(
+                reason::UNSCHEDULABLE,
+                "Unschedulable",
+                why.join("; "),
+            ));
+        }
+        let added: usize = decision.roles.values().map(|r| r.add.len()).sum();
+        let released: usize = decision.roles.values().map(|r| r.release.len()).sum();
+        Ok(Step::go(
+            Event::Done,
+            "HostsChosen",
+            format!("{added} hosts added, {released} released"),
+        ))
+    }
+
+    pub async fn extract(&mut self) -> kube::Result<Step> {
+        let needs = required_interfaces(&self.cluster.spec.services);
+        let mut unusable = Vec::new();
+        for i in 0..self.status.hosts.len() {
+            if !extraction::needs_extraction(&self.status.hosts[i], &needs) {
+                continue;
+            }
+            let key = HostKey::of_record(&self.status.hosts[i]);
+            let host = self
+                .ctx
+                .hosts
+                .get(&ObjectRef::new(&key.name).within(&key.namespace));
+            let Some(host) = host else {
+                return Ok(Step::go(
+                    Event::Regather,
+                    "HostLost",
+                    format!("host {key} is gone"),
+                ));
+            };
+            let nd = self.secret(network_data_secret_ref(&host)).await?;
+            let cr = self.secret(credentials_secret_ref(&host)).await?;
+            let outcome = extraction::extract(
+                &host,
+                &needs,
+                HostSecrets {
+                    network_data: nd.as_ref(),
+                    credentials: cr.as_ref(),
+                },
+            );
+            if let Err(e) = &outcome {
+                unusable.push(e.to_string());
+            }
+            extraction::record_outcome(&mut self.status.hosts[i], &outcome);
+        }
+        if unusable.is_empty() {
+            Ok(Step::go(
+                Event::Done,
+                "HostsExtracted",
+                "addresses and BMC details read",
+            ))
+        } else {
+            Ok(Step::go(
+                Event::HostUnusable,
+                "HostUnusable",
+                unusable.join("; "),
+            ))
+        }
+    }
+
+    async fn secret(&self, reference: Option<(String, String)>) -> kube::Result<Option<Secret>> {
+        match reference {
+            None => Ok(None),
+            Some((ns, name)) => {
+                Api::<Secret>::namespaced(self.ctx.client.clone(), &ns)
+                    .get_opt(&name)
+                    .await
+            }
+        }
+    }
+
+    pub async fn label(&mut self) -> kube::Result<Step> {
+        let manager = self.ctx.manager.as_str();
+        // Released and unusable hosts lose this cluster's labels first.
+        let mut pending = false;
+        for i in 0..self.status.hosts.len() {
+            let record = &self.status.hosts[i];
+            if record.state.is_member() {
+                continue;
+            }
+            let api = self.hosts_api(&record.namespace);
+            if !hosts::unlabel(&api, record, &self.key, manager).await? {
+                pending = true;
+            }
+        }
+        if pending {
+            return Ok(Step::go(
+                Event::Regather,
+                "LabelConflict",
+                "a released host changed while being unlabeled",
+            ));
+        }
+        self.status
+            .hosts
+            .retain(|h| h.state != HostState::Releasing);
+
+        for i in 0..self.status.hosts.len() {
+            let record = &self.status.hosts[i];
+            if !matches!(record.state, HostState::Extracted | HostState::Labeled) {
+                continue;
+            }
+            let api = self.hosts_api(&record.namespace);
+            let key = HostKey::of_record(record);
+            match hosts::label(&api, record, &self.key, manager).await? {
+                Labeled::Done => self.status.hosts[i].state = HostState::Labeled,
+                Labeled::Taken => {
+                    let r = &mut self.status.hosts[i];
+                    r.state = HostState::Unusable;
+                    r.reason = Some(format!("host {key} was labeled for another SIPCluster"));
+                    return Ok(Step::go(
+                        Event::HostUnusable,
+                        "HostTaken",
+                        format!("host {key} was taken by another SIPCluster"),
+                    ));
+                }
+                Labeled::Gone => {
+                    return Ok(Step::go(
+                        Event::Regather,
+                        "HostLost",
+                        format!("host {key} is gone"),
+                    ));
+                }
+                Labeled::Conflict => {
+                    return Ok(Step::go(
+                        Event::Regather,
+                        "LabelConflict",
+                        format!("host {key} changed while being labeled"),
+                    ));
+                }
+            }
+        }
+        // Unusable marks served this round; a later round may try those hosts again.
+        self.status.hosts.retain(|h| h.state != HostState::Unusable);
+        Ok(Step::go(
+            Event::Done,
+            "HostsLabeled",
+            "every member carries the cluster's labels",
+        ))
+    }
+
+    /// Ready: still what the spec asks for? A spec change or a lost host means choosing again.
+    pub async fn check(&mut self) -> kube::Result<Step> {
+        let decision = self.decide().await?;
+        if decision.changes_nothing() {
+            Ok(Step::go(Event::Done, "Ready", ""))
+        } else {
+            let lost: Vec<String> = decision
+                .roles
+                .values()
+                .flat_map(|r| r.release.iter())
+                .map(|r| format!("{}: {}", r.key, r.reason))
+                .collect();
+            Ok(Step::go(Event::Regather, "HostLost", lost.join("; ")))
+        }
+    }
+
+    /// Decommissioning: unlabel exactly the ledger's hosts. True when all are done.
+    pub async fn decommission(&mut self) -> kube::Result<bool> {
+        let manager = self.ctx.manager.as_str();
+        let mut done = true;
+        for record in &self.status.hosts {
+            let api = self.hosts_api(&record.namespace);
+            done &= hosts::unlabel(&api, record, &self.key, manager).await?;
+        }
+        Ok(done)
+    }
+
+    fn hosts_api(&self, namespace: &str) -> Api<BareMetalHost> {
+        Api::namespaced(self.ctx.client.clone(), namespace)
+    }
+}

@@ -1,0 +1,217 @@
+//! The operator against the real API server: a SIPCluster from creation to Ready, its hosts
+//! labeled, the story in status and Events, and deletion leaving nothing behind.
+
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+use sip::api::{
+    BareMetalHost, HostState, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE, Phase,
+    SIPCluster,
+};
+use sip_envtest::apply_yaml;
+
+use crate::common::{
+    SAMPLE_HOSTS, SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, test_env, yaml_documents,
+};
+
+/// The sample inventory, moved into the test's namespace.
+async fn load_hosts(env: &TestEnv) {
+    let docs: Vec<String> = yaml_documents(SAMPLE_HOSTS)
+        .into_iter()
+        .filter(|d| d["kind"] != "Namespace")
+        .map(|mut d| {
+            d["metadata"]["namespace"] = json!(env.namespace);
+            if d["kind"] == "BareMetalHost" {
+                d["spec"]["networkData"]["namespace"] = json!(env.namespace);
+            }
+            serde_json::to_string(&d).unwrap()
+        })
+        .collect();
+    apply_yaml(&env.client, &docs.join("\n---\n"), &env.namespace)
+        .await
+        .unwrap();
+}
+
+fn start_operator(env: &TestEnv) -> tokio::task::JoinHandle<()> {
+    let settings = sip::controller::Settings {
+        host_namespace: Some(env.namespace.clone()),
+        cluster_namespace: Some(env.namespace.clone()),
+        instance: Some("test".into()),
+    };
+    tokio::spawn(sip::controller::run(
+        env.client.clone(),
+        settings,
+        std::future::pending(),
+    ))
+}
+
+/// Waits until `check` holds for the SIPCluster, failing with what was last seen.
+async fn wait_for(
+    api: &Api<SIPCluster>,
+    name: &str,
+    what: &str,
+    check: impl Fn(Option<&SIPCluster>) -> bool,
+) -> Option<SIPCluster> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = api.get_opt(name).await.unwrap();
+        if check(seen.as_ref()) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last seen status: {:#?}",
+            seen.and_then(|c| c.status)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn phase(c: Option<&SIPCluster>) -> Option<Phase> {
+    c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase)
+}
+
+#[tokio::test]
+async fn a_sipcluster_goes_to_ready_and_leaves_nothing_when_deleted() {
+    let env = test_env("lifecycle").await;
+    load_hosts(&env).await;
+    let operator = start_operator(&env);
+
+    let mut manifest = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+    manifest["metadata"]["namespace"] = json!(env.namespace);
+    let cluster: SIPCluster = serde_json::from_value(manifest).unwrap();
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(&PostParams::default(), &cluster).await.unwrap();
+
+    let ready = wait_for(&api, "sipcluster-system", "phase Ready", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await
+    .unwrap();
+    let status = ready.status.unwrap();
+
+    // The story, in order, with no second Gathering.
+    let story: Vec<(Option<Phase>, Phase)> =
+        status.history.iter().map(|h| (h.from, h.to)).collect();
+    assert_eq!(
+        story,
+        [
+            (None, Phase::Gathering),
+            (Some(Phase::Gathering), Phase::Extracting),
+            (Some(Phase::Extracting), Phase::DeployingInfra),
+            (Some(Phase::DeployingInfra), Phase::Labeling),
+            (Some(Phase::Labeling), Phase::Ready),
+        ]
+    );
+    let ready_cond = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready_cond.status.as_str(), ready_cond.reason.as_str()),
+        ("True", "ReconciliationSucceeded")
+    );
+    assert_eq!(ready_cond.observed_generation, ready.metadata.generation);
+    assert_eq!(status.observed_generation, ready.metadata.generation);
+    assert_eq!(
+        (status.control_plane.as_deref(), status.workers.as_deref()),
+        (Some("2/2"), Some("2/2"))
+    );
+    assert!(
+        ready
+            .metadata
+            .finalizers
+            .unwrap()
+            .contains(&sip::api::FINALIZER.to_string())
+    );
+
+    // Exactly the ledger's hosts carry the labels, with their role; addresses were read.
+    assert_eq!(status.hosts.len(), 4);
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    for h in hosts.list(&Default::default()).await.unwrap() {
+        let name = h.metadata.name.clone().unwrap();
+        let labels = h.metadata.labels.clone().unwrap_or_default();
+        match status.hosts.iter().find(|r| r.name == name) {
+            Some(r) => {
+                assert_eq!(r.state, HostState::Labeled);
+                assert_eq!(
+                    labels.get(LABEL_CLUSTER_NAME).map(String::as_str),
+                    Some("sipcluster-system"),
+                    "{name}"
+                );
+                assert_eq!(
+                    labels.get(LABEL_CLUSTER_NAMESPACE),
+                    Some(&env.namespace),
+                    "{name}"
+                );
+                assert_eq!(
+                    labels.get(LABEL_NODE_TYPE).map(String::as_str),
+                    Some(r.role.as_str()),
+                    "{name}"
+                );
+                assert!(
+                    r.addresses["oam-ipv4"].starts_with("192.168.100."),
+                    "{name}: {:?}",
+                    r.addresses
+                );
+                assert!(r.bmc_address.is_some());
+            }
+            None => assert!(
+                !labels.contains_key(LABEL_CLUSTER_NAME),
+                "{name} labeled but not in the ledger"
+            ),
+        }
+    }
+    let status_json = serde_json::to_string(&status).unwrap();
+    assert!(
+        !status_json.contains("sample-password"),
+        "a BMC password reached the status"
+    );
+
+    // kubectl describe tells the story.
+    let described = env.kubectl(&["describe", "sip", "sipcluster-system", "-n", &env.namespace]);
+    for needle in [
+        "Phase:",
+        "Ready",
+        "History:",
+        "HostsChosen",
+        "HostsLabeled",
+        "Events:",
+        "ReconciliationSucceeded",
+    ] {
+        assert!(
+            described.contains(needle),
+            "{needle:?} missing from kubectl describe:\n{described}"
+        );
+    }
+    assert!(!described.contains("sample-password"));
+
+    // Deletion: labels removed from exactly the ledger's hosts, then the object goes.
+    api.delete("sipcluster-system", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        &api,
+        "sipcluster-system",
+        "the SIPCluster to be gone",
+        |c| c.is_none(),
+    )
+    .await;
+    for h in hosts.list(&Default::default()).await.unwrap() {
+        let labels = h.metadata.labels.unwrap_or_default();
+        for key in [LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE] {
+            assert!(
+                !labels.contains_key(key),
+                "{key} left on {:?}",
+                h.metadata.name
+            );
+        }
+        assert!(
+            labels.contains_key("vino.airshipit.org/flavor"),
+            "other labels must stay"
+        );
+    }
+    operator.abort();
+}
