@@ -1,13 +1,22 @@
 //! `cargo demo`: the whole story on a local control plane, from nothing but Rust and Go.
 //!
 //! Starts etcd and kube-apiserver (building them on first use), installs the CRDs, applies the
-//! sample inventory and the predecessor's sample SIPCluster, and shows them with kubectl.
-//! `--keep` leaves the control plane running until Ctrl-C and prints how to reach it.
+//! sample inventory and the predecessor's sample SIPCluster, runs the operator and prints the
+//! phases as they happen until Ready; then scales the workers up and down and deletes the
+//! cluster, showing the host labels each time. Exits 0 when every step reached its goal.
+//! `--keep` leaves the control plane running at the end until Ctrl-C.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use sip::api::{Phase, SIPCluster};
 use sip_envtest::{ControlPlane, apply_yaml, binaries::repo_root};
+
+const NS: &str = "sipcluster-system";
+const NAME: &str = "sipcluster-system";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -32,50 +41,148 @@ async fn run() -> Result<()> {
     );
     let client = cp.client().await?;
 
-    let samples = repo_root().join("manifests/samples");
-    for file in ["hosts.yaml", "sipcluster.yaml"] {
-        step(&format!("applying manifests/samples/{file}"));
-        let yaml = std::fs::read_to_string(samples.join(file))
-            .with_context(|| format!("reading {file}"))?;
-        let applied = apply_yaml(&client, &yaml, "default").await?;
-        for obj in applied {
-            let kind = obj.types.as_ref().map_or("?", |t| t.kind.as_str());
-            if kind != "Secret" {
-                println!(
-                    "  {kind} {}/{}",
-                    obj.metadata.namespace.unwrap_or_default(),
-                    obj.metadata.name.unwrap_or_default()
-                );
-            }
-        }
-    }
+    step(
+        "applying manifests/samples/hosts.yaml: 10 hosts in 4 racks, their networkData and BMC secrets",
+    );
+    apply_file(&client, "hosts.yaml").await?;
+    kubectl(&cp, &["get", "bmh", "-n", "metal3", "-L", LABELS])?;
 
-    step("kubectl get baremetalhosts -n metal3 -L flavor,rack,host");
-    kubectl(
-        &cp,
-        &[
+    step("starting the operator");
+    let operator = tokio::spawn(sip::controller::run(
+        client.clone(),
+        sip::controller::Settings::default(),
+        std::future::pending(),
+    ));
+
+    step("applying manifests/samples/sipcluster.yaml (the predecessor's sample, unchanged)");
+    apply_file(&client, "sipcluster.yaml").await?;
+    let api: Api<SIPCluster> = Api::namespaced(client.clone(), NS);
+    follow(&api, 1).await?;
+    kubectl(&cp, &["get", "sip", "-n", NS])?;
+    kubectl(&cp, &["get", "bmh", "-n", "metal3", "-L", LABELS])?;
+    step("kubectl describe sip (the story)");
+    kubectl(&cp, &["describe", "sip", NAME, "-n", NS])?;
+
+    step("scaling workers up to 3 active + 1 standby");
+    scale_workers(&api, 3, 1).await?;
+    follow(&api, 2).await?;
+    kubectl(&cp, &["get", "bmh", "-n", "metal3", "-L", LABELS])?;
+
+    step("scaling workers down to 1 active + 0 standby: the surplus hosts are released");
+    scale_workers(&api, 1, 0).await?;
+    follow(&api, 3).await?;
+    kubectl(&cp, &["get", "sip", "-n", NS])?;
+    kubectl(&cp, &["get", "bmh", "-n", "metal3", "-L", LABELS])?;
+
+    step("deleting the SIPCluster: its labels are removed, then the finalizer");
+    api.delete(NAME, &DeleteParams::default()).await?;
+    wait(
+        Duration::from_secs(60),
+        "the SIPCluster to be gone",
+        || async { Ok(api.get_opt(NAME).await?.is_none()) },
+    )
+    .await?;
+    kubectl(&cp, &["get", "bmh", "-n", "metal3", "-L", LABELS])?;
+    let labeled = cp
+        .kubectl()
+        .args([
             "get",
-            "baremetalhosts",
+            "bmh",
             "-n",
             "metal3",
-            "-L",
-            "vino.airshipit.org/flavor,vino.airshipit.org/rack,vino.airshipit.org/host",
-        ],
-    )?;
-    step("kubectl get sipclusters -A");
-    kubectl(&cp, &["get", "sipclusters", "-A"])?;
+            "-l",
+            "sip.airshipit.org/cluster-name",
+            "-o",
+            "name",
+        ])
+        .output()?;
+    if !labeled.stdout.is_empty() {
+        bail!(
+            "hosts still labeled after deletion: {}",
+            String::from_utf8_lossy(&labeled.stdout)
+        );
+    }
+    println!("  no host carries a sip.airshipit.org label any more");
+    operator.abort();
 
     if keep {
         step("the control plane stays up until Ctrl-C");
         println!("  export KUBECONFIG={}", cp.kubeconfig.display());
-        println!("  {} get sip -A", cp.bin_dir.join("kubectl").display());
+        println!("  {} get sip,bmh -A", cp.bin_dir.join("kubectl").display());
         tokio::signal::ctrl_c().await?;
     }
+    step("done");
     Ok(())
 }
 
+const LABELS: &str = "vino.airshipit.org/rack,vino.airshipit.org/host,sip.airshipit.org/cluster-name,sip.airshipit.org/node-type";
+
 fn step(what: &str) {
     println!("\n==> {what}");
+}
+
+async fn apply_file(client: &kube::Client, file: &str) -> Result<()> {
+    let yaml = std::fs::read_to_string(repo_root().join("manifests/samples").join(file))
+        .with_context(|| format!("reading {file}"))?;
+    apply_yaml(client, &yaml, "default").await?;
+    Ok(())
+}
+
+async fn scale_workers(api: &Api<SIPCluster>, active: u32, standby: u32) -> Result<()> {
+    let patch =
+        json!({"spec": {"nodes": {"Worker": {"count": {"active": active, "standby": standby}}}}});
+    api.patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Prints each phase as it happens until the cluster is Ready at `generation`.
+async fn follow(api: &Api<SIPCluster>, generation: i64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last: Option<(Phase, String)> = None;
+    loop {
+        let cluster = api.get(NAME).await?;
+        let status = cluster.status.unwrap_or_default();
+        if let Some(phase) = status.phase {
+            let ready = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| format!("{} ({})", c.status, c.reason))
+                .unwrap_or_default();
+            let now = (phase, ready.clone());
+            if last.as_ref() != Some(&now) {
+                println!(
+                    "  phase {phase:<15} Ready={ready:<32} control plane {} workers {}",
+                    status.control_plane.as_deref().unwrap_or("-"),
+                    status.workers.as_deref().unwrap_or("-")
+                );
+                last = Some(now);
+            }
+            if phase == Phase::Ready && status.observed_generation == Some(generation) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the SIPCluster did not reach Ready for generation {generation} within 90s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait<F, Fut>(limit: Duration, what: &str, mut done: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    while !done().await? {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<()> {
