@@ -1,7 +1,11 @@
 //! What every integration test needs: a client on the shared control plane and a namespace.
 
-use serde_json::Value;
-use sip_envtest::{ControlPlane, create_namespace};
+use std::time::{Duration, Instant};
+
+use kube::api::Api;
+use serde_json::{Value, json};
+use sip::api::{Phase, SIPCluster};
+use sip_envtest::{ControlPlane, apply_yaml, create_namespace};
 
 pub const SAMPLE_SIPCLUSTER: &str = include_str!("../../manifests/samples/sipcluster.yaml");
 pub const SAMPLE_HOSTS: &str = include_str!("../../manifests/samples/hosts.yaml");
@@ -55,4 +59,61 @@ impl TestEnv {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// The sample inventory, moved into the test's namespace.
+pub async fn load_hosts(env: &TestEnv) {
+    let docs: Vec<String> = yaml_documents(SAMPLE_HOSTS)
+        .into_iter()
+        .filter(|d| d["kind"] != "Namespace")
+        .map(|mut d| {
+            d["metadata"]["namespace"] = json!(env.namespace);
+            if d["kind"] == "BareMetalHost" {
+                d["spec"]["networkData"]["namespace"] = json!(env.namespace);
+            }
+            serde_json::to_string(&d).unwrap()
+        })
+        .collect();
+    apply_yaml(&env.client, &docs.join("\n---\n"), &env.namespace)
+        .await
+        .unwrap();
+}
+
+pub fn start_operator(env: &TestEnv) -> tokio::task::JoinHandle<()> {
+    let settings = sip::controller::Settings {
+        host_namespace: Some(env.namespace.clone()),
+        cluster_namespace: Some(env.namespace.clone()),
+        instance: Some("test".into()),
+    };
+    tokio::spawn(sip::controller::run(
+        env.client.clone(),
+        settings,
+        std::future::pending(),
+    ))
+}
+
+/// Waits until `check` holds for the SIPCluster, failing with what was last seen.
+pub async fn wait_for(
+    api: &Api<SIPCluster>,
+    name: &str,
+    what: &str,
+    check: impl Fn(Option<&SIPCluster>) -> bool,
+) -> Option<SIPCluster> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = api.get_opt(name).await.unwrap();
+        if check(seen.as_ref()) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last seen status: {:#?}",
+            seen.and_then(|c| c.status)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn phase(c: Option<&SIPCluster>) -> Option<Phase> {
+    c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase)
 }

@@ -1,76 +1,15 @@
 //! The operator against the real API server: a SIPCluster from creation to Ready, its hosts
 //! labeled, the story in status and Events, and deletion leaving nothing behind.
 
-use std::time::{Duration, Instant};
-
+use crate::common::{
+    SAMPLE_SIPCLUSTER, document_of_kind, load_hosts, phase, start_operator, test_env, wait_for,
+};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use sip::api::{
     BareMetalHost, HostState, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE, Phase,
     SIPCluster,
 };
-use sip_envtest::apply_yaml;
-
-use crate::common::{
-    SAMPLE_HOSTS, SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, test_env, yaml_documents,
-};
-
-/// The sample inventory, moved into the test's namespace.
-async fn load_hosts(env: &TestEnv) {
-    let docs: Vec<String> = yaml_documents(SAMPLE_HOSTS)
-        .into_iter()
-        .filter(|d| d["kind"] != "Namespace")
-        .map(|mut d| {
-            d["metadata"]["namespace"] = json!(env.namespace);
-            if d["kind"] == "BareMetalHost" {
-                d["spec"]["networkData"]["namespace"] = json!(env.namespace);
-            }
-            serde_json::to_string(&d).unwrap()
-        })
-        .collect();
-    apply_yaml(&env.client, &docs.join("\n---\n"), &env.namespace)
-        .await
-        .unwrap();
-}
-
-fn start_operator(env: &TestEnv) -> tokio::task::JoinHandle<()> {
-    let settings = sip::controller::Settings {
-        host_namespace: Some(env.namespace.clone()),
-        cluster_namespace: Some(env.namespace.clone()),
-        instance: Some("test".into()),
-    };
-    tokio::spawn(sip::controller::run(
-        env.client.clone(),
-        settings,
-        std::future::pending(),
-    ))
-}
-
-/// Waits until `check` holds for the SIPCluster, failing with what was last seen.
-async fn wait_for(
-    api: &Api<SIPCluster>,
-    name: &str,
-    what: &str,
-    check: impl Fn(Option<&SIPCluster>) -> bool,
-) -> Option<SIPCluster> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let seen = api.get_opt(name).await.unwrap();
-        if check(seen.as_ref()) {
-            return seen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last seen status: {:#?}",
-            seen.and_then(|c| c.status)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn phase(c: Option<&SIPCluster>) -> Option<Phase> {
-    c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase)
-}
 
 #[tokio::test]
 async fn a_sipcluster_goes_to_ready_and_leaves_nothing_when_deleted() {

@@ -5,5 +5,6 @@ mod admission;
 mod baremetalhost;
 mod common;
 mod control_plane;
+mod invariants;
 mod lifecycle;
 mod sipcluster_api;

@@ -1,0 +1,368 @@
+//! The controller's invariants on the real API server: clear answers for bad input and
+//! recovery without a restart, replacement of unusable hosts, exclusivity under contention,
+//! and no writes once Ready.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, Phase, SIPCluster};
+
+use crate::common::{
+    SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, load_hosts, phase, start_operator, test_env,
+    wait_for,
+};
+
+/// The sample SIPCluster named `name` in the test namespace, with its counts changed.
+fn cluster(env: &TestEnv, name: &str, cp: (u32, u32), workers: (u32, u32)) -> SIPCluster {
+    let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+    m["metadata"]["namespace"] = json!(env.namespace);
+    m["metadata"]["name"] = json!(name);
+    m["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": cp.0, "standby": cp.1});
+    m["spec"]["nodes"]["Worker"]["count"] = json!({"active": workers.0, "standby": workers.1});
+    serde_json::from_value(m).unwrap()
+}
+
+fn ready_condition(c: Option<&SIPCluster>) -> Option<(String, String, String)> {
+    c?.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn events_for(env: &TestEnv, name: &str) -> Vec<(String, String, String)> {
+    let api: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
+    let list = api
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .unwrap();
+    list.items
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    hosts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|h| {
+            let owner = h.metadata.labels?.get(LABEL_CLUSTER_NAME)?.clone();
+            Some((h.metadata.name?, owner))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unschedulable_cluster_says_why_and_recovers_when_a_host_appears() {
+    let env = test_env("unschedulable").await;
+    load_hosts(&env).await;
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    // Five control-plane hosts, one per rack: the pool has four racks.
+    api.create(
+        &PostParams::default(),
+        &cluster(&env, "big", (3, 2), (1, 0)),
+    )
+    .await
+    .unwrap();
+    let seen = wait_for(&api, "big", "Ready=False Unschedulable", |c| {
+        ready_condition(c).is_some_and(|(s, r, _)| s == "False" && r == "Unschedulable")
+    })
+    .await;
+    let (_, _, message) = ready_condition(seen.as_ref()).unwrap();
+    for needle in [
+        "ControlPlane: wanted 5, have 0, can add 4",
+        "lower spec.nodes.ControlPlane.count",
+    ] {
+        assert!(message.contains(needle), "{needle:?} not in {message:?}");
+    }
+    assert!(
+        labeled_hosts(&env).await.is_empty(),
+        "nothing is claimed when unschedulable"
+    );
+    assert!(seen.unwrap().status.unwrap().hosts.is_empty());
+    let events = events_for(&env, "big").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, m)| t == "Warning" && r == "Unschedulable" && m.contains("wanted 5")),
+        "{events:?}"
+    );
+
+    // A fifth rack appears: the cluster goes Ready without a restart.
+    let host = json!({
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "cp-5", "namespace": env.namespace, "labels": {
+            "vino.airshipit.org/flavor": "control-plane", "vino.airshipit.org/rack": "rack-5",
+            "vino.airshipit.org/host": "cp-server-5"}},
+        "spec": {"online": true, "bmc": {"address": "ipmi://10.23.0.15", "credentialsName": "cp-1-bmc-secret"},
+                 "networkData": {"name": "cp-1-network-data", "namespace": env.namespace}}
+    });
+    sip_envtest::apply_yaml(&env.client, &host.to_string(), &env.namespace)
+        .await
+        .unwrap();
+    wait_for(&api, "big", "Ready after a host appeared", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await;
+    assert_eq!(labeled_hosts(&env).await.len(), 6);
+    operator.abort();
+}
+
+#[tokio::test]
+async fn a_host_with_bad_network_data_is_replaced_and_named() {
+    let env = test_env("badsecret").await;
+    load_hosts(&env).await;
+    // cp-1 would be chosen first; its networkData is garbage.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
+    let garbage = Secret {
+        data: Some(
+            [(
+                "networkData".to_string(),
+                ByteString(b"{not: [valid".to_vec()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    secrets
+        .patch(
+            "cp-1-network-data",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"data": garbage.data})),
+        )
+        .await
+        .unwrap();
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(&PostParams::default(), &cluster(&env, "c", (1, 1), (1, 0)))
+        .await
+        .unwrap();
+    let ready = wait_for(&api, "c", "Ready with a replacement", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await
+    .unwrap();
+    let status = ready.status.unwrap();
+    let names: Vec<&str> = status.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert!(
+        !names.contains(&"cp-1"),
+        "the bad host must not serve: {names:?}"
+    );
+    assert!(
+        names.contains(&"cp-2") && names.contains(&"cp-3"),
+        "{names:?}"
+    );
+    let labels = labeled_hosts(&env).await;
+    assert!(!labels.contains_key("cp-1"));
+    let story: Vec<Phase> = status.history.iter().map(|h| h.to).collect();
+    assert_eq!(
+        story.iter().filter(|p| **p == Phase::Gathering).count(),
+        2,
+        "{story:?}"
+    );
+    let events = events_for(&env, "c").await;
+    let warning = events
+        .iter()
+        .find(|(t, r, _)| t == "Warning" && r == "HostUnusable")
+        .unwrap_or_else(|| panic!("no HostUnusable warning: {events:?}"));
+    for needle in [
+        "cp-1",
+        "cp-1-network-data",
+        "neither JSON nor YAML",
+        "fix its syntax",
+    ] {
+        assert!(
+            warning.2.contains(needle),
+            "{needle:?} not in {:?}",
+            warning.2
+        );
+    }
+    operator.abort();
+}
+
+#[tokio::test]
+async fn no_host_ever_serves_two_clusters_under_contention() {
+    let env = test_env("contention").await;
+    load_hosts(&env).await;
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    // Every status write the API server accepts is seen here: no ledger may name a host that
+    // another ledger names, at any instant.
+    let violations = Arc::new(Mutex::new(Vec::<String>::new()));
+    let checker = {
+        let (api, violations) = (api.clone(), violations.clone());
+        tokio::spawn(async move {
+            let mut ledgers: HashMap<String, Vec<String>> = HashMap::new();
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            while let Some(Ok(event)) = events.next().await {
+                match event {
+                    watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
+                        let claims = c
+                            .status
+                            .iter()
+                            .flat_map(|s| s.hosts.iter())
+                            .filter(|r| r.state.claims())
+                            .map(|r| r.name.clone())
+                            .collect();
+                        ledgers.insert(c.metadata.name.unwrap_or_default(), claims);
+                    }
+                    watcher::Event::Delete(c) => {
+                        ledgers.remove(&c.metadata.name.unwrap_or_default());
+                    }
+                    _ => {}
+                }
+                let mut owner: HashMap<&String, &String> = HashMap::new();
+                for (cluster, hosts) in &ledgers {
+                    for h in hosts {
+                        if let Some(other) = owner.insert(h, cluster) {
+                            violations
+                                .lock()
+                                .unwrap()
+                                .push(format!("{h} in {other} and {cluster}"));
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let operator = start_operator(&env);
+    // Five clusters of 1 control plane + 1 worker; the pool has 4 control-plane hosts.
+    for i in 0..5 {
+        api.create(
+            &PostParams::default(),
+            &cluster(&env, &format!("c{i}"), (1, 0), (1, 0)),
+        )
+        .await
+        .unwrap();
+    }
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut deleted = false;
+    loop {
+        // Checked on every observation, not only at the end.
+        let clusters = api.list(&ListParams::default()).await.unwrap().items;
+        let mut owner: HashMap<String, String> = HashMap::new();
+        for c in &clusters {
+            let name = c.metadata.name.clone().unwrap();
+            for r in c
+                .status
+                .iter()
+                .flat_map(|s| s.hosts.iter())
+                .filter(|r| r.state.claims())
+            {
+                if let Some(other) = owner.insert(r.name.clone(), name.clone()) {
+                    panic!("{} is in the ledgers of {other} and {name}", r.name);
+                }
+            }
+        }
+        for h in hosts.list(&ListParams::default()).await.unwrap().items {
+            let labeled = h
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_CLUSTER_NAME));
+            if let Some(labeled) = labeled {
+                let name = h.metadata.name.clone().unwrap();
+                assert_eq!(
+                    owner.get(&name),
+                    Some(labeled),
+                    "{name} labeled for {labeled} but not in its ledger"
+                );
+            }
+        }
+        let ready: Vec<&SIPCluster> = clusters
+            .iter()
+            .filter(|c| phase(Some(c)) == Some(Phase::Ready))
+            .collect();
+        let blocked: Vec<&SIPCluster> = clusters
+            .iter()
+            .filter(|c| ready_condition(Some(c)).is_some_and(|(_, r, _)| r == "Unschedulable"))
+            .collect();
+        if !deleted && ready.len() == 4 && blocked.len() == 1 {
+            // Free a cluster's hosts: the blocked one must take them.
+            let victim = ready[0].metadata.name.clone().unwrap();
+            api.delete(&victim, &DeleteParams::default()).await.unwrap();
+            deleted = true;
+        } else if deleted && clusters.len() == 4 && ready.len() == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "contention did not settle: {} ready, {} unschedulable, deleted={deleted}",
+            ready.len(),
+            blocked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(labeled_hosts(&env).await.len(), 8);
+    operator.abort();
+    checker.abort();
+    let violations = violations.lock().unwrap();
+    assert!(violations.is_empty(), "hosts claimed twice: {violations:?}");
+}
+
+#[tokio::test]
+async fn once_ready_a_forced_reconcile_writes_nothing() {
+    let env = test_env("idempotent").await;
+    load_hosts(&env).await;
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(&PostParams::default(), &cluster(&env, "c", (1, 1), (1, 1)))
+        .await
+        .unwrap();
+    let ready = wait_for(&api, "c", "Ready", |c| phase(c) == Some(Phase::Ready))
+        .await
+        .unwrap();
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    let versions = |list: Vec<BareMetalHost>| -> BTreeMap<String, String> {
+        list.into_iter()
+            .map(|h| {
+                (
+                    h.metadata.name.unwrap(),
+                    h.metadata.resource_version.unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = versions(hosts.list(&ListParams::default()).await.unwrap().items);
+
+    // An annotation change is an event for the cluster without a spec change.
+    api.patch(
+        "c",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"poke": "1"}}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = api.get("c").await.unwrap();
+    assert_eq!(
+        after.status, ready.status,
+        "a Ready cluster's status must not be rewritten"
+    );
+    assert_eq!(
+        versions(hosts.list(&ListParams::default()).await.unwrap().items),
+        before,
+        "no host may be written"
+    );
+    operator.abort();
+}
