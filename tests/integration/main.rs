@@ -7,4 +7,5 @@ mod common;
 mod control_plane;
 mod invariants;
 mod lifecycle;
+mod resume;
 mod sipcluster_api;

@@ -1,0 +1,193 @@
+//! Resume: the operator process is SIGKILLed at arbitrary instants and restarted; the phase
+//! and ledger in the status are its only memory, and the outcome must equal an uninterrupted
+//! run: the same hosts, no second choice, labels on exactly the ledger's hosts.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, Phase, SIPCluster};
+
+use crate::common::{
+    SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, load_hosts, phase, test_env, wait_for,
+};
+
+/// The real `sip run` binary, scoped to the test's namespace; SIGKILLed on drop.
+struct Operator(Child);
+
+impl Operator {
+    fn start(env: &TestEnv) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_sip"))
+            .args(["run", "--kubeconfig"])
+            .arg(&env.cp.kubeconfig)
+            .args([
+                "--host-namespace",
+                &env.namespace,
+                "--cluster-namespace",
+                &env.namespace,
+            ])
+            .args(["--log", "warn"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sip run");
+        Operator(child)
+    }
+
+    fn kill(mut self) {
+        let _ = self.0.kill(); // SIGKILL: no chance to finish anything
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Deterministic pseudo-random delays, so a failure names a reproducible instant.
+fn delays(seed: u64, n: usize, max_ms: u64) -> Vec<u64> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % max_ms
+        })
+        .collect()
+}
+
+fn sample(env: &TestEnv, name: &str) -> SIPCluster {
+    let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+    m["metadata"]["namespace"] = json!(env.namespace);
+    m["metadata"]["name"] = json!(name);
+    serde_json::from_value(m).unwrap()
+}
+
+/// The ledger as (name, role), and the hosts labeled for `name`.
+async fn outcome(
+    env: &TestEnv,
+    api: &Api<SIPCluster>,
+    name: &str,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let c = api.get(name).await.unwrap();
+    let mut ledger: Vec<(String, String)> = c
+        .status
+        .unwrap()
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.role.to_string()))
+        .collect();
+    ledger.sort();
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    let mut labeled: Vec<String> = hosts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|h| {
+            h.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_CLUSTER_NAME))
+                .map(String::as_str)
+                == Some(name)
+        })
+        .filter_map(|h| h.metadata.name)
+        .collect();
+    labeled.sort();
+    (ledger, labeled)
+}
+
+#[tokio::test]
+async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
+    let env = test_env("resume").await;
+    load_hosts(&env).await;
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+
+    // The reference: an uninterrupted run.
+    let operator = Operator::start(&env);
+    api.create(&PostParams::default(), &sample(&env, "reference"))
+        .await
+        .unwrap();
+    wait_for(&api, "reference", "reference Ready", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await;
+    let reference = outcome(&env, &api, "reference").await;
+    api.delete("reference", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(&api, "reference", "reference deleted", |c| c.is_none()).await;
+    operator.kill();
+
+    // Then 20 runs, each killed at a different instant (from before the first status write
+    // to after Ready) and restarted.
+    for (i, delay) in delays(0x5eed, 20, 500).into_iter().enumerate() {
+        let name = format!("run-{i}");
+        let what = format!("{name} (killed after {delay} ms)");
+        let operator = Operator::start(&env);
+        api.create(&PostParams::default(), &sample(&env, &name))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        operator.kill();
+        let phase_at_kill = phase(api.get_opt(&name).await.unwrap().as_ref());
+        eprintln!("{what}: killed in {phase_at_kill:?}");
+
+        let operator = Operator::start(&env);
+        let ready = wait_for(&api, &name, &format!("{what} Ready after restart"), |c| {
+            phase(c) == Some(Phase::Ready)
+        })
+        .await
+        .unwrap();
+        let status = ready.status.unwrap();
+        let story: Vec<(Option<Phase>, Phase)> =
+            status.history.iter().map(|h| (h.from, h.to)).collect();
+        assert_eq!(
+            story,
+            [
+                (None, Phase::Gathering),
+                (Some(Phase::Gathering), Phase::Extracting),
+                (Some(Phase::Extracting), Phase::DeployingInfra),
+                (Some(Phase::DeployingInfra), Phase::Labeling),
+                (Some(Phase::Labeling), Phase::Ready),
+            ],
+            "{what}: killed in {phase_at_kill:?}, the story must read as one uninterrupted run"
+        );
+        assert_eq!(
+            outcome(&env, &api, &name).await,
+            reference,
+            "{what}: same hosts, same labels"
+        );
+
+        api.delete(&name, &DeleteParams::default()).await.unwrap();
+        wait_for(&api, &name, &format!("{what} deleted"), |c| c.is_none()).await;
+        assert!(
+            outcome_labels_gone(&env).await,
+            "{what}: labels left after deletion"
+        );
+        operator.kill();
+    }
+}
+
+async fn outcome_labels_gone(env: &TestEnv) -> bool {
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    hosts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .all(|h| {
+            h.metadata
+                .labels
+                .as_ref()
+                .is_none_or(|l| !l.contains_key(LABEL_CLUSTER_NAME))
+        })
+}
