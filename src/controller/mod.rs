@@ -28,7 +28,7 @@ use phases::{Step, Turn, backoff};
 
 use crate::api::{BareMetalHost, FINALIZER, Phase, SIPCluster, SIPClusterStatus};
 use crate::machine::{self, Event};
-use crate::scheduling::{ClusterKey, HostView};
+use crate::scheduling::HostView;
 
 /// Field manager and event reporter name.
 pub const MANAGER: &str = "sip-operator";
@@ -212,13 +212,7 @@ async fn apply(
     cluster: &SIPCluster,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let key = ClusterKey::new(cluster.namespace().unwrap_or_default(), cluster.name_any());
-    let mut turn = Turn {
-        ctx,
-        cluster,
-        key,
-        status: cluster.status.clone().unwrap_or_default(),
-    };
+    let mut turn = Turn::new(ctx, cluster);
     let mut resource_version = cluster.resource_version();
     let generation = cluster.metadata.generation;
 
@@ -389,13 +383,7 @@ async fn cleanup(
     cluster: &SIPCluster,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let key = ClusterKey::new(cluster.namespace().unwrap_or_default(), cluster.name_any());
-    let mut turn = Turn {
-        ctx,
-        cluster,
-        key,
-        status: cluster.status.clone().unwrap_or_default(),
-    };
+    let mut turn = Turn::new(ctx, cluster);
     let phase = turn.status.phase;
     if phase != Some(Phase::Decommissioning) {
         let at = now();

@@ -64,7 +64,20 @@ pub struct Turn<'a> {
     pub status: SIPClusterStatus,
 }
 
-impl Turn<'_> {
+impl<'a> Turn<'a> {
+    /// A turn on `cluster`, starting from its persisted status.
+    pub fn new(ctx: &'a Context, cluster: &'a SIPCluster) -> Self {
+        Turn {
+            ctx,
+            cluster,
+            key: ClusterKey::new(
+                cluster.metadata.namespace.clone().unwrap_or_default(),
+                cluster.metadata.name.clone().unwrap_or_default(),
+            ),
+            status: cluster.status.clone().unwrap_or_default(),
+        }
+    }
+
     fn hosts_snapshot(&self) -> Vec<HostView> {
         self.ctx
             .hosts

@@ -117,3 +117,20 @@ pub async fn wait_for(
 pub fn phase(c: Option<&SIPCluster>) -> Option<Phase> {
     c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase)
 }
+
+/// Asserts the history reads as one uninterrupted pass from creation to Ready.
+pub fn assert_uninterrupted_story(status: &sip::api::SIPClusterStatus, what: &str) {
+    let story: Vec<(Option<Phase>, Phase)> =
+        status.history.iter().map(|h| (h.from, h.to)).collect();
+    assert_eq!(
+        story,
+        [
+            (None, Phase::Gathering),
+            (Some(Phase::Gathering), Phase::Extracting),
+            (Some(Phase::Extracting), Phase::DeployingInfra),
+            (Some(Phase::DeployingInfra), Phase::Labeling),
+            (Some(Phase::Labeling), Phase::Ready),
+        ],
+        "{what}: the story must read as one uninterrupted pass"
+    );
+}

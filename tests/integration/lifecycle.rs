@@ -2,7 +2,8 @@
 //! labeled, the story in status and Events, and deletion leaving nothing behind.
 
 use crate::common::{
-    SAMPLE_SIPCLUSTER, document_of_kind, load_hosts, phase, start_operator, test_env, wait_for,
+    SAMPLE_SIPCLUSTER, assert_uninterrupted_story, document_of_kind, load_hosts, phase,
+    start_operator, test_env, wait_for,
 };
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
@@ -31,18 +32,7 @@ async fn a_sipcluster_goes_to_ready_and_leaves_nothing_when_deleted() {
     let status = ready.status.unwrap();
 
     // The story, in order, with no second Gathering.
-    let story: Vec<(Option<Phase>, Phase)> =
-        status.history.iter().map(|h| (h.from, h.to)).collect();
-    assert_eq!(
-        story,
-        [
-            (None, Phase::Gathering),
-            (Some(Phase::Gathering), Phase::Extracting),
-            (Some(Phase::Extracting), Phase::DeployingInfra),
-            (Some(Phase::DeployingInfra), Phase::Labeling),
-            (Some(Phase::Labeling), Phase::Ready),
-        ]
-    );
+    assert_uninterrupted_story(&status, "fresh cluster");
     let ready_cond = status
         .conditions
         .iter()

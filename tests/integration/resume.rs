@@ -10,7 +10,8 @@ use serde_json::json;
 use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, Phase, SIPCluster};
 
 use crate::common::{
-    SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, load_hosts, phase, test_env, wait_for,
+    SAMPLE_SIPCLUSTER, TestEnv, assert_uninterrupted_story, document_of_kind, load_hosts, phase,
+    test_env, wait_for,
 };
 
 /// The real `sip run` binary, scoped to the test's namespace; SIGKILLed on drop.
@@ -147,19 +148,7 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
         .await
         .unwrap();
         let status = ready.status.unwrap();
-        let story: Vec<(Option<Phase>, Phase)> =
-            status.history.iter().map(|h| (h.from, h.to)).collect();
-        assert_eq!(
-            story,
-            [
-                (None, Phase::Gathering),
-                (Some(Phase::Gathering), Phase::Extracting),
-                (Some(Phase::Extracting), Phase::DeployingInfra),
-                (Some(Phase::DeployingInfra), Phase::Labeling),
-                (Some(Phase::Labeling), Phase::Ready),
-            ],
-            "{what}: killed in {phase_at_kill:?}, the story must read as one uninterrupted run"
-        );
+        assert_uninterrupted_story(&status, &format!("{what}: killed in {phase_at_kill:?}"));
         assert_eq!(
             outcome(&env, &api, &name).await,
             reference,
