@@ -13,6 +13,9 @@ pub enum Error {
 
     #[error("serializing status: {0}")]
     Serialize(#[from] serde_json::Error),
+
+    #[error("the turn took longer than {0:?} and was abandoned")]
+    Timeout(std::time::Duration),
 }
 
 impl Error {
@@ -25,6 +28,7 @@ impl Error {
             Error::NoNamespace(_) => "NoNamespace",
             Error::Finalizer(_) => "FinalizerError",
             Error::Serialize(_) => "SerializeError",
+            Error::Timeout(_) => "Timeout",
         }
     }
 }

@@ -34,6 +34,9 @@ use crate::scheduling::HostView;
 pub const MANAGER: &str = "sip-operator";
 /// Phases one reconcile may walk through before yielding to other clusters.
 const MAX_STEPS: usize = 8;
+/// A turn that takes longer is abandoned (its writes so far are all guarded and persisted), so
+/// one stuck call cannot starve the other clusters.
+const TURN_LIMIT: Duration = Duration::from_secs(30);
 /// How often a Ready cluster is checked even without events.
 const READY_RESYNC: Duration = Duration::from_secs(300);
 
@@ -45,6 +48,16 @@ pub struct Context {
     pub hosts: Store<BareMetalHost>,
     /// Consecutive blocked turns per cluster, for the backoff.
     attempts: Mutex<HashMap<ObjectRef<SIPCluster>, u32>>,
+    /// Blocked clusters: not before this instant, unless the spec (generation) changes. A
+    /// blocked turn's own status write is a watch event; without this it would retry at once,
+    /// bypassing the backoff and starving the other clusters.
+    blocked: Mutex<HashMap<ObjectRef<SIPCluster>, Blocked>>,
+}
+
+/// When a blocked cluster may try again, and the spec generation it was blocked at.
+struct Blocked {
+    until: std::time::Instant,
+    generation: Option<i64>,
 }
 
 /// What the operator watches and how.
@@ -98,6 +111,7 @@ pub async fn run(
         manager: MANAGER.into(),
         hosts: hosts.clone(),
         attempts: Mutex::default(),
+        blocked: Mutex::default(),
     });
     if hosts.wait_until_ready().await.is_err() {
         tracing::error!("the BareMetalHost cache never became ready");
@@ -146,28 +160,34 @@ fn clusters_for_host(
         .collect()
 }
 
+#[tracing::instrument(skip_all, fields(namespace = cluster.namespace().unwrap_or_default(), name = cluster.name_any()))]
 async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = cluster
         .namespace()
         .ok_or_else(|| Error::NoNamespace(cluster.name_any()))?;
     let api: Api<SIPCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    let span = tracing::info_span!("reconcile", namespace = %ns, name = %cluster.name_any());
-    let _enter = span.enter();
-    finalizer(&api, FINALIZER, cluster, |event| async {
+    let turn = finalizer(&api, FINALIZER, cluster, |event| async {
         match event {
             Finalizer::Apply(c) => apply(&api, &c, &ctx).await,
             Finalizer::Cleanup(c) => cleanup(&api, &c, &ctx).await,
         }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
+    });
+    match tokio::time::timeout(TURN_LIMIT, turn).await {
+        Err(_) => Err(Error::Timeout(TURN_LIMIT)),
+        Ok(result) => result.map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        }),
+    }
 }
 
 fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.label() == "Conflict" {
+        // Someone wrote in between: decide again on fresh data, soon, without backing off.
+        tracing::info!(name = %cluster.name_any(), error = %error, "write conflict; retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
     tracing::warn!(name = %cluster.name_any(), error = %error, "reconcile failed");
     Action::requeue(ctx.bump(&cluster))
 }
@@ -181,8 +201,33 @@ impl Context {
     }
 
     fn reset(&self, cluster: &SIPCluster) {
+        let key = ObjectRef::from_obj(cluster);
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        attempts.remove(&ObjectRef::from_obj(cluster));
+        attempts.remove(&key);
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        blocked.remove(&key);
+    }
+
+    /// Backs a blocked cluster off, returning the delay.
+    fn block(&self, cluster: &SIPCluster) -> Duration {
+        let delay = self.bump(cluster);
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        blocked.insert(
+            ObjectRef::from_obj(cluster),
+            Blocked {
+                until: std::time::Instant::now() + delay,
+                generation: cluster.metadata.generation,
+            },
+        );
+        delay
+    }
+
+    /// How long a blocked cluster must still wait, if its spec did not change meanwhile.
+    fn still_blocked(&self, cluster: &SIPCluster) -> Option<Duration> {
+        let blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        let b = blocked.get(&ObjectRef::from_obj(cluster))?;
+        let now = std::time::Instant::now();
+        (b.generation == cluster.metadata.generation && b.until > now).then(|| b.until - now)
     }
 
     async fn publish(&self, cluster: &SIPCluster, type_: EventType, reason: &str, note: String) {
@@ -212,6 +257,15 @@ async fn apply(
     cluster: &SIPCluster,
     ctx: &Context,
 ) -> Result<Action, Error> {
+    // The cache may lag behind this operator's own last status write; the phase and ledger
+    // must be the latest, so the turn starts from a fresh read of the object.
+    let Some(fresh) = api.get_opt(&cluster.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let cluster = &fresh;
+    if let Some(wait) = ctx.still_blocked(cluster) {
+        return Ok(Action::requeue(wait));
+    }
     let mut turn = Turn::new(ctx, cluster);
     let mut resource_version = cluster.resource_version();
     let generation = cluster.metadata.generation;
@@ -304,7 +358,7 @@ async fn apply(
                 )
                 .await;
             }
-            return Ok(Action::requeue(ctx.bump(cluster)));
+            return Ok(Action::requeue(ctx.block(cluster)));
         }
         if next == phase && !first_sight {
             ctx.reset(cluster);

@@ -17,6 +17,11 @@ pub struct TestEnv {
 }
 
 pub async fn test_env(prefix: &str) -> TestEnv {
+    // The operator's warnings, shown with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(std::env::var("SIP_TEST_LOG").unwrap_or_else(|_| "warn,sip=info".into()))
+        .try_init();
     let cp = ControlPlane::shared();
     let client = cp
         .client()

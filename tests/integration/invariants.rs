@@ -254,7 +254,6 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
         .await
         .unwrap();
     }
-    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut deleted = false;
     loop {
@@ -272,21 +271,6 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
                 if let Some(other) = owner.insert(r.name.clone(), name.clone()) {
                     panic!("{} is in the ledgers of {other} and {name}", r.name);
                 }
-            }
-        }
-        for h in hosts.list(&ListParams::default()).await.unwrap().items {
-            let labeled = h
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_CLUSTER_NAME));
-            if let Some(labeled) = labeled {
-                let name = h.metadata.name.clone().unwrap();
-                assert_eq!(
-                    owner.get(&name),
-                    Some(labeled),
-                    "{name} labeled for {labeled} but not in its ledger"
-                );
             }
         }
         let ready: Vec<&SIPCluster> = clusters
@@ -313,7 +297,22 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(labeled_hosts(&env).await.len(), 8);
+    // Settled: every label names the cluster whose ledger holds the host. (Checked only here:
+    // hosts and clusters cannot be read in one snapshot while labels are being written.)
+    let clusters = api.list(&ListParams::default()).await.unwrap().items;
+    let labeled = labeled_hosts(&env).await;
+    assert_eq!(labeled.len(), 8);
+    for (host, owner) in &labeled {
+        let in_ledger = clusters
+            .iter()
+            .find(|c| c.metadata.name.as_ref() == Some(owner))
+            .and_then(|c| c.status.as_ref())
+            .is_some_and(|s| s.hosts.iter().any(|r| &r.name == host));
+        assert!(
+            in_ledger,
+            "{host} labeled for {owner} but not in its ledger"
+        );
+    }
     operator.abort();
     checker.abort();
     let violations = violations.lock().unwrap();

@@ -2,6 +2,7 @@
 //! first use by sip-envtest). Each test works in a namespace of its own.
 
 mod admission;
+mod bad_input;
 mod baremetalhost;
 mod common;
 mod control_plane;

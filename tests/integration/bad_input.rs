@@ -1,0 +1,262 @@
+//! Malformed input the schema cannot catch: each case gets a clear answer (the Ready condition
+//! or a Warning Event naming the fix), nothing is claimed wrongly, and the operator keeps
+//! serving a healthy cluster beside the broken one.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, Phase, SIPCluster};
+
+use crate::common::{
+    SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, load_hosts, phase, start_operator, test_env,
+    wait_for,
+};
+
+const CONTROL_PLANE_HOSTS: [&str; 4] = ["cp-1", "cp-2", "cp-3", "cp-4"];
+
+/// For a host name: which object to patch (`secret/NAME` or `bmh/NAME`) and the merge patch.
+type PoolChange = fn(&str) -> (String, Value);
+
+/// How a case breaks things: the broken cluster's spec, and what it does to the pool.
+struct Case {
+    what: &'static str,
+    spec: fn(&mut Value),
+    pool: Option<PoolChange>,
+    /// Every fragment must appear in the Ready condition or in one Warning Event.
+    expect: &'static [&'static str],
+}
+
+fn secret_patch(name: String, data: Value) -> (String, Value) {
+    (format!("secret/{name}"), json!({"data": data}))
+}
+
+/// A Secret data value (base64 on the wire).
+fn b64(s: &str) -> Value {
+    serde_json::to_value(ByteString(s.as_bytes().to_vec())).unwrap()
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            what: "selector that matches nothing",
+            spec: |s| {
+                s["nodes"]["ControlPlane"]["labelSelector"] =
+                    json!({"matchLabels": {"vino.airshipit.org/flavor": "gpu"}})
+            },
+            pool: None,
+            expect: &["Unschedulable", "of 0 hosts matching the selector"],
+        },
+        Case {
+            what: "topology key no host has",
+            spec: |s| s["nodes"]["ControlPlane"]["topologyKey"] = json!("example.com/zone"),
+            pool: None,
+            expect: &["Unschedulable", "4 without label example.com/zone"],
+        },
+        Case {
+            what: "more hosts than racks",
+            spec: |s| s["nodes"]["ControlPlane"]["count"] = json!({"active": 3, "standby": 3}),
+            pool: None,
+            expect: &["Unschedulable", "wanted 6, have 0, can add 4"],
+        },
+        Case {
+            what: "service interface no host has",
+            spec: |s| s["services"]["jumpHost"][0]["nodeInterfaceId"] = json!("storage-net"),
+            pool: None,
+            expect: &["no network with id (or link) storage-net", "jumpHost[0]"],
+        },
+        Case {
+            what: "networkData garbage",
+            spec: |_| {},
+            pool: Some(|h| {
+                secret_patch(
+                    format!("{h}-network-data"),
+                    json!({"networkData": b64("{oops: [")}),
+                )
+            }),
+            expect: &["neither JSON nor YAML", "fix its syntax"],
+        },
+        Case {
+            what: "BMC secret without password",
+            spec: |_| {},
+            pool: Some(|h| secret_patch(format!("{h}-bmc-secret"), json!({"password": null}))),
+            expect: &["lacks a non-empty password"],
+        },
+        Case {
+            what: "BMC address unparsable",
+            spec: |_| {},
+            pool: Some(|h| {
+                (
+                    format!("bmh/{h}"),
+                    json!({"spec": {"bmc": {"address": "gopher://10.0.0.1"}}}),
+                )
+            }),
+            expect: &["spec.bmc.address is not usable", "not one metal3 accepts"],
+        },
+        Case {
+            what: "BMC credentials secret missing",
+            spec: |_| {},
+            pool: Some(|h| {
+                (
+                    format!("bmh/{h}"),
+                    json!({"spec": {"bmc": {"credentialsName": "nope"}}}),
+                )
+            }),
+            expect: &["BMC credentials Secret", "/nope not found"],
+        },
+        Case {
+            what: "networkData secret missing",
+            spec: |_| {},
+            pool: Some(|h| {
+                (
+                    format!("bmh/{h}"),
+                    json!({"spec": {"networkData": {"name": "missing-nd"}}}),
+                )
+            }),
+            expect: &["missing-nd not found", "create it"],
+        },
+        Case {
+            what: "hosts without networkData",
+            spec: |_| {},
+            pool: Some(|h| (format!("bmh/{h}"), json!({"spec": {"networkData": null}}))),
+            expect: &["Unschedulable", "4 without networkData"],
+        },
+    ]
+}
+
+async fn break_pool(env: &TestEnv, change: PoolChange) {
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    for host in CONTROL_PLANE_HOSTS {
+        let (target, patch) = change(host);
+        let pp = PatchParams::default();
+        match target.split_once('/') {
+            Some(("secret", name)) => secrets
+                .patch(name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+            Some(("bmh", name)) => hosts
+                .patch(name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+            _ => unreachable!("{target}"),
+        }
+        .unwrap_or_else(|e| panic!("breaking {target}: {e}"));
+    }
+}
+
+/// The Ready condition's message and every Warning Event's reason and message for `name`.
+async fn answers(env: &TestEnv, api: &Api<SIPCluster>, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(c) = api.get_opt(name).await.unwrap() {
+        for cond in c.status.iter().flat_map(|s| s.conditions.iter()) {
+            if cond.type_ == "Ready" && cond.status == "False" {
+                out.push(format!("{}: {}", cond.reason, cond.message));
+            }
+        }
+    }
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
+    let list = events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .unwrap();
+    for e in list.items {
+        if e.type_.as_deref() == Some("Warning") {
+            out.push(format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn malformed_input_gets_a_clear_answer_and_loses_nothing() {
+    for case in cases() {
+        let env = test_env("badinput").await;
+        load_hosts(&env).await;
+        if let Some(change) = case.pool {
+            break_pool(&env, change).await;
+        }
+        let operator = start_operator(&env);
+        let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+
+        let mut broken = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+        broken["metadata"]["namespace"] = json!(env.namespace);
+        broken["metadata"]["name"] = json!("broken");
+        (case.spec)(&mut broken["spec"]);
+        let broken: SIPCluster = serde_json::from_value(broken).unwrap();
+        api.create(&PostParams::default(), &broken).await.unwrap();
+
+        // A healthy cluster of workers only, created after the broken one.
+        let mut healthy = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+        healthy["metadata"]["namespace"] = json!(env.namespace);
+        healthy["metadata"]["name"] = json!("healthy");
+        healthy["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": 0, "standby": 0});
+        let healthy: SIPCluster = serde_json::from_value(healthy).unwrap();
+        api.create(&PostParams::default(), &healthy).await.unwrap();
+
+        let what = case.what;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let found = loop {
+            let said = answers(&env, &api, "broken").await;
+            if let Some(answer) = said
+                .iter()
+                .find(|a| case.expect.iter().all(|n| a.contains(n)))
+            {
+                break answer.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no answer containing {:?}; said: {said:#?}",
+                case.expect
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(
+            !found.contains("sample-password"),
+            "{what}: a password leaked: {found}"
+        );
+
+        wait_for(
+            &api,
+            "healthy",
+            &format!("{what}: the healthy cluster Ready"),
+            |c| phase(c) == Some(Phase::Ready),
+        )
+        .await;
+        let broken_now = api.get("broken").await.unwrap();
+        assert_ne!(
+            phase(Some(&broken_now)),
+            Some(Phase::Ready),
+            "{what}: the broken cluster must not be Ready"
+        );
+        // Nothing labeled for the broken cluster.
+        let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+        for h in hosts.list(&ListParams::default()).await.unwrap().items {
+            let owner = h
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_CLUSTER_NAME));
+            assert_ne!(
+                owner.map(String::as_str),
+                Some("broken"),
+                "{what}: {:?} labeled",
+                h.metadata.name
+            );
+        }
+        api.delete("broken", &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for(&api, "broken", &format!("{what}: broken deleted"), |c| {
+            c.is_none()
+        })
+        .await;
+        operator.abort();
+    }
+}
