@@ -2,9 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use kube::api::Api;
+use std::collections::BTreeMap;
+
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
-use sip::api::{Phase, SIPCluster};
+use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, Phase, SIPCluster};
 use sip_envtest::{ControlPlane, apply_yaml, create_namespace};
 
 pub const SAMPLE_SIPCLUSTER: &str = include_str!("../../manifests/samples/sipcluster.yaml");
@@ -138,4 +140,20 @@ pub fn assert_uninterrupted_story(status: &sip::api::SIPClusterStatus, what: &st
         ],
         "{what}: the story must read as one uninterrupted pass"
     );
+}
+
+/// Host name -> the SIPCluster its `cluster-name` label names, for every labeled host.
+pub async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    hosts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|h| {
+            let owner = h.metadata.labels?.get(LABEL_CLUSTER_NAME)?.clone();
+            Some((h.metadata.name?, owner))
+        })
+        .collect()
 }

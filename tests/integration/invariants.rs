@@ -12,11 +12,11 @@ use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, Phase, SIPCluster};
+use sip::api::{BareMetalHost, Phase, SIPCluster};
 
 use crate::common::{
-    SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, load_hosts, phase, start_operator, test_env,
-    wait_for,
+    SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, labeled_hosts, load_hosts, phase, start_operator,
+    test_env, wait_for,
 };
 
 /// The sample SIPCluster named `name` in the test namespace, with its counts changed.
@@ -52,21 +52,6 @@ async fn events_for(env: &TestEnv, name: &str) -> Vec<(String, String, String)> 
                 e.reason.unwrap_or_default(),
                 e.message.unwrap_or_default(),
             )
-        })
-        .collect()
-}
-
-async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
-    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
-    hosts
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|h| {
-            let owner = h.metadata.labels?.get(LABEL_CLUSTER_NAME)?.clone();
-            Some((h.metadata.name?, owner))
         })
         .collect()
 }

@@ -5,13 +5,13 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
-use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, Phase, SIPCluster};
+use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
-    SAMPLE_SIPCLUSTER, TestEnv, assert_uninterrupted_story, document_of_kind, load_hosts, phase,
-    test_env, wait_for,
+    SAMPLE_SIPCLUSTER, TestEnv, assert_uninterrupted_story, document_of_kind, labeled_hosts,
+    load_hosts, phase, test_env, wait_for,
 };
 
 /// The real `sip run` binary, scoped to the test's namespace; SIGKILLed on drop.
@@ -84,24 +84,12 @@ async fn outcome(
         .map(|h| (h.name.clone(), h.role.to_string()))
         .collect();
     ledger.sort();
-    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
-    let mut labeled: Vec<String> = hosts
-        .list(&ListParams::default())
+    let labeled: Vec<String> = labeled_hosts(env)
         .await
-        .unwrap()
-        .items
         .into_iter()
-        .filter(|h| {
-            h.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_CLUSTER_NAME))
-                .map(String::as_str)
-                == Some(name)
-        })
-        .filter_map(|h| h.metadata.name)
+        .filter(|(_, owner)| owner == name)
+        .map(|(host, _)| host)
         .collect();
-    labeled.sort();
     (ledger, labeled)
 }
 
@@ -158,25 +146,9 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
         api.delete(&name, &DeleteParams::default()).await.unwrap();
         wait_for(&api, &name, &format!("{what} deleted"), |c| c.is_none()).await;
         assert!(
-            outcome_labels_gone(&env).await,
+            labeled_hosts(&env).await.is_empty(),
             "{what}: labels left after deletion"
         );
         operator.kill();
     }
-}
-
-async fn outcome_labels_gone(env: &TestEnv) -> bool {
-    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
-    hosts
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .all(|h| {
-            h.metadata
-                .labels
-                .as_ref()
-                .is_none_or(|l| !l.contains_key(LABEL_CLUSTER_NAME))
-        })
 }
