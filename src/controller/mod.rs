@@ -46,6 +46,8 @@ pub struct Context {
     pub manager: String,
     /// Every BareMetalHost the operator may use.
     pub hosts: Store<BareMetalHost>,
+    /// Every SIPCluster the controller watches (may lag behind the API server).
+    pub clusters: Store<SIPCluster>,
     /// Consecutive blocked turns per cluster, for the backoff.
     attempts: Mutex<HashMap<ObjectRef<SIPCluster>, u32>>,
     /// Blocked clusters: not before this instant, unless the spec (generation) changes. A
@@ -110,6 +112,7 @@ pub async fn run(
         client,
         manager: MANAGER.into(),
         hosts: hosts.clone(),
+        clusters: cluster_store.clone(),
         attempts: Mutex::default(),
         blocked: Mutex::default(),
     });
@@ -274,31 +277,21 @@ async fn apply(
         let phase = turn.status.phase.unwrap_or_default();
         let written = turn.status.clone();
         let step = if turn.status.phase.is_none() {
-            // First sight: enter Gathering, recorded like any transition.
-            Step {
-                event: None,
-                reason: "Created",
-                message: String::new(),
-                blocked: None,
-            }
+            Step::entered()
         } else if generation != turn.status.observed_generation && phase != Phase::Gathering {
-            Step {
-                event: Some(Event::Regather),
-                reason: "SpecChanged",
-                message: format!("generation {}", generation.unwrap_or_default()),
-                blocked: None,
-            }
+            Step::go(
+                Event::Regather,
+                "SpecChanged",
+                format!("generation {}", generation.unwrap_or_default()),
+            )
         } else {
             match phase {
                 Phase::Gathering => turn.gather().await?,
                 Phase::Extracting => turn.extract().await?,
                 // The support services land with their own module; nothing to apply yet.
-                Phase::DeployingInfra => Step {
-                    event: Some(Event::Done),
-                    reason: "InfraDeployed",
-                    message: "no support services to apply".into(),
-                    blocked: None,
-                },
+                Phase::DeployingInfra => {
+                    Step::go(Event::Done, "InfraDeployed", "no support services to apply")
+                }
                 Phase::Labeling => turn.label().await?,
                 Phase::Ready => turn.check().await?,
                 Phase::Decommissioning => return Ok(Action::await_change()),
@@ -337,10 +330,7 @@ async fn apply(
                 "" => format!("{} -> {next}", from_label(first_sight, phase)),
                 m => format!("{} -> {next}: {m}", from_label(first_sight, phase)),
             };
-            let type_ = if matches!(
-                step.reason,
-                "HostUnusable" | "HostLost" | "HostTaken" | "LabelConflict"
-            ) {
+            let type_ = if step.warning {
                 EventType::Warning
             } else {
                 EventType::Normal
@@ -450,12 +440,7 @@ async fn cleanup(
             &at,
         );
         turn.status.phase = Some(Phase::Decommissioning);
-        let step = Step {
-            event: Some(Event::Deleting),
-            reason: "Deleting",
-            message: String::new(),
-            blocked: None,
-        };
+        let step = Step::go(Event::Deleting, "Deleting", "");
         set_ready(
             &mut turn.status,
             Phase::Decommissioning,

@@ -26,15 +26,38 @@ pub struct Step {
     pub message: String,
     /// When no event: Ready=False with this condition reason, and retry after a backoff.
     pub blocked: Option<&'static str>,
+    /// Something went wrong on the way (a host lost, unusable, taken): a Warning Event.
+    pub warning: bool,
 }
 
 impl Step {
-    fn go(event: Event, reason: &'static str, message: impl Into<String>) -> Self {
+    /// Progress as planned.
+    pub fn go(event: Event, reason: &'static str, message: impl Into<String>) -> Self {
         Step {
             event: Some(event),
             reason,
             message: message.into(),
             blocked: None,
+            warning: false,
+        }
+    }
+
+    /// A transition forced by trouble: a Warning Event tells the story.
+    pub fn trouble(event: Event, reason: &'static str, message: impl Into<String>) -> Self {
+        Step {
+            warning: true,
+            ..Step::go(event, reason, message)
+        }
+    }
+
+    /// First sight of a cluster: it enters the initial phase, recorded like a transition.
+    pub fn entered() -> Self {
+        Step {
+            event: None,
+            reason: "Created",
+            message: String::new(),
+            blocked: None,
+            warning: false,
         }
     }
 
@@ -44,6 +67,7 @@ impl Step {
             reason,
             message,
             blocked: Some(condition),
+            warning: true,
         }
     }
 }
@@ -87,13 +111,24 @@ impl<'a> Turn<'a> {
             .collect()
     }
 
-    /// Hosts in other SIPClusters' ledgers, read from the API server rather than the cache:
-    /// a claim written a moment ago by the previous reconcile must be seen.
-    async fn claims_elsewhere(&self) -> kube::Result<HashSet<HostKey>> {
-        let all: Api<SIPCluster> = Api::all(self.ctx.client.clone());
-        let list = all.list(&ListParams::default()).await?;
-        Ok(list
-            .items
+    /// Hosts in other SIPClusters' ledgers. To choose hosts (`fresh`) they are read from the
+    /// API server, not the cache: a claim written a moment ago by the previous reconcile must be
+    /// seen. To check members the cache serves: no one takes a host in this ledger, since every
+    /// cluster reads the ledgers fresh before choosing. At worst a stale cache shows a member
+    /// still in a ledger that released it; the regather that follows reads fresh and keeps it.
+    async fn claims_elsewhere(&self, fresh: bool) -> kube::Result<HashSet<HostKey>> {
+        let clusters: Vec<SIPCluster> = if fresh {
+            let all: Api<SIPCluster> = Api::all(self.ctx.client.clone());
+            all.list(&ListParams::default()).await?.items
+        } else {
+            self.ctx
+                .clusters
+                .state()
+                .iter()
+                .map(|c| (**c).clone())
+                .collect()
+        };
+        Ok(clusters
             .iter()
             .filter(|c| {
                 c.metadata.namespace.as_deref() != Some(&self.key.namespace)
@@ -105,10 +140,11 @@ impl<'a> Turn<'a> {
             .collect())
     }
 
-    /// The decision on the current snapshot, without acting on it.
-    pub async fn decide(&self) -> kube::Result<crate::scheduling::Decision> {
+    /// The decision on the current snapshot, without acting on it; `fresh`: see
+    /// [`Turn::claims_elsewhere`].
+    async fn decide(&self, fresh: bool) -> kube::Result<crate::scheduling::Decision> {
         let hosts = self.hosts_snapshot();
-        let claimed = self.claims_elsewhere().await?;
+        let claimed = self.claims_elsewhere(fresh).await?;
         Ok(schedule(&Inputs {
             cluster: &self.key,
             spec: &self.cluster.spec,
@@ -119,7 +155,7 @@ impl<'a> Turn<'a> {
     }
 
     pub async fn gather(&mut self) -> kube::Result<Step> {
-        let decision = self.decide().await?;
+        let decision = self.decide(true).await?;
         self.status.hosts = decision.apply_to(&self.status.hosts);
         if !decision.is_schedulable() {
             let why: Vec<String> = decision.shortfalls().map(ToString::to_string).collect();
@@ -154,7 +190,7 @@ impl<'a> Turn<'a> {
                 .hosts
                 .get(&ObjectRef::new(&key.name).within(&key.namespace));
             let Some(host) = host else {
-                return Ok(Step::go(
+                return Ok(Step::trouble(
                     Event::Regather,
                     "HostLost",
                     format!("host {key} is gone"),
@@ -182,7 +218,7 @@ impl<'a> Turn<'a> {
                 "addresses and BMC details read",
             ))
         } else {
-            Ok(Step::go(
+            Ok(Step::trouble(
                 Event::HostUnusable,
                 "HostUnusable",
                 unusable.join("; "),
@@ -216,7 +252,7 @@ impl<'a> Turn<'a> {
             }
         }
         if pending {
-            return Ok(Step::go(
+            return Ok(Step::trouble(
                 Event::Regather,
                 "LabelConflict",
                 "a released host changed while being unlabeled",
@@ -239,21 +275,21 @@ impl<'a> Turn<'a> {
                     let r = &mut self.status.hosts[i];
                     r.state = HostState::Unusable;
                     r.reason = Some(format!("host {key} was labeled for another SIPCluster"));
-                    return Ok(Step::go(
+                    return Ok(Step::trouble(
                         Event::HostUnusable,
                         "HostTaken",
                         format!("host {key} was taken by another SIPCluster"),
                     ));
                 }
                 Labeled::Gone => {
-                    return Ok(Step::go(
+                    return Ok(Step::trouble(
                         Event::Regather,
                         "HostLost",
                         format!("host {key} is gone"),
                     ));
                 }
                 Labeled::Conflict => {
-                    return Ok(Step::go(
+                    return Ok(Step::trouble(
                         Event::Regather,
                         "LabelConflict",
                         format!("host {key} changed while being labeled"),
@@ -272,7 +308,7 @@ impl<'a> Turn<'a> {
 
     /// Ready: still what the spec asks for? A spec change or a lost host means choosing again.
     pub async fn check(&mut self) -> kube::Result<Step> {
-        let decision = self.decide().await?;
+        let decision = self.decide(false).await?;
         if decision.changes_nothing() {
             Ok(Step::go(Event::Done, "Ready", ""))
         } else {
@@ -282,7 +318,7 @@ impl<'a> Turn<'a> {
                 .flat_map(|r| r.release.iter())
                 .map(|r| format!("{}: {}", r.key, r.reason))
                 .collect();
-            Ok(Step::go(Event::Regather, "HostLost", lost.join("; ")))
+            Ok(Step::trouble(Event::Regather, "HostLost", lost.join("; ")))
         }
     }
 
