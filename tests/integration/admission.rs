@@ -4,7 +4,7 @@ use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use sip::api::SIPCluster;
 
-use crate::common::{SAMPLE_SIPCLUSTER, document_of_kind, test_env};
+use crate::common::{sample_manifest, test_env};
 
 type Mutation = fn(&mut Value);
 
@@ -174,9 +174,7 @@ async fn invalid_manifests_are_rejected_with_a_message_that_names_the_fix() {
     ];
     assert!(cases.len() >= 8);
     for (i, (what, mutate, expected)) in cases.iter().enumerate() {
-        let mut manifest = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-        manifest["metadata"]["namespace"] = json!(env.namespace);
-        manifest["metadata"]["name"] = json!(format!("invalid-{i}"));
+        let mut manifest = sample_manifest(&env, &format!("invalid-{i}"));
         mutate(&mut manifest);
         let obj: DynamicObject = serde_json::from_value(manifest).unwrap();
         let err = match api.create(&PostParams::default(), &obj).await {
@@ -200,8 +198,7 @@ async fn a_sipcluster_without_count_or_topology_is_accepted() {
     // The predecessor crashed on a missing count; the API still accepts it, meaning zero hosts.
     let env = test_env("lenient").await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-    let mut manifest = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    manifest["metadata"]["namespace"] = json!(env.namespace);
+    let mut manifest = sample_manifest(&env, "sipcluster-system");
     remove(&mut manifest, CP, "count");
     remove(&mut manifest, CP, "topologyKey");
     let typed: SIPCluster = serde_json::from_value(manifest).unwrap();

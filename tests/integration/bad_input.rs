@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, Phase, SIPCluster};
 
 use crate::common::{
-    SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, load_hosts, phase, start_operator, test_env,
-    wait_for,
+    TestEnv, load_hosts, phase, sample_cluster, start_operator, test_env, wait_for,
 };
 
 const CONTROL_PLANE_HOSTS: [&str; 4] = ["cp-1", "cp-2", "cp-3", "cp-4"];
@@ -185,19 +184,12 @@ async fn malformed_input_gets_a_clear_answer_and_loses_nothing() {
         let operator = start_operator(&env);
         let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
 
-        let mut broken = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-        broken["metadata"]["namespace"] = json!(env.namespace);
-        broken["metadata"]["name"] = json!("broken");
-        (case.spec)(&mut broken["spec"]);
-        let broken: SIPCluster = serde_json::from_value(broken).unwrap();
+        let broken = sample_cluster(&env, "broken", |m| (case.spec)(&mut m["spec"]));
         api.create(&PostParams::default(), &broken).await.unwrap();
-
         // A healthy cluster of workers only, created after the broken one.
-        let mut healthy = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-        healthy["metadata"]["namespace"] = json!(env.namespace);
-        healthy["metadata"]["name"] = json!("healthy");
-        healthy["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": 0, "standby": 0});
-        let healthy: SIPCluster = serde_json::from_value(healthy).unwrap();
+        let healthy = sample_cluster(&env, "healthy", |m| {
+            m["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": 0, "standby": 0});
+        });
         api.create(&PostParams::default(), &healthy).await.unwrap();
 
         let what = case.what;

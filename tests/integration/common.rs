@@ -157,3 +157,18 @@ pub async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// The predecessor's sample SIPCluster as JSON, named `name` in the test's namespace.
+pub fn sample_manifest(env: &TestEnv, name: &str) -> Value {
+    let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+    m["metadata"]["namespace"] = json!(env.namespace);
+    m["metadata"]["name"] = json!(name);
+    m
+}
+
+/// The sample as the Rust type, after `edit` changed its JSON.
+pub fn sample_cluster(env: &TestEnv, name: &str, edit: impl FnOnce(&mut Value)) -> SIPCluster {
+    let mut m = sample_manifest(env, name);
+    edit(&mut m);
+    serde_json::from_value(m).expect("the edited sample is a SIPCluster")
+}

@@ -15,18 +15,15 @@ use serde_json::json;
 use sip::api::{BareMetalHost, Phase, SIPCluster};
 
 use crate::common::{
-    SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, labeled_hosts, load_hosts, phase, start_operator,
-    test_env, wait_for,
+    TestEnv, labeled_hosts, load_hosts, phase, sample_cluster, start_operator, test_env, wait_for,
 };
 
 /// The sample SIPCluster named `name` in the test namespace, with its counts changed.
 fn cluster(env: &TestEnv, name: &str, cp: (u32, u32), workers: (u32, u32)) -> SIPCluster {
-    let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    m["metadata"]["namespace"] = json!(env.namespace);
-    m["metadata"]["name"] = json!(name);
-    m["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": cp.0, "standby": cp.1});
-    m["spec"]["nodes"]["Worker"]["count"] = json!({"active": workers.0, "standby": workers.1});
-    serde_json::from_value(m).unwrap()
+    sample_cluster(env, name, |m| {
+        m["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": cp.0, "standby": cp.1});
+        m["spec"]["nodes"]["Worker"]["count"] = json!({"active": workers.0, "standby": workers.1});
+    })
 }
 
 fn ready_condition(c: Option<&SIPCluster>) -> Option<(String, String, String)> {

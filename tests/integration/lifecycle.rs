@@ -2,11 +2,10 @@
 //! labeled, the story in status and Events, and deletion leaving nothing behind.
 
 use crate::common::{
-    SAMPLE_SIPCLUSTER, assert_uninterrupted_story, document_of_kind, load_hosts, phase,
-    start_operator, test_env, wait_for,
+    assert_uninterrupted_story, load_hosts, phase, sample_cluster, start_operator, test_env,
+    wait_for,
 };
 use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::json;
 use sip::api::{
     BareMetalHost, HostState, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE, Phase,
     SIPCluster,
@@ -18,9 +17,7 @@ async fn a_sipcluster_goes_to_ready_and_leaves_nothing_when_deleted() {
     load_hosts(&env).await;
     let operator = start_operator(&env);
 
-    let mut manifest = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    manifest["metadata"]["namespace"] = json!(env.namespace);
-    let cluster: SIPCluster = serde_json::from_value(manifest).unwrap();
+    let cluster = sample_cluster(&env, "sipcluster-system", |_| {});
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(&PostParams::default(), &cluster).await.unwrap();
 

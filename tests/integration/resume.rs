@@ -6,12 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::json;
 use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
-    SAMPLE_SIPCLUSTER, TestEnv, assert_uninterrupted_story, document_of_kind, labeled_hosts,
-    load_hosts, phase, test_env, wait_for,
+    TestEnv, assert_uninterrupted_story, labeled_hosts, load_hosts, phase, sample_cluster,
+    test_env, wait_for,
 };
 
 /// The real `sip run` binary, scoped to the test's namespace; SIGKILLed on drop.
@@ -62,13 +61,6 @@ fn delays(seed: u64, n: usize, max_ms: u64) -> Vec<u64> {
         .collect()
 }
 
-fn sample(env: &TestEnv, name: &str) -> SIPCluster {
-    let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    m["metadata"]["namespace"] = json!(env.namespace);
-    m["metadata"]["name"] = json!(name);
-    serde_json::from_value(m).unwrap()
-}
-
 /// The ledger as (name, role), and the hosts labeled for `name`.
 async fn outcome(
     env: &TestEnv,
@@ -101,9 +93,12 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
 
     // The reference: an uninterrupted run.
     let operator = Operator::start(&env);
-    api.create(&PostParams::default(), &sample(&env, "reference"))
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "reference", |_| {}),
+    )
+    .await
+    .unwrap();
     wait_for(&api, "reference", "reference Ready", |c| {
         phase(c) == Some(Phase::Ready)
     })
@@ -121,7 +116,7 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
         let name = format!("run-{i}");
         let what = format!("{name} (killed after {delay} ms)");
         let operator = Operator::start(&env);
-        api.create(&PostParams::default(), &sample(&env, &name))
+        api.create(&PostParams::default(), &sample_cluster(&env, &name, |_| {}))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(delay)).await;

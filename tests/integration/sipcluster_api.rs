@@ -4,13 +4,12 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sip::api::{NodeRole, SIPCluster};
 
-use crate::common::{SAMPLE_SIPCLUSTER, document_of_kind, test_env};
+use crate::common::{sample_manifest, test_env};
 
 #[tokio::test]
 async fn predecessor_manifest_round_trips_through_the_api_and_the_rust_type() {
     let env = test_env("roundtrip").await;
-    let mut manifest = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    manifest["metadata"]["namespace"] = json!(env.namespace);
+    let manifest = sample_manifest(&env, "sipcluster-system");
     let original_spec = manifest["spec"].clone();
 
     let typed: SIPCluster = serde_json::from_value(manifest).expect("sample parses as SIPCluster");
@@ -53,8 +52,7 @@ async fn predecessor_manifest_round_trips_through_the_api_and_the_rust_type() {
 #[tokio::test]
 async fn kubectl_get_shows_the_printer_columns() {
     let env = test_env("columns").await;
-    let mut manifest = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    manifest["metadata"]["namespace"] = json!(env.namespace);
+    let manifest = sample_manifest(&env, "sipcluster-system");
     let typed: SIPCluster = serde_json::from_value(manifest).unwrap();
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(&PostParams::default(), &typed).await.unwrap();
@@ -100,8 +98,7 @@ async fn kubectl_get_shows_the_printer_columns() {
 #[tokio::test]
 async fn status_history_is_bounded_by_the_schema() {
     let env = test_env("history").await;
-    let mut manifest = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    manifest["metadata"]["namespace"] = json!(env.namespace);
+    let manifest = sample_manifest(&env, "sipcluster-system");
     let typed: SIPCluster = serde_json::from_value(manifest).unwrap();
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(&PostParams::default(), &typed).await.unwrap();
