@@ -40,10 +40,23 @@ fn params(manager: &str) -> PatchParams {
     }
 }
 
-fn guarded_label_patch(host: &BareMetalHost, labels: Value) -> Patch<Value> {
-    Patch::Merge(json!({
+/// Merges `labels` into the host's labels, guarded by the resourceVersion it was read at.
+/// Ok(false): the host changed in between (409), nothing was written.
+async fn patch_labels(
+    api: &Api<BareMetalHost>,
+    host: &BareMetalHost,
+    labels: Value,
+    manager: &str,
+) -> kube::Result<bool> {
+    let patch = Patch::Merge(json!({
         "metadata": {"resourceVersion": host.metadata.resource_version, "labels": labels}
-    }))
+    }));
+    let name = host.metadata.name.as_deref().unwrap_or_default();
+    match api.patch(name, &params(manager), &patch).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn label(
@@ -74,18 +87,13 @@ pub async fn label(
         .iter()
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
-    match api
-        .patch(
-            &record.name,
-            &params(manager),
-            &guarded_label_patch(&host, Value::Object(labels)),
-        )
-        .await
-    {
-        Ok(_) => Ok(Labeled::Done),
-        Err(e) if is_conflict(&e) => Ok(Labeled::Conflict),
-        Err(e) => Err(e),
-    }
+    Ok(
+        if patch_labels(api, &host, Value::Object(labels), manager).await? {
+            Labeled::Done
+        } else {
+            Labeled::Conflict
+        },
+    )
 }
 
 /// Removes this cluster's labels. A host labeled for anyone else is left alone.
@@ -106,16 +114,5 @@ pub async fn unlabel(
     }
     let labels =
         json!({LABEL_CLUSTER_NAMESPACE: null, LABEL_CLUSTER_NAME: null, LABEL_NODE_TYPE: null});
-    match api
-        .patch(
-            &record.name,
-            &params(manager),
-            &guarded_label_patch(&host, labels),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if is_conflict(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
+    patch_labels(api, &host, labels, manager).await
 }
