@@ -8,3 +8,4 @@ pub mod crdgen;
 pub mod extraction;
 pub mod machine;
 pub mod scheduling;
+pub mod services;

@@ -7,8 +7,9 @@ pub mod sipcluster;
 
 pub use baremetalhost::{BareMetalHost, BareMetalHostSpec, BareMetalHostStatus};
 pub use sipcluster::{
-    HostRecord, HostState, NodeCount, NodeRole, NodeSet, Phase, SIPCluster, SIPClusterSpec,
-    SIPClusterStatus, Services, TransitionRecord,
+    Auth, AuthStorage, HostRecord, HostState, JumpHost, LoadBalancerControlPlane,
+    LoadBalancerWorker, NodeCount, NodeRole, NodeSet, Phase, SIPCluster, SIPClusterSpec,
+    SIPClusterStatus, ServiceCommon, ServiceStatus, Services, TransitionRecord,
 };
 
 /// Host label naming the SIPCluster's namespace.

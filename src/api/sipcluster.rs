@@ -129,15 +129,19 @@ pub struct Services {
     /// SSH jump host into the tenant nodes, with BMC access for power cycling.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jump_host: Vec<JumpHost>,
+    /// OpenID Connect provider (Dex) for the tenant cluster's API server. New in sip.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth: Vec<Auth>,
 }
 
 /// Fields every service shares (the predecessor's inlined `SIPClusterService`).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceCommon {
-    /// Container image of the service.
+    /// Container image of the service; each service has a documented default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub image: String,
+    pub image: Option<String>,
     /// Labels of the management-cluster nodes the service's pods may run on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_labels: BTreeMap<String, String>,
@@ -204,6 +208,55 @@ pub struct BmcOptions {
     /// When false, BMC addresses bypass any HTTP proxy (NO_PROXY is set on the jump host).
     #[serde(default)]
     pub proxy: bool,
+}
+
+/// An OpenID Connect provider (Dex) that the tenant kube-apiserver can trust
+/// (`--oidc-issuer-url` = `issuer`, `--oidc-client-id` = one of the static clients).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.issuer.startsWith('https://') || self.issuer.startsWith('http://')").message("auth issuer must be an http(s) URL; kube-apiserver requires https://")
+)]
+pub struct Auth {
+    /// Dex image; the default is documented in the README.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// Labels of the management-cluster nodes the pods may run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_labels: BTreeMap<String, String>,
+    /// A fixed cluster IP for the Service.
+    #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
+    pub cluster_ip: Option<String>,
+    /// NodePort publishing Dex; a ClusterIP Service when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port: Option<u16>,
+    /// The issuer URL exactly as tokens carry it and clients reach it.
+    #[schemars(length(min = 1, max = 2048))]
+    pub issuer: String,
+    /// Where Dex keeps refresh tokens and signing keys.
+    #[serde(default)]
+    pub storage: AuthStorage,
+    /// Secret in the SIPCluster's namespace with the keys `connectors` and (optionally)
+    /// `staticClients`, each a YAML list in Dex's own format.
+    #[schemars(length(min = 1))]
+    pub config_secret: String,
+    /// A `kubernetes.io/tls` Secret in the SIPCluster's namespace; Dex serves HTTPS with it.
+    /// Without it Dex serves plain HTTP (behind a TLS-terminating proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthStorage {
+    /// In memory: signing keys and sessions are lost when the pod restarts.
+    #[default]
+    Memory,
+    /// Dex's Kubernetes CRD storage, through the pod's ServiceAccount (which the admin must
+    /// grant Dex's RBAC; see the README).
+    Kubernetes,
 }
 
 /// The persisted phase: the state machine's state, written to `.status.phase`.

@@ -34,6 +34,20 @@ pub enum Driver {
     Ibmc,
 }
 
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Ipmi => "ipmi",
+            Driver::Redfish => "redfish",
+            Driver::Idrac => "idrac",
+            Driver::Ilo4 => "ilo4",
+            Driver::Ilo5 => "ilo5",
+            Driver::Irmc => "irmc",
+            Driver::Ibmc => "ibmc",
+        }
+    }
+}
+
 /// Every scheme metal3's BMC package accepts, with its driver and transport.
 const SCHEMES: &[(&str, Driver, Transport)] = &[
     ("ipmi", Driver::Ipmi, Transport::Ipmi),
@@ -91,6 +105,18 @@ pub struct BmcEndpoint {
 }
 
 impl BmcEndpoint {
+    /// The Redfish system's URL when the BMC speaks Redfish and the address names the system.
+    pub fn redfish_system(&self) -> Option<String> {
+        let http = match self.transport {
+            Transport::Ipmi => return None,
+            Transport::Http => "http",
+            Transport::Https => "https",
+        };
+        let redfish = self.driver == Driver::Redfish || self.scheme.contains("redfish");
+        (redfish && !self.path.is_empty())
+            .then(|| format!("{http}://{}{}", self.host_port(), self.path))
+    }
+
     /// `host:port`, bracketing IPv6, for a hosts list or a proxy exclusion.
     pub fn host_port(&self) -> String {
         if self.host.contains(':') {

@@ -56,7 +56,7 @@ const ND_YAML: &[u8] = b"networks:\n  - id: oam-ipv4\n    link: oam-ipv4\n    ty
 
 fn common(interface: &str) -> ServiceCommon {
     ServiceCommon {
-        image: "haproxy".into(),
+        image: Some("haproxy".into()),
         node_interface_id: interface.into(),
         ..Default::default()
     }
@@ -78,6 +78,7 @@ fn services(a: &str, b: &str) -> Services {
             node_ssh_private_keys: "keys".into(),
             ..Default::default()
         }],
+        auth: Vec::new(),
     }
 }
 

@@ -114,12 +114,17 @@ async fn invalid_manifests_are_rejected_with_a_message_that_names_the_fix() {
             &["operator Exists on key rack must not list values"],
         ),
         (
-            "missing image",
-            |v| remove(v, LB_CP, "image"),
-            &[
-                "spec.services.loadBalancerControlPlane[0].image",
-                "Required value",
-            ],
+            "auth issuer not a URL",
+            |v| {
+                v["spec"]["services"]["auth"] =
+                    json!([{"issuer": "dex.example", "configSecret": "dex"}])
+            },
+            &["auth issuer must be an http(s) URL"],
+        ),
+        (
+            "auth without its config secret",
+            |v| v["spec"]["services"]["auth"] = json!([{"issuer": "https://dex.example"}]),
+            &["spec.services.auth[0].configSecret", "Required value"],
         ),
         (
             "empty image",
@@ -201,9 +206,17 @@ async fn a_sipcluster_without_count_or_topology_is_accepted() {
     let mut manifest = sample_manifest(&env, "sipcluster-system");
     remove(&mut manifest, CP, "count");
     remove(&mut manifest, CP, "topologyKey");
+    // Images have defaults (the predecessor required them).
+    remove(&mut manifest, LB_CP, "image");
     let typed: SIPCluster = serde_json::from_value(manifest).unwrap();
     let created = api.create(&PostParams::default(), &typed).await.unwrap();
     let cp = &created.spec.nodes[&sip::api::NodeRole::ControlPlane];
     assert_eq!(cp.wanted(), 0);
     assert_eq!(cp.topology_key(), None);
+    assert_eq!(
+        created.spec.services.load_balancer_control_plane[0]
+            .common
+            .image,
+        None
+    );
 }

@@ -4,12 +4,14 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sip::api::{NodeRole, SIPCluster};
 
-use crate::common::{sample_manifest, test_env};
+use crate::common::{SAMPLE_SIPCLUSTER, document_of_kind, sample_manifest, test_env};
 
 #[tokio::test]
 async fn predecessor_manifest_round_trips_through_the_api_and_the_rust_type() {
     let env = test_env("roundtrip").await;
-    let manifest = sample_manifest(&env, "sipcluster-system");
+    // Exactly the predecessor's manifest (sample_manifest would renumber its node ports).
+    let mut manifest = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+    manifest["metadata"]["namespace"] = json!(env.namespace);
     let original_spec = manifest["spec"].clone();
 
     let typed: SIPCluster = serde_json::from_value(manifest).expect("sample parses as SIPCluster");

@@ -1,0 +1,142 @@
+//! The Deployment and Service shapes every support service shares: one replica set of pods
+//! with a restricted security context, published by a Service.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::meta::ANNOTATION_CONFIG_HASH;
+
+/// Requests and limits: small services, sized for the management cluster to pack many.
+pub fn resources(cpu: &str, memory: &str, memory_limit: &str) -> Option<ResourceRequirements> {
+    let q = |s: &str| Quantity(s.to_string());
+    Some(ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), q(cpu)),
+            ("memory".to_string(), q(memory)),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_string(), q(memory_limit))])),
+        ..ResourceRequirements::default()
+    })
+}
+
+fn runtime_default() -> Option<SeccompProfile> {
+    Some(SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..SeccompProfile::default()
+    })
+}
+
+/// The `restricted` Pod Security Standard for a container that runs as `uid`.
+pub fn restricted(uid: i64) -> Option<SecurityContext> {
+    Some(SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: runtime_default(),
+        ..SecurityContext::default()
+    })
+}
+
+pub fn pod_security(fs_group: Option<i64>) -> Option<PodSecurityContext> {
+    Some(PodSecurityContext {
+        fs_group,
+        seccomp_profile: runtime_default(),
+        ..PodSecurityContext::default()
+    })
+}
+
+pub fn node_selector(labels: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    (!labels.is_empty()).then(|| labels.clone())
+}
+
+/// A one-replica Deployment whose pods carry `labels` and roll when `config_hash` changes.
+pub fn deployment(
+    meta: ObjectMeta,
+    selector: BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    config_hash: String,
+    spec: PodSpec,
+) -> Deployment {
+    Deployment {
+        metadata: meta,
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    annotations: Some(BTreeMap::from([(
+                        ANNOTATION_CONFIG_HASH.to_string(),
+                        config_hash,
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(spec),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+/// A TCP port of a Service, published on `node_port` when given.
+pub fn port(name: String, port: u16, node_port: Option<u16>) -> ServicePort {
+    ServicePort {
+        name: Some(name),
+        protocol: Some("TCP".into()),
+        port: port.into(),
+        target_port: Some(IntOrString::Int(port.into())),
+        node_port: node_port.map(Into::into),
+        ..ServicePort::default()
+    }
+}
+
+/// A Service selecting the service's pods: NodePort when any port names one (or `node_port`
+/// is set), else ClusterIP.
+pub fn service(
+    meta: ObjectMeta,
+    selector: BTreeMap<String, String>,
+    ports: Vec<ServicePort>,
+    node_port: bool,
+    cluster_ip: Option<&String>,
+) -> Service {
+    Service {
+        metadata: meta,
+        spec: Some(ServiceSpec {
+            type_: Some(if node_port { "NodePort" } else { "ClusterIP" }.into()),
+            selector: Some(selector),
+            ports: Some(ports),
+            cluster_ip: cluster_ip.cloned(),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// A container with the fields every service sets.
+pub fn container(name: &str, image: &str) -> Container {
+    Container {
+        name: name.into(),
+        image: Some(image.into()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    }
+}

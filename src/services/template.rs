@@ -1,0 +1,148 @@
+//! HAProxy configuration templates: a built-in default per load balancer, or the predecessor's
+//! per-namespace ConfigMap override, rendered with Jinja syntax (minijinja).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use super::{ServiceError, ServiceId};
+
+/// Bounds the work one template may do (a loop over a huge range is a user error, not a hang).
+const FUEL: u64 = 5_000_000;
+
+/// A template and where it came from, for error messages.
+pub struct Template<'a> {
+    pub origin: String,
+    pub text: &'a str,
+}
+
+/// The override in `config_maps[name][key]` when that ConfigMap exists, else the built-in.
+pub fn pick<'a>(
+    service: ServiceId,
+    config_maps: &'a BTreeMap<String, ConfigMap>,
+    namespace: &str,
+    name: &str,
+    key: &'static str,
+    built_in: &'static str,
+) -> Result<Template<'a>, ServiceError> {
+    let Some(cm) = config_maps.get(name) else {
+        return Ok(Template {
+            origin: "the built-in default".into(),
+            text: built_in,
+        });
+    };
+    let text = cm.data.as_ref().and_then(|d| d.get(key)).ok_or_else(|| {
+        ServiceError::TemplateKeyMissing {
+            service,
+            config_map: format!("{namespace}/{name}"),
+            key,
+        }
+    })?;
+    Ok(Template {
+        origin: format!("ConfigMap {namespace}/{name} key {key}"),
+        text,
+    })
+}
+
+/// Renders `template` with `data`; an unknown variable, a syntax error or an empty result is an
+/// error naming the template's origin.
+pub fn render(
+    service: ServiceId,
+    template: &Template<'_>,
+    data: impl Serialize,
+) -> Result<String, ServiceError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_fuel(Some(FUEL));
+    let rendered = env
+        .render_str(template.text, data)
+        .map_err(|e| ServiceError::Template {
+            service,
+            origin: template.origin.clone(),
+            detail: e.to_string(),
+        })?;
+    if rendered.trim().is_empty() {
+        return Err(ServiceError::EmptyConfig {
+            service,
+            origin: template.origin.clone(),
+        });
+    }
+    Ok(rendered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::ServiceKind;
+    use serde_json::json;
+
+    const ID: ServiceId = ServiceId {
+        kind: ServiceKind::LoadBalancerControlPlane,
+        index: 0,
+    };
+
+    fn t(text: &str) -> Template<'_> {
+        Template {
+            origin: "test".into(),
+            text,
+        }
+    }
+
+    #[test]
+    fn bad_templates_are_errors_that_say_where_they_came_from() {
+        let cases = [
+            (
+                "{{ .Servers }}",
+                "syntax error",
+                "a Go template (the predecessor's)",
+            ),
+            (
+                "{% for s in servers %}",
+                "syntax error",
+                "an unclosed block",
+            ),
+            ("{{ nothing }}", "undefined", "an unknown variable"),
+            ("{{ servers[0].nope }}", "undefined", "an unknown field"),
+            ("   \n", "empty configuration", "whitespace only"),
+            (
+                "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                "fuel",
+                "a runaway loop",
+            ),
+        ];
+        for (text, needle, what) in cases {
+            let err = render(ID, &t(text), json!({"servers": [{"name": "a"}]}))
+                .expect_err(what)
+                .to_string();
+            assert!(err.contains(needle), "{what}: {err}");
+            assert!(err.contains("loadBalancerControlPlane[0]"), "{what}: {err}");
+            assert!(err.contains("test"), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_config_map_without_the_key_is_an_error_not_the_default() {
+        let cm = ConfigMap {
+            data: Some(BTreeMap::from([("other".into(), "x".into())])),
+            ..ConfigMap::default()
+        };
+        let maps = BTreeMap::from([("lb".to_string(), cm)]);
+        let err = pick(ID, &maps, "ns", "lb", "k.cfg", "default")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("ConfigMap ns/lb has no key \"k.cfg\""),
+            "{err}"
+        );
+        let none = BTreeMap::new();
+        let built_in = pick(ID, &none, "ns", "lb", "k.cfg", "default").unwrap();
+        assert_eq!(built_in.text, "default");
+    }
+}
