@@ -6,6 +6,7 @@ pub mod conditions;
 mod error;
 pub mod history;
 mod hosts;
+mod infra;
 mod phases;
 
 use std::collections::HashMap;
@@ -288,10 +289,7 @@ async fn apply(
             match phase {
                 Phase::Gathering => turn.gather().await?,
                 Phase::Extracting => turn.extract().await?,
-                // The support services land with their own module; nothing to apply yet.
-                Phase::DeployingInfra => {
-                    Step::go(Event::Done, "InfraDeployed", "no support services to apply")
-                }
+                Phase::DeployingInfra => turn.deploy().await?,
                 Phase::Labeling => turn.label().await?,
                 Phase::Ready => turn.check().await?,
                 Phase::Decommissioning => return Ok(Action::await_change()),
@@ -457,14 +455,17 @@ async fn cleanup(
         )
         .await;
     }
-    if !turn.decommission().await? {
+    if !turn.remove_services().await? || !turn.decommission().await? {
         return Ok(Action::requeue(ctx.bump(cluster)));
     }
     ctx.publish(
         cluster,
         EventType::Normal,
         "Decommissioned",
-        format!("labels removed from {} hosts", turn.status.hosts.len()),
+        format!(
+            "services deleted, labels removed from {} hosts",
+            turn.status.hosts.len()
+        ),
     )
     .await;
     Ok(Action::await_change())

@@ -61,7 +61,7 @@ impl Step {
         }
     }
 
-    fn blocked(condition: &'static str, reason: &'static str, message: String) -> Self {
+    pub(super) fn blocked(condition: &'static str, reason: &'static str, message: String) -> Self {
         Step {
             event: None,
             reason,

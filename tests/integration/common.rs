@@ -3,6 +3,8 @@
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
@@ -19,11 +21,7 @@ pub struct TestEnv {
 }
 
 pub async fn test_env(prefix: &str) -> TestEnv {
-    // The operator's warnings, shown with a failing test's output.
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(std::env::var("SIP_TEST_LOG").unwrap_or_else(|_| "warn,sip=info".into()))
-        .try_init();
+    init_logging();
     let cp = ControlPlane::shared();
     let client = cp
         .client()
@@ -37,6 +35,50 @@ pub async fn test_env(prefix: &str) -> TestEnv {
         client,
         namespace,
     }
+}
+
+/// Every log line the operator wrote in this test process, at debug level and above, for
+/// tests that check no secret ever reaches a log.
+static CAPTURED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&CAPTURED.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt};
+    // The operator's warnings, shown with a failing test's output.
+    let shown = std::env::var("SIP_TEST_LOG").unwrap_or_else(|_| "warn,sip=info".into());
+    let _ = tracing_subscriber::registry()
+        .with(
+            fmt::layer()
+                .with_test_writer()
+                .with_filter(EnvFilter::new(shown)),
+        )
+        .with(
+            fmt::layer()
+                .with_ansi(false)
+                .with_writer(|| Capture)
+                .with_filter(EnvFilter::new("info,sip=trace,kube=debug")),
+        )
+        .try_init();
 }
 
 /// The documents of a multi-document YAML text, as JSON.
@@ -68,10 +110,15 @@ impl TestEnv {
     }
 }
 
-/// The sample inventory, moved into the test's namespace.
+/// The sample inventory, moved into the test's namespace, with the Secret the sample
+/// SIPCluster's jump host needs.
 pub async fn load_hosts(env: &TestEnv) {
     let docs: Vec<String> = yaml_documents(SAMPLE_HOSTS)
         .into_iter()
+        .chain(std::iter::once(document_of_kind(
+            SAMPLE_SIPCLUSTER,
+            "Secret",
+        )))
         .filter(|d| d["kind"] != "Namespace")
         .map(|mut d| {
             d["metadata"]["namespace"] = json!(env.namespace);
@@ -158,12 +205,26 @@ pub async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The predecessor's sample SIPCluster as JSON, named `name` in the test's namespace.
+/// The predecessor's sample SIPCluster as JSON, named `name` in the test's namespace. Node
+/// ports are cluster-wide, so each sample gets its own block of them.
 pub fn sample_manifest(env: &TestEnv, name: &str) -> Value {
     let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
     m["metadata"]["namespace"] = json!(env.namespace);
     m["metadata"]["name"] = json!(name);
+    let base = node_ports();
+    let services = &mut m["spec"]["services"];
+    services["jumpHost"][0]["nodePort"] = json!(base);
+    services["loadBalancerControlPlane"][0]["nodePort"] = json!(base + 1);
+    services["loadBalancerWorker"][0]["nodePortRange"] =
+        json!({"start": base + 2, "end": base + 4});
     m
+}
+
+/// A block of five node ports no other sample in this test process uses.
+fn node_ports() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = NEXT.fetch_add(1, Ordering::Relaxed) % 500;
+    30000 + block * 5
 }
 
 /// The sample as the Rust type, after `edit` changed its JSON.

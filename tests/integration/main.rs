@@ -9,4 +9,5 @@ mod control_plane;
 mod invariants;
 mod lifecycle;
 mod resume;
+mod services;
 mod sipcluster_api;

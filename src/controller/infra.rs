@@ -1,0 +1,245 @@
+//! DeployingInfra's I/O, and the services half of Decommissioning: read what rendering needs,
+//! apply each child with server-side apply under the operator's field manager (a second apply
+//! changes nothing), and delete the children the spec no longer asks for. Children are found by
+//! the labels the operator sets, and deleted only when this SIPCluster is their owner.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::conditions::reason;
+use super::phases::{Step, Turn};
+use crate::api::{BareMetalHost, ServiceStatus};
+use crate::extraction::{BmcCredentials, credentials_secret_ref, read_credentials};
+use crate::machine::Event;
+use crate::scheduling::HostKey;
+use crate::services::{self, Child, Facts, ServiceError, meta};
+
+/// `(kind, name)` of a child.
+type ChildKey = (&'static str, String);
+
+impl Turn<'_> {
+    pub async fn deploy(&mut self) -> kube::Result<Step> {
+        let spec = &self.cluster.spec;
+        let mut secrets = BTreeMap::new();
+        for name in services::referenced_secrets(spec) {
+            if let Some(s) = self.namespaced::<Secret>().get_opt(&name).await? {
+                secrets.insert(name, s);
+            }
+        }
+        let mut config_maps = BTreeMap::new();
+        let balancers = spec.services.load_balancer_control_plane.len()
+            + spec.services.load_balancer_worker.len();
+        if balancers > 0 {
+            for name in services::TEMPLATE_CONFIG_MAPS {
+                if let Some(cm) = self.namespaced::<ConfigMap>().get_opt(name).await? {
+                    config_maps.insert(name.to_string(), cm);
+                }
+            }
+        }
+        let credentials = if services::needs_credentials(spec) {
+            self.member_credentials().await?
+        } else {
+            BTreeMap::new()
+        };
+        let Some(owner) = self.cluster.controller_owner_ref(&()) else {
+            // Only an object never stored lacks a uid; the turn read it from the API server.
+            return Ok(Step::blocked(
+                reason::INFRA_SERVICE_FAILURE,
+                "NoUid",
+                "the SIPCluster has no uid to own its services by".into(),
+            ));
+        };
+        let rendered = services::render(&Facts {
+            cluster_name: &self.key.name,
+            namespace: &self.key.namespace,
+            spec,
+            owner,
+            hosts: &self.status.hosts,
+            secrets: &secrets,
+            config_maps: &config_maps,
+            credentials: &credentials,
+        });
+
+        let mut statuses = Vec::with_capacity(rendered.len());
+        let mut failures = Vec::new();
+        let mut desired: BTreeSet<ChildKey> = BTreeSet::new();
+        for r in rendered {
+            let outcome = match r.objects {
+                Ok(objects) => {
+                    desired.extend(objects.iter().map(|c| (c.kind(), c.name().to_string())));
+                    self.apply_all(r.id, &objects).await?
+                }
+                Err(e) => Err(e),
+            };
+            statuses.push(ServiceStatus {
+                service: r.id.kind.field().into(),
+                index: r.id.index as u32,
+                name: r.name,
+                ready: outcome.is_ok(),
+                message: outcome.as_ref().err().map(ToString::to_string),
+            });
+            if let Err(e) = outcome {
+                failures.push(e.to_string());
+            }
+        }
+        self.status.services = statuses;
+        if !failures.is_empty() {
+            // Nothing is pruned while a service fails: its last good objects keep serving.
+            return Ok(Step::blocked(
+                reason::INFRA_SERVICE_FAILURE,
+                "InfraServiceFailure",
+                failures.join("; "),
+            ));
+        }
+        let pruned = self.prune(&desired).await?;
+        let applied = self.status.services.len();
+        let message = match pruned {
+            0 => format!("{applied} services applied"),
+            n => format!("{applied} services applied, {n} objects of removed services deleted"),
+        };
+        Ok(Step::go(Event::Done, "InfraDeployed", message))
+    }
+
+    /// Decommissioning: deletes every child. True when none is left.
+    pub async fn remove_services(&mut self) -> kube::Result<bool> {
+        self.prune(&BTreeSet::new()).await?;
+        self.status.services.clear();
+        Ok(true)
+    }
+
+    fn namespaced<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.ctx.client.clone(), &self.key.namespace)
+    }
+
+    /// BMC credentials of every member, for the jump host's host list. A host whose Secret
+    /// went bad since Extracting fails the jump host, naming it.
+    async fn member_credentials(
+        &self,
+    ) -> kube::Result<BTreeMap<HostKey, Result<BmcCredentials, String>>> {
+        let mut out = BTreeMap::new();
+        for record in self.status.hosts.iter().filter(|h| h.state.is_member()) {
+            let key = HostKey::of_record(record);
+            let host: Option<std::sync::Arc<BareMetalHost>> = self
+                .ctx
+                .hosts
+                .get(&ObjectRef::new(&key.name).within(&key.namespace));
+            let outcome = match host {
+                None => Err(format!("host {key} is gone")),
+                Some(host) => {
+                    let secret = match credentials_secret_ref(&host) {
+                        Some((ns, name)) => {
+                            Api::<Secret>::namespaced(self.ctx.client.clone(), &ns)
+                                .get_opt(&name)
+                                .await?
+                        }
+                        None => None,
+                    };
+                    read_credentials(&host, secret.as_ref()).map_err(|e| e.to_string())
+                }
+            };
+            out.insert(key, outcome);
+        }
+        Ok(out)
+    }
+
+    /// Applies a service's objects in order. The API server refusing one (a node port taken,
+    /// a cluster IP outside the range) fails the service; other errors end the turn.
+    async fn apply_all(
+        &self,
+        id: services::ServiceId,
+        objects: &[Child],
+    ) -> kube::Result<Result<(), ServiceError>> {
+        for child in objects {
+            let applied = match child {
+                Child::ServiceAccount(o) => self.apply(o).await,
+                Child::ConfigMap(o) => self.apply(o).await,
+                Child::Secret(o) => self.apply(o).await,
+                Child::Service(o) => self.apply(o).await,
+                Child::Deployment(o) => self.apply(o).await,
+            };
+            match applied {
+                Ok(()) => {}
+                Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 409 | 422) => {
+                    return Ok(Err(ServiceError::Refused {
+                        service: id,
+                        object: child.describe(),
+                        detail: s.message,
+                    }));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn apply<K>(&self, object: &K) -> kube::Result<()>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let params = PatchParams::apply(&self.ctx.manager)
+            .force()
+            .validation_strict();
+        self.namespaced::<K>()
+            .patch(&object.name_any(), &params, &Patch::Apply(object))
+            .await
+            .map(drop)
+    }
+
+    /// Deletes this cluster's children that are not in `keep`; returns how many.
+    async fn prune(&self, keep: &BTreeSet<ChildKey>) -> kube::Result<usize> {
+        let uid = self.cluster.uid().unwrap_or_default();
+        let mut deleted = 0;
+        deleted += self.prune_kind::<ServiceAccount>(&uid, keep).await?;
+        deleted += self.prune_kind::<ConfigMap>(&uid, keep).await?;
+        deleted += self.prune_kind::<Secret>(&uid, keep).await?;
+        deleted += self.prune_kind::<Service>(&uid, keep).await?;
+        deleted += self.prune_kind::<Deployment>(&uid, keep).await?;
+        Ok(deleted)
+    }
+
+    async fn prune_kind<K>(&self, uid: &str, keep: &BTreeSet<ChildKey>) -> kube::Result<usize>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let kind = K::kind(&());
+        let api = self.namespaced::<K>();
+        let selector = meta::children_selector(&self.key.name);
+        let found = api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await?;
+        let mut deleted = 0;
+        for object in found.items {
+            let name = object.name_any();
+            let owned = object.owner_references().iter().any(|o| o.uid == uid);
+            let wanted = keep.iter().any(|(k, n)| *k == kind && *n == name);
+            if !owned || wanted {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => deleted += 1,
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,380 @@
+//! The support services on the real API server: applied with server-side apply and owned by
+//! the SIPCluster, unchanged by a second apply, updated when members change, pruned when
+//! removed from the spec, deleted with the cluster; a broken service gives a clear answer and
+//! recovers without a restart; BMC passwords stay in the jump host's Secret.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, Service, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use sip::api::{Phase, SIPCluster};
+use sip::services::meta::children_selector;
+
+use crate::common::{
+    TestEnv, captured_logs, load_hosts, phase, sample_cluster, start_operator, test_env, wait_for,
+};
+
+const DEX_CONFIG: &str = "- type: ldap\n  id: ldap\n  name: LDAP\n  config:\n    host: ldap.example:636\n    bindPW: ldap-bind-password-value\n";
+const DEX_CLIENTS: &str = "- id: tenant-apiserver\n  name: Tenant API server\n  secret: oidc-client-secret-value\n  redirectURIs: [\"http://localhost:8000\"]\n";
+
+async fn create_secret(env: &TestEnv, name: &str, data: &[(&str, &str)]) {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+/// The sample with an OIDC provider whose configuration is in `config_secret`.
+fn cluster_with_auth(env: &TestEnv, name: &str, config_secret: &str) -> SIPCluster {
+    sample_cluster(env, name, |m| {
+        m["spec"]["services"]["auth"] = json!([{
+            "issuer": "https://dex.tenant.example:5556",
+            "configSecret": config_secret,
+            "tlsSecret": "dex-tls",
+            "storage": "kubernetes",
+        }]);
+    })
+}
+
+/// `Kind/name` -> resourceVersion of every child of `cluster`.
+async fn children(env: &TestEnv, cluster: &str) -> BTreeMap<String, String> {
+    let params = ListParams::default().labels(&children_selector(cluster));
+    let mut out = BTreeMap::new();
+    macro_rules! collect {
+        ($($k:ty),*) => {$(
+            let api: Api<$k> = Api::namespaced(env.client.clone(), &env.namespace);
+            for o in api.list_metadata(&params).await.unwrap() {
+                out.insert(
+                    format!("{}/{}", <$k as Resource>::kind(&()), o.name_any()),
+                    o.resource_version().unwrap(),
+                );
+            }
+        )*};
+    }
+    collect!(ServiceAccount, ConfigMap, Secret, Service, Deployment);
+    out
+}
+
+async fn secret_text(env: &TestEnv, name: &str, key: &str) -> String {
+    let secret = Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
+        .get(name)
+        .await
+        .unwrap();
+    String::from_utf8(secret.data.unwrap()[key].0.clone()).unwrap()
+}
+
+async fn pod_hash(env: &TestEnv, name: &str) -> String {
+    let d = Api::<Deployment>::namespaced(env.client.clone(), &env.namespace)
+        .get(name)
+        .await
+        .unwrap();
+    d.spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap()["sip.airshipit.org/config-hash"]
+        .clone()
+}
+
+/// Waits for Ready at the cluster's current generation.
+async fn ready_at_current_generation(api: &Api<SIPCluster>, name: &str) -> SIPCluster {
+    wait_for(api, name, "Ready at the new generation", |c| {
+        c.is_some_and(|c| {
+            phase(Some(c)) == Some(Phase::Ready)
+                && c.status.as_ref().unwrap().observed_generation == c.metadata.generation
+        })
+    })
+    .await
+    .unwrap()
+}
+
+async fn patch_spec(api: &Api<SIPCluster>, name: &str, patch: Patch<serde_json::Value>) {
+    api.patch(name, &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn services_are_applied_owned_updated_pruned_and_deleted() {
+    let env = test_env("services").await;
+    load_hosts(&env).await;
+    create_secret(
+        &env,
+        "dex-config",
+        &[("connectors", DEX_CONFIG), ("staticClients", DEX_CLIENTS)],
+    )
+    .await;
+    create_secret(&env, "dex-tls", &[("tls.crt", "CERT"), ("tls.key", "KEY")]).await;
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &cluster_with_auth(&env, "tenant", "dex-config"),
+    )
+    .await
+    .unwrap();
+    let ready = ready_at_current_generation(&api, "tenant").await;
+    let status = ready.status.clone().unwrap();
+
+    // Every service, every kind, owned by the SIPCluster.
+    let first = children(&env, "tenant").await;
+    let names: BTreeSet<&str> = first.keys().map(String::as_str).collect();
+    let want: BTreeSet<&str> = [
+        "ConfigMap/tenant-jump-host",
+        "Deployment/tenant-jump-host",
+        "Deployment/tenant-lb-control-plane",
+        "Deployment/tenant-lb-worker",
+        "Deployment/tenant-oidc",
+        "Secret/tenant-jump-host",
+        "Secret/tenant-lb-control-plane",
+        "Secret/tenant-lb-worker",
+        "Secret/tenant-oidc",
+        "Service/tenant-jump-host",
+        "Service/tenant-lb-control-plane",
+        "Service/tenant-lb-worker",
+        "Service/tenant-oidc",
+        "ServiceAccount/tenant-oidc",
+    ]
+    .into();
+    assert_eq!(names, want);
+    let deployment = Api::<Deployment>::namespaced(env.client.clone(), &env.namespace)
+        .get("tenant-lb-control-plane")
+        .await
+        .unwrap();
+    let owner = &deployment.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("SIPCluster", ready.uid().unwrap().as_str(), Some(true)),
+        "children are garbage-collected with the SIPCluster"
+    );
+    assert_eq!(status.services.len(), 4);
+    assert!(
+        status.services.iter().all(|s| s.ready),
+        "{:?}",
+        status.services
+    );
+
+    // The control-plane balancer sends 6443 to exactly the control-plane members.
+    let cfg = secret_text(&env, "tenant-lb-control-plane", "haproxy.cfg").await;
+    for host in status
+        .hosts
+        .iter()
+        .filter(|h| h.role == sip::api::NodeRole::ControlPlane)
+    {
+        let line = format!("server {} {}:6443 ", host.name, host.addresses["oam-ipv4"]);
+        assert!(cfg.contains(&line), "{line:?} missing:\n{cfg}");
+    }
+    assert_eq!(cfg.matches("\n  server ").count(), 2, "{cfg}");
+
+    // A spec change that changes no service re-applies everything and writes nothing.
+    patch_spec(&api, "tenant", Patch::Merge(json!({"spec": {"nodes": {"ControlPlane": {"labelSelector": {
+        "matchExpressions": [{"key": "vino.airshipit.org/flavor", "operator": "In", "values": ["control-plane"]}]
+    }}}}}))).await;
+    let again = ready_at_current_generation(&api, "tenant").await;
+    assert!(
+        again
+            .status
+            .unwrap()
+            .history
+            .iter()
+            .any(|h| h.reason == "SpecChanged"),
+        "the cluster went through the phases again"
+    );
+    assert_eq!(
+        children(&env, "tenant").await,
+        first,
+        "a second apply changes no resourceVersion"
+    );
+
+    // More workers: the worker balancer gains backends and its pods roll.
+    let hash_before = pod_hash(&env, "tenant-lb-worker").await;
+    patch_spec(
+        &api,
+        "tenant",
+        Patch::Merge(
+            json!({"spec": {"nodes": {"Worker": {"count": {"active": 2, "standby": 1}}}}}),
+        ),
+    )
+    .await;
+    let grown = ready_at_current_generation(&api, "tenant").await;
+    let workers: Vec<_> = grown
+        .status
+        .unwrap()
+        .hosts
+        .into_iter()
+        .filter(|h| h.role == sip::api::NodeRole::Worker)
+        .collect();
+    assert_eq!(workers.len(), 3);
+    let cfg = secret_text(&env, "tenant-lb-worker", "haproxy.cfg").await;
+    for w in &workers {
+        assert!(
+            cfg.contains(&format!("server {} {}:", w.name, w.addresses["oam-ipv4"])),
+            "{}:\n{cfg}",
+            w.name
+        );
+    }
+    assert_ne!(
+        pod_hash(&env, "tenant-lb-worker").await,
+        hash_before,
+        "pods roll on a config change"
+    );
+
+    // A service removed from the spec loses its objects; the others stay.
+    patch_spec(
+        &api,
+        "tenant",
+        Patch::Json(
+            serde_json::from_value(json!([
+                {"op": "remove", "path": "/spec/services/jumpHost"}
+            ]))
+            .unwrap(),
+        ),
+    )
+    .await;
+    ready_at_current_generation(&api, "tenant").await;
+    let pruned = children(&env, "tenant").await;
+    assert!(
+        !pruned.keys().any(|k| k.ends_with("/tenant-jump-host")),
+        "{pruned:?}"
+    );
+    assert_eq!(pruned.len(), want.len() - 4, "{pruned:?}");
+
+    // Deletion removes every child, then the finalizer.
+    api.delete("tenant", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(&api, "tenant", "the SIPCluster to be gone", |c| c.is_none()).await;
+    assert_eq!(
+        children(&env, "tenant").await,
+        BTreeMap::new(),
+        "children left behind"
+    );
+    operator.abort();
+}
+
+#[tokio::test]
+async fn a_broken_service_gives_a_clear_answer_recovers_and_keeps_secrets() {
+    let env = test_env("services-broken").await;
+    load_hosts(&env).await;
+    create_secret(&env, "dex-tls", &[("tls.crt", "CERT"), ("tls.key", "KEY")]).await;
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &cluster_with_auth(&env, "broken", "dex-missing"),
+    )
+    .await
+    .unwrap();
+
+    let needle = format!(
+        "auth[0]: Secret {}/dex-missing (auth configSecret) does not exist",
+        env.namespace
+    );
+    let blocked = wait_for(&api, "broken", "InfraServiceFailure", |c| {
+        c.and_then(|c| c.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.reason == "InfraServiceFailure" && c.message.contains(&needle))
+        })
+    })
+    .await
+    .unwrap();
+    let status = blocked.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::DeployingInfra));
+    let auth = status
+        .services
+        .iter()
+        .find(|s| s.service == "auth")
+        .unwrap();
+    assert!(!auth.ready && auth.message.as_deref().unwrap().contains("dex-missing"));
+    assert!(
+        status
+            .services
+            .iter()
+            .filter(|s| s.service != "auth")
+            .all(|s| s.ready),
+        "the other services are applied"
+    );
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
+    let warned = events
+        .list(&ListParams::default().fields("involvedObject.name=broken"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .any(|e| {
+            e.type_.as_deref() == Some("Warning") && e.message.unwrap_or_default().contains(&needle)
+        });
+    assert!(warned, "a Warning Event names the missing Secret");
+
+    // Fixing the Secret is enough: no restart, no spec change.
+    create_secret(
+        &env,
+        "dex-missing",
+        &[("connectors", DEX_CONFIG), ("staticClients", DEX_CLIENTS)],
+    )
+    .await;
+    let ready = ready_at_current_generation(&api, "broken").await;
+
+    // The BMC passwords (`sample-password-<host>`) are in the jump host's Secret and nowhere
+    // else: not in a ConfigMap, the status, an Event or a log line.
+    let hosts_json = secret_text(&env, "broken-jump-host", "hosts.json").await;
+    assert!(
+        hosts_json.contains("sample-password-"),
+        "the jump host lists BMC credentials"
+    );
+    let config_maps = Api::<ConfigMap>::namespaced(env.client.clone(), &env.namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let mut places = vec![
+        (
+            "ConfigMaps",
+            serde_json::to_string(&config_maps.items).unwrap(),
+        ),
+        ("status", serde_json::to_string(&ready.status).unwrap()),
+        (
+            "Events",
+            serde_json::to_string(&events.list(&ListParams::default()).await.unwrap().items)
+                .unwrap(),
+        ),
+        ("logs", captured_logs()),
+    ];
+    places.push((
+        "kubectl describe",
+        env.kubectl(&["describe", "sip", "broken", "-n", &env.namespace]),
+    ));
+    let logs = captured_logs();
+    assert!(
+        logs.contains(&env.namespace),
+        "the log capture sees this test's reconciles"
+    );
+    for (place, text) in places {
+        for secret in [
+            "sample-password-",
+            "oidc-client-secret-value",
+            "ldap-bind-password-value",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked into {place}");
+        }
+    }
+    operator.abort();
+}
