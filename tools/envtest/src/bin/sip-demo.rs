@@ -17,6 +17,10 @@ use sip_envtest::{ControlPlane, apply_yaml, binaries::repo_root};
 
 const NS: &str = "sipcluster-system";
 const NAME: &str = "sipcluster-system";
+/// The objects the operator deploys for the sample, found by the labels it sets.
+const CHILDREN: &str =
+    "app.kubernetes.io/managed-by=sip-operator,sip.airshipit.org/cluster-name=sipcluster-system";
+const CHILD_KINDS: &str = "deployments,services,secrets,configmaps,serviceaccounts";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -60,6 +64,21 @@ async fn run() -> Result<()> {
     follow(&api, 1).await?;
     kubectl(&cp, &["get", "sip", "-n", NS])?;
     kubectl(&cp, &["get", "bmh", "-n", "metal3", "-L", LABELS])?;
+    step("the support services, owned by the SIPCluster (no kubelet here: no pods run)");
+    kubectl(&cp, &["get", CHILD_KINDS, "-n", NS, "-l", CHILDREN])?;
+    step("the control-plane load balancer's haproxy.cfg");
+    kubectl(
+        &cp,
+        &[
+            "get",
+            "secret",
+            "sipcluster-system-lb-control-plane",
+            "-n",
+            NS,
+            "-o",
+            "go-template={{ index .data \"haproxy.cfg\" | base64decode }}",
+        ],
+    )?;
     step("kubectl describe sip (the story)");
     kubectl(&cp, &["describe", "sip", NAME, "-n", NS])?;
 
@@ -103,6 +122,17 @@ async fn run() -> Result<()> {
         );
     }
     println!("  no host carries a sip.airshipit.org label any more");
+    let children = cp
+        .kubectl()
+        .args(["get", CHILD_KINDS, "-n", NS, "-l", CHILDREN, "-o", "name"])
+        .output()?;
+    if !children.stdout.is_empty() {
+        bail!(
+            "services left after deletion: {}",
+            String::from_utf8_lossy(&children.stdout)
+        );
+    }
+    println!("  and no support service object is left");
     operator.abort();
 
     if keep {
