@@ -2,10 +2,12 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod admin;
 pub mod api;
 pub mod controller;
 pub mod crdgen;
 pub mod extraction;
 pub mod machine;
+pub mod metrics;
 pub mod scheduling;
 pub mod services;

@@ -51,6 +51,9 @@ struct RunArgs {
     /// Name of this replica in Events (set it to the pod name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Address of the admin server: /metrics, /healthz, /readyz.
+    #[arg(long, env = "SIP_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: std::net::SocketAddr,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -126,17 +129,35 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => kube::Config::infer().await?,
     };
-    let client = kube::Client::try_from(config)?;
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
+    let client = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&sip::metrics::ApiMetricsLayer::new(metrics.clone()))
+        .build();
     let settings = sip::controller::Settings {
         host_namespace: args.host_namespace,
         cluster_namespace: args.cluster_namespace,
         instance: args.instance,
+        metrics: metrics.clone(),
     };
-    tracing::info!("sip operator starting");
     // SIGTERM (kubelet) or Ctrl-C: the controller finishes the step in hand, then stops.
-    sip::controller::run(client, settings, shutdown_signal()).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let (address, admin) =
+        sip::admin::bind(args.metrics_address, metrics, until(stopped.clone())).await?;
+    let admin = tokio::spawn(admin);
+    tracing::info!(%address, "sip operator starting; admin server listening");
+    sip::controller::run(client, settings, until(stopped)).await;
+    let _ = admin.await;
     tracing::info!("sip operator stopped");
     Ok(())
+}
+
+/// Resolves once the shutdown flag is raised (or its sender is gone).
+async fn until(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }
 
 async fn shutdown_signal() {

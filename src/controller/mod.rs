@@ -29,6 +29,7 @@ use phases::{Step, Turn, backoff};
 
 use crate::api::{BareMetalHost, FINALIZER, Phase, SIPCluster, SIPClusterStatus};
 use crate::machine::{self, Event};
+use crate::metrics::Metrics;
 use crate::scheduling::HostView;
 
 /// Field manager and event reporter name.
@@ -49,6 +50,7 @@ pub struct Context {
     pub hosts: Store<BareMetalHost>,
     /// Every SIPCluster the controller watches (may lag behind the API server).
     pub clusters: Store<SIPCluster>,
+    pub metrics: Arc<Metrics>,
     /// Consecutive blocked turns per cluster, for the backoff.
     attempts: Mutex<HashMap<ObjectRef<SIPCluster>, u32>>,
     /// Blocked clusters: not before this instant, unless the spec (generation) changes. A
@@ -66,6 +68,8 @@ struct Blocked {
 /// What the operator watches and how.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
+    /// Where the controller records its metrics (shared with the admin server).
+    pub metrics: Arc<Metrics>,
     /// Watch hosts in this namespace only (all when `None`).
     pub host_namespace: Option<String>,
     /// Serve SIPClusters in this namespace only (all when `None`).
@@ -114,13 +118,23 @@ pub async fn run(
         manager: MANAGER.into(),
         hosts: hosts.clone(),
         clusters: cluster_store.clone(),
+        metrics: settings.metrics.clone(),
         attempts: Mutex::default(),
         blocked: Mutex::default(),
     });
+    settings.metrics.watch(cluster_store.clone(), hosts.clone());
     if hosts.wait_until_ready().await.is_err() {
         tracing::error!("the BareMetalHost cache never became ready");
         return;
     }
+    let metrics = settings.metrics.clone();
+    let synced = cluster_store.clone();
+    tokio::spawn(async move {
+        if synced.wait_until_ready().await.is_ok() {
+            metrics.set_leader(true);
+            metrics.set_ready(true);
+        }
+    });
 
     controller
         .watches(hosts_api, watcher::Config::default(), move |host| {
@@ -176,17 +190,31 @@ async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Action
             Finalizer::Cleanup(c) => cleanup(&api, &c, &ctx).await,
         }
     });
-    match tokio::time::timeout(TURN_LIMIT, turn).await {
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(TURN_LIMIT, turn).await {
         Err(_) => Err(Error::Timeout(TURN_LIMIT)),
         Ok(result) => result.map_err(|e| match e {
             kube::runtime::finalizer::Error::ApplyFailed(e)
             | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
             other => Error::Finalizer(other.to_string()),
         }),
+    };
+    match &result {
+        Ok(_) => ctx.metrics.reconciled("success", None, started.elapsed()),
+        Err(e) => ctx
+            .metrics
+            .reconciled("error", Some(e.label()), started.elapsed()),
     }
+    result
 }
 
 fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    let phase = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    ctx.metrics.failure(phase, error.label());
     if error.label() == "Conflict" {
         // Someone wrote in between: decide again on fresh data, soon, without backing off.
         tracing::info!(name = %cluster.name_any(), error = %error, "write conflict; retrying");
@@ -323,6 +351,15 @@ async fn apply(
         if turn.status != written {
             resource_version = write_status(api, cluster, &turn.status, resource_version).await?;
         }
+        // The status write made it true: now it counts.
+        if first_sight || next != phase {
+            let from = (!first_sight).then_some(phase);
+            ctx.metrics
+                .transition(from, next, time_in(&written, phase, &at));
+        }
+        if step.blocked.is_some() {
+            ctx.metrics.failure(phase, step.reason);
+        }
         if first_sight || next != phase {
             let note = match step.message.as_str() {
                 "" => format!("{} -> {next}", from_label(first_sight, phase)),
@@ -355,6 +392,12 @@ async fn apply(
     }
     // Still progressing: come back soon, after the others had their turn.
     Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// How long the cluster has been in `phase`, from the history's last entry into it.
+fn time_in(status: &SIPClusterStatus, phase: Phase, now: &Time) -> Option<Duration> {
+    let entered = status.history.iter().rev().find(|h| h.to == phase)?;
+    Duration::try_from(now.0.duration_since(entered.time.0)).ok()
 }
 
 fn from_label(first_sight: bool, phase: Phase) -> String {
@@ -447,6 +490,10 @@ async fn cleanup(
             &at,
         );
         write_status(api, cluster, &turn.status, cluster.resource_version()).await?;
+        let from = phase.unwrap_or_default();
+        let in_phase = time_in(cluster.status.as_ref().unwrap_or(&turn.status), from, &at);
+        ctx.metrics
+            .transition(phase, Phase::Decommissioning, in_phase);
         ctx.publish(
             cluster,
             EventType::Normal,

@@ -138,6 +138,7 @@ pub fn start_operator(env: &TestEnv) -> tokio::task::JoinHandle<()> {
         host_namespace: Some(env.namespace.clone()),
         cluster_namespace: Some(env.namespace.clone()),
         instance: Some("test".into()),
+        ..Default::default()
     };
     tokio::spawn(sip::controller::run(
         env.client.clone(),

@@ -8,6 +8,7 @@ mod common;
 mod control_plane;
 mod invariants;
 mod lifecycle;
+mod observability;
 mod resume;
 mod services;
 mod sipcluster_api;

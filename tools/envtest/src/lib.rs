@@ -8,8 +8,9 @@ pub mod binaries;
 pub mod control_plane;
 pub mod namespace;
 mod pki;
-mod process;
+pub mod process;
 
 pub use apply::apply_yaml;
 pub use control_plane::ControlPlane;
 pub use namespace::create_namespace;
+pub use process::Supervised;

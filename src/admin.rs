@@ -1,0 +1,211 @@
+//! The admin HTTP server: `/metrics` (Prometheus text), `/healthz` (the process serves) and
+//! `/readyz` (caches synced, so the operator can work). HTTP/1 only, a header read timeout and
+//! a small buffer: it faces a scraper, not the internet.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_BUFFER: usize = 16 * 1024;
+
+/// Binds `address`; the returned future serves until `shutdown` resolves.
+pub async fn bind(
+    address: SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()> + Send)> {
+    let listener = TcpListener::bind(address).await?;
+    let local = listener.local_addr()?;
+    Ok((local, serve(listener, metrics, shutdown)))
+}
+
+async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin server: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
+            });
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_BUFFER)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "admin server: connection ended");
+            }
+        });
+    }
+}
+
+fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET or HEAD\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render(),
+        ),
+        "/healthz" | "/livez" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" if metrics.is_ready() => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/readyz" => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "caches not synced\n".into(),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    async fn request(address: SocketAddr, raw: &str) -> String {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(raw.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    async fn get(address: SocketAddr, method: &str, path: &str) -> String {
+        request(
+            address,
+            &format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_health_and_readiness_only_to_get() {
+        let metrics = Arc::new(Metrics::new());
+        let (address, server) = bind(
+            "127.0.0.1:0".parse().unwrap(),
+            metrics.clone(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(server);
+
+        let scrape = get(address, "GET", "/metrics").await;
+        assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+        assert!(scrape.contains("text/plain; version=0.0.4"), "{scrape}");
+        assert!(
+            scrape.contains("controller_runtime_reconcile_total"),
+            "{scrape}"
+        );
+        assert!(
+            get(address, "GET", "/healthz")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        assert!(
+            get(address, "GET", "/readyz")
+                .await
+                .starts_with("HTTP/1.1 503")
+        );
+        metrics.set_ready(true);
+        assert!(
+            get(address, "GET", "/readyz")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        let head = get(address, "HEAD", "/metrics").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            get(address, "POST", "/metrics")
+                .await
+                .starts_with("HTTP/1.1 405")
+        );
+        assert!(
+            get(address, "GET", "/nope")
+                .await
+                .starts_with("HTTP/1.1 404")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+        let (address, server) = bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Metrics::new()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(server);
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let read =
+            tokio::time::timeout(HEADER_READ_TIMEOUT * 3, stream.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the server kept a half-sent request open");
+        assert!(started.elapsed() >= HEADER_READ_TIMEOUT / 2);
+        // Oversized headers are refused rather than buffered.
+        let big = format!(
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(MAX_BUFFER * 2)
+        );
+        let answer = request(address, &big).await;
+        assert!(
+            !answer.contains(" 200 "),
+            "{}",
+            &answer[..answer.len().min(200)]
+        );
+    }
+}
