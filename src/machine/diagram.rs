@@ -42,9 +42,163 @@ pub fn dot() -> String {
     s
 }
 
+/// The lifecycle row, left to right; Decommissioning sits below it.
+const ROW: [Phase; 5] = [
+    Phase::Gathering,
+    Phase::Extracting,
+    Phase::DeployingInfra,
+    Phase::Labeling,
+    Phase::Ready,
+];
+const BOX_W: i32 = 130;
+const BOX_H: i32 = 40;
+const GAP: i32 = 50;
+const LEFT: i32 = 60;
+const ROW_Y: i32 = 150;
+const DECOM_Y: i32 = 300;
+
+fn box_x(phase: Phase) -> i32 {
+    match ROW.iter().position(|p| *p == phase) {
+        Some(i) => LEFT + i as i32 * (BOX_W + GAP),
+        None => LEFT + 2 * (BOX_W + GAP),
+    }
+}
+
+fn box_y(phase: Phase) -> i32 {
+    if ROW.contains(&phase) { ROW_Y } else { DECOM_Y }
+}
+
+/// An SVG drawing of the machine, laid out by this code (no renderer needed, so it is
+/// byte-for-byte reproducible): the happy path left to right, returns to Gathering as arcs
+/// above, deletion below. Events between the same two phases share one edge.
+pub fn svg() -> String {
+    let mut edges: Vec<(Phase, Phase, Vec<String>)> = Vec::new();
+    for (from, event, to) in transitions() {
+        match edges.iter_mut().find(|(f, t, _)| *f == from && *t == to) {
+            Some(e) => e.2.push(format!("{event:?}")),
+            None => edges.push((from, to, vec![format!("{event:?}")])),
+        }
+    }
+    let width = LEFT * 2 + ROW.len() as i32 * (BOX_W + GAP) - GAP;
+    let height = DECOM_Y + BOX_H + 40;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n<!-- {HEADER} -->\n<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#444\"/></marker></defs>\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    let line = |s: &mut String, d: String, dashed: bool| {
+        let dash = if dashed {
+            " stroke-dasharray=\"5 4\""
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            "<path d=\"{d}\" fill=\"none\" stroke=\"#444\"{dash} marker-end=\"url(#arrow)\"/>\n"
+        ));
+    };
+    let label = |s: &mut String, x: i32, y: i32, text: &str| {
+        s.push_str(&format!(
+            "<text x=\"{x}\" y=\"{y}\" text-anchor=\"middle\" fill=\"#333\">{text}</text>\n"
+        ));
+    };
+    // Start and end markers.
+    let gx = box_x(Phase::Gathering);
+    s.push_str(&format!(
+        "<circle cx=\"{}\" cy=\"{}\" r=\"6\" fill=\"#444\"/>\n",
+        gx - 40,
+        ROW_Y + BOX_H / 2
+    ));
+    line(
+        &mut s,
+        format!(
+            "M {} {} L {} {}",
+            gx - 34,
+            ROW_Y + BOX_H / 2,
+            gx,
+            ROW_Y + BOX_H / 2
+        ),
+        false,
+    );
+    let dx = box_x(Phase::Decommissioning) + BOX_W;
+    let end_x = dx + 120;
+    s.push_str(&format!(
+        "<circle cx=\"{end_x}\" cy=\"{cy}\" r=\"9\" fill=\"none\" stroke=\"#444\"/><circle cx=\"{end_x}\" cy=\"{cy}\" r=\"5\" fill=\"#444\"/>\n",
+        cy = DECOM_Y + BOX_H / 2
+    ));
+    line(
+        &mut s,
+        format!("M {dx} {y} L {} {y}", end_x - 10, y = DECOM_Y + BOX_H / 2),
+        false,
+    );
+    label(
+        &mut s,
+        (dx + end_x) / 2,
+        DECOM_Y + BOX_H / 2 - 8,
+        "finalizer removed",
+    );
+
+    let mut deleting_drawn = false;
+    for (from, to, events) in &edges {
+        let text = events.join(", ");
+        let (fx, fy, tx, ty) = (box_x(*from), box_y(*from), box_x(*to), box_y(*to));
+        let (fi, ti) = (
+            ROW.iter().position(|p| p == from),
+            ROW.iter().position(|p| p == to),
+        );
+        match (fi, ti) {
+            // Forward along the row.
+            (Some(f), Some(t)) if t == f + 1 => {
+                let y = fy + BOX_H / 2;
+                line(&mut s, format!("M {} {y} L {tx} {y}", fx + BOX_W), false);
+                label(&mut s, fx + BOX_W + GAP / 2, y - 6, &text);
+            }
+            // Back along the row: an arc above, higher the farther it goes.
+            (Some(f), Some(t)) => {
+                let lift = 12 + (f - t) as i32 * 16;
+                let (x1, x2) = (fx + BOX_W / 2 + 8, tx + BOX_W / 2 + 8 + (f as i32) * 6);
+                line(
+                    &mut s,
+                    format!(
+                        "M {x1} {fy} C {x1} {c} {x2} {c} {x2} {ty}",
+                        c = fy - lift * 2
+                    ),
+                    true,
+                );
+                label(&mut s, (x1 + x2) / 2, fy - lift * 3 / 2 - 3, &text);
+            }
+            // Down to Decommissioning: one label for the fan-in.
+            (Some(_), None) => {
+                let (x1, x2) = (fx + BOX_W / 2, tx + BOX_W / 2 + (fx - tx) / 8);
+                line(&mut s, format!("M {x1} {} L {x2} {ty}", fy + BOX_H), false);
+                if !deleting_drawn {
+                    let x = box_x(Phase::DeployingInfra) + BOX_W / 2 + 70;
+                    label(&mut s, x, ROW_Y + BOX_H + 24, &text);
+                    deleting_drawn = true;
+                }
+            }
+            _ => {
+                line(&mut s, format!("M {fx} {fy} L {tx} {ty}"), false);
+                label(&mut s, (fx + tx) / 2, (fy + ty) / 2, &text);
+            }
+        }
+    }
+    for phase in Phase::ALL {
+        let (x, y) = (box_x(phase), box_y(phase));
+        s.push_str(&format!(
+            "<rect x=\"{x}\" y=\"{y}\" width=\"{BOX_W}\" height=\"{BOX_H}\" rx=\"10\" fill=\"#eef3fb\" stroke=\"#345\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\" fill=\"#123\">{phase}</text>\n",
+            x + BOX_W / 2,
+            y + BOX_H / 2 + 5
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 /// The files under `state-diagrams/`, by name.
-pub fn files() -> [(&'static str, String); 2] {
-    [("sipcluster.mmd", mermaid()), ("sipcluster.dot", dot())]
+pub fn files() -> [(&'static str, String); 3] {
+    [
+        ("sipcluster.mmd", mermaid()),
+        ("sipcluster.dot", dot()),
+        ("sipcluster.svg", svg()),
+    ]
 }
 
 pub fn write_all(dir: &Path) -> std::io::Result<()> {
@@ -69,6 +223,20 @@ mod tests {
                 "state-diagrams/{name} is stale or missing: run `just generate` and commit it"
             );
         }
+    }
+
+    #[test]
+    fn the_svg_draws_every_phase_and_edge() {
+        let svg = svg();
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
+        for phase in Phase::ALL {
+            assert!(svg.contains(&format!(">{phase}</text>")), "{phase} missing");
+        }
+        let edges: std::collections::HashSet<(Phase, Phase)> =
+            transitions().into_iter().map(|(f, _, t)| (f, t)).collect();
+        // One arrow per distinct edge, plus the start and end arrows.
+        assert_eq!(svg.matches("marker-end=").count(), edges.len() + 2);
+        assert!(svg.contains(">Regather, HostUnusable</text>"));
     }
 
     #[test]
