@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::Store;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -42,6 +43,7 @@ pub struct Metrics {
     hosts_wanted: IntGaugeVec,
     hosts_free: IntGauge,
     hosts_total: IntGauge,
+    hosts_available: IntGaugeVec,
     reconciles: IntCounterVec,
     reconcile_duration: HistogramVec,
     reconcile_errors: IntCounterVec,
@@ -156,6 +158,12 @@ impl Metrics {
             ),
             hosts_free,
             hosts_total,
+            hosts_available: gauge(
+                &r,
+                "sip_cluster_hosts_available",
+                "Free, usable hosts each SIPCluster's role selector matches (before topology)",
+                &["sipcluster_namespace", "sipcluster", "role"],
+            ),
             reconciles: counter(
                 &r,
                 "sip_reconciles_total",
@@ -373,7 +381,7 @@ impl Metrics {
                 .set(i64::from(wanted));
         }
         let hosts = hosts.state();
-        let free = hosts
+        let free: Vec<HostView> = hosts
             .iter()
             .map(|h| HostView::from_host(h))
             .filter(|v| {
@@ -381,9 +389,26 @@ impl Metrics {
                     && !v.unavailable()
                     && !claimed_keys.contains(&(v.key.namespace.clone(), v.key.name.clone()))
             })
-            .count();
-        self.hosts_free.set(free as i64);
+            .collect();
+        self.hosts_free.set(free.len() as i64);
         self.hosts_total.set(hosts.len() as i64);
+        // Per cluster and role: free hosts its selector matches (topology not considered).
+        self.hosts_available.reset();
+        for c in &clusters {
+            for (role, set) in &c.spec.nodes {
+                let Ok(selector) = Selector::try_from(set.label_selector.clone()) else {
+                    continue;
+                };
+                let n = free.iter().filter(|v| selector.matches(&v.labels)).count();
+                self.hosts_available
+                    .with_label_values(&[
+                        c.metadata.namespace.as_deref().unwrap_or_default(),
+                        c.metadata.name.as_deref().unwrap_or_default(),
+                        role.as_str(),
+                    ])
+                    .set(n as i64);
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -166,6 +166,10 @@ fn state_gauges_are_computed_from_the_caches() {
         ("sip_hosts_claimed{role=\"Worker\"}", 2.0),
         ("sip_hosts_wanted{role=\"Worker\"}", 6.0),
         ("sip_hosts_free", 2.0),
+        (
+            "sip_cluster_hosts_available{role=\"Worker\",sipcluster=\"a\",sipcluster_namespace=\"tenants\"}",
+            2.0,
+        ),
         ("sip_hosts", 4.0),
         (
             "sip_cluster_phase_entered_timestamp_seconds{phase=\"Gathering\",ready_reason=\"Unschedulable\",sipcluster=\"b\",sipcluster_namespace=\"tenants\"}",
