@@ -158,9 +158,11 @@ pub struct ServiceCommon {
 pub struct LoadBalancerControlPlane {
     #[serde(flatten)]
     pub common: ServiceCommon,
-    /// NodePort on which the tenant API (6443 on the hosts) is published.
+    /// NodePort on which the tenant API (6443 on the hosts) is published; the API server
+    /// picks one when absent (the predecessor required it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
-    pub node_port: u16,
+    pub node_port: Option<u16>,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
@@ -465,7 +467,7 @@ mod tests {
         );
         assert_eq!(
             c.spec.services.load_balancer_control_plane[0].node_port,
-            30001
+            Some(30001)
         );
     }
 

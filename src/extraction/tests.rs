@@ -67,7 +67,7 @@ fn services(a: &str, b: &str) -> Services {
     Services {
         load_balancer_control_plane: vec![LoadBalancerControlPlane {
             common: common(a),
-            node_port: 30001,
+            node_port: Some(30001),
         }],
         load_balancer_worker: vec![LoadBalancerWorker {
             common: common(a),

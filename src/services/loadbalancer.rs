@@ -109,7 +109,7 @@ pub fn control_plane(
             name,
             index: id.index,
             node_interface_id: &common.node_interface_id,
-            node_port: Some(spec.node_port),
+            node_port: spec.node_port,
         },
         servers: servers(
             facts,
@@ -130,11 +130,7 @@ pub fn control_plane(
         CONTROL_PLANE_TEMPLATE,
     )?;
     let config = template::render(id, &template, &model)?;
-    let ports = vec![pod::port(
-        "kube-api".into(),
-        KUBE_API_PORT,
-        Some(spec.node_port),
-    )];
+    let ports = vec![pod::port("kube-api".into(), KUBE_API_PORT, spec.node_port)];
     Ok(haproxy(facts, id, name, common, config, ports))
 }
 
