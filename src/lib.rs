@@ -7,6 +7,7 @@ pub mod api;
 pub mod controller;
 pub mod crdgen;
 pub mod extraction;
+pub mod failpoint;
 pub mod machine;
 pub mod metrics;
 pub mod scheduling;

@@ -10,6 +10,7 @@ mod infra;
 mod phases;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub use error::Error;
 use phases::{Step, Turn, backoff};
 
 use crate::api::{BareMetalHost, FINALIZER, Phase, SIPCluster, SIPClusterStatus};
+use crate::failpoint;
 use crate::machine::{self, Event};
 use crate::metrics::Metrics;
 use crate::scheduling::HostView;
@@ -57,12 +59,16 @@ pub struct Context {
     /// blocked turn's own status write is a watch event; without this it would retry at once,
     /// bypassing the backoff and starving the other clusters.
     blocked: Mutex<HashMap<ObjectRef<SIPCluster>, Blocked>>,
+    /// Counts BareMetalHost events.
+    host_epoch: Arc<AtomicU64>,
 }
 
-/// When a blocked cluster may try again, and the spec generation it was blocked at.
+/// When a blocked cluster may try again, and what it was blocked at: a new spec generation or
+/// any host change since lets it try at once (a freed host may be what it waits for).
 struct Blocked {
     until: std::time::Instant,
     generation: Option<i64>,
+    host_epoch: u64,
 }
 
 /// What the operator watches and how.
@@ -106,6 +112,7 @@ pub async fn run(
         .with_config(ControllerConfig::default().concurrency(1));
     let cluster_store = controller.store();
 
+    let host_epoch = Arc::new(AtomicU64::new(0));
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -121,6 +128,7 @@ pub async fn run(
         metrics: settings.metrics.clone(),
         attempts: Mutex::default(),
         blocked: Mutex::default(),
+        host_epoch: host_epoch.clone(),
     });
     settings.metrics.watch(cluster_store.clone(), hosts.clone());
     if hosts.wait_until_ready().await.is_err() {
@@ -138,6 +146,7 @@ pub async fn run(
 
     controller
         .watches(hosts_api, watcher::Config::default(), move |host| {
+            host_epoch.fetch_add(1, Ordering::Relaxed);
             clusters_for_host(&cluster_store, &host)
         })
         .graceful_shutdown_on(shutdown)
@@ -178,7 +187,11 @@ fn clusters_for_host(
         .collect()
 }
 
-#[tracing::instrument(skip_all, fields(namespace = cluster.namespace().unwrap_or_default(), name = cluster.name_any()))]
+#[tracing::instrument(skip_all, fields(
+    namespace = cluster.namespace().unwrap_or_default(),
+    name = cluster.name_any(),
+    phase = cluster.status.as_ref().and_then(|s| s.phase).unwrap_or_default().as_str(),
+))]
 async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = cluster
         .namespace()
@@ -249,17 +262,20 @@ impl Context {
             Blocked {
                 until: std::time::Instant::now() + delay,
                 generation: cluster.metadata.generation,
+                host_epoch: self.host_epoch.load(Ordering::Relaxed),
             },
         );
         delay
     }
 
-    /// How long a blocked cluster must still wait, if its spec did not change meanwhile.
+    /// How long a blocked cluster must still wait, if neither its spec nor any host changed.
     fn still_blocked(&self, cluster: &SIPCluster) -> Option<Duration> {
         let blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
         let b = blocked.get(&ObjectRef::from_obj(cluster))?;
         let now = std::time::Instant::now();
-        (b.generation == cluster.metadata.generation && b.until > now).then(|| b.until - now)
+        let unchanged = b.generation == cluster.metadata.generation
+            && b.host_epoch == self.host_epoch.load(Ordering::Relaxed);
+        (unchanged && b.until > now).then(|| b.until - now)
     }
 
     async fn publish(&self, cluster: &SIPCluster, type_: EventType, reason: &str, note: String) {
@@ -348,8 +364,14 @@ async fn apply(
         set_ready(&mut turn.status, next, &step, generation, &at);
         history::summarize(&mut turn.status, &cluster.spec);
 
+        if first_sight || next != phase {
+            failpoint::hit(failpoint::When::Before, next);
+        }
         if turn.status != written {
             resource_version = write_status(api, cluster, &turn.status, resource_version).await?;
+        }
+        if first_sight || next != phase {
+            failpoint::hit(failpoint::When::After, next);
         }
         // The status write made it true: now it counts.
         if first_sight || next != phase {

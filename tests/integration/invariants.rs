@@ -227,8 +227,10 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
         })
     };
     let operator = start_operator(&env);
-    // Five clusters of 1 control plane + 1 worker; the pool has 4 control-plane hosts.
-    for i in 0..5 {
+    // Twenty clusters of 1 control plane + 1 worker at once; the pool has 4 control-plane
+    // hosts, so 4 fit. Each round deletes the Ready ones, and 4 of the waiting take their hosts.
+    let total = 20;
+    for i in 0..total {
         api.create(
             &PostParams::default(),
             &cluster(&env, &format!("c{i}"), (1, 0), (1, 0)),
@@ -236,8 +238,9 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
         .await
         .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut deleted = false;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut remaining = total;
+    let mut rounds = 0;
     loop {
         // Checked on every observation, not only at the end.
         let clusters = api.list(&ListParams::default()).await.unwrap().items;
@@ -263,22 +266,34 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
             .iter()
             .filter(|c| ready_condition(Some(c)).is_some_and(|(_, r, _)| r == "Unschedulable"))
             .collect();
-        if !deleted && ready.len() == 4 && blocked.len() == 1 {
-            // Free a cluster's hosts: the blocked one must take them.
-            let victim = ready[0].metadata.name.clone().unwrap();
-            api.delete(&victim, &DeleteParams::default()).await.unwrap();
-            deleted = true;
-        } else if deleted && clusters.len() == 4 && ready.len() == 4 {
-            break;
+        let fit = remaining.min(4);
+        if clusters.len() == remaining && ready.len() == fit && blocked.len() == remaining - fit {
+            for b in &blocked {
+                let (_, _, why) = ready_condition(Some(b)).unwrap();
+                assert!(why.contains("ControlPlane: wanted 1"), "says why: {why}");
+            }
+            if blocked.is_empty() {
+                break;
+            }
+            // Free the Ready clusters' hosts: waiting ones must take them, without a restart.
+            for c in &ready {
+                api.delete(c.metadata.name.as_ref().unwrap(), &DeleteParams::default())
+                    .await
+                    .unwrap();
+            }
+            remaining -= ready.len();
+            rounds += 1;
         }
         assert!(
             Instant::now() < deadline,
-            "contention did not settle: {} ready, {} unschedulable, deleted={deleted}",
+            "contention did not settle in round {rounds}: {} clusters, {} ready, {} unschedulable",
+            clusters.len(),
             ready.len(),
             blocked.len()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(rounds, 4);
     // Settled: every label names the cluster whose ledger holds the host. (Checked only here:
     // hosts and clusters cannot be read in one snapshot while labels are being written.)
     let clusters = api.list(&ListParams::default()).await.unwrap().items;

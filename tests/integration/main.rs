@@ -5,6 +5,7 @@ mod admission;
 mod bad_input;
 mod baremetalhost;
 mod common;
+mod conflicts;
 mod control_plane;
 mod invariants;
 mod lifecycle;

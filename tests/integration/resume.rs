@@ -5,7 +5,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
@@ -14,11 +16,20 @@ use crate::common::{
 };
 
 /// The real `sip run` binary, scoped to the test's namespace; SIGKILLed on drop.
-struct Operator(Child);
+pub struct Operator(Child);
 
 impl Operator {
     fn start(env: &TestEnv) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_sip"))
+        Operator::with_failpoint(env, None)
+    }
+
+    /// `sip run`, aborting at `failpoint` (see `src/failpoint.rs`) when set.
+    pub fn with_failpoint(env: &TestEnv, failpoint: Option<&str>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sip"));
+        if let Some(point) = failpoint {
+            command.env("SIP_FAILPOINT", point);
+        }
+        let child = command
             .args(["run", "--kubeconfig"])
             .arg(&env.cp.kubeconfig)
             .args([
@@ -27,7 +38,7 @@ impl Operator {
                 "--cluster-namespace",
                 &env.namespace,
             ])
-            .args(["--log", "warn"])
+            .args(["--log", "warn", "--metrics-address", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -35,7 +46,28 @@ impl Operator {
         Operator(child)
     }
 
-    fn kill(mut self) {
+    /// Waits for the process to abort at its failpoint.
+    pub async fn crashed(mut self, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(
+                    status.signal(),
+                    Some(6),
+                    "{what}: expected an abort, got {status}"
+                );
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: the failpoint was never hit"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn kill(mut self) {
         let _ = self.0.kill(); // SIGKILL: no chance to finish anything
         let _ = self.0.wait();
     }
@@ -46,6 +78,23 @@ impl Drop for Operator {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The sample with its services, but no fixed node ports. kube-apiserver can leak a node port
+/// allocation when a client dies in the middle of creating a NodePort Service; its repair loop
+/// frees it only after three 3-minute rounds, so the restarted operator would wait that long
+/// for a fixed port. Ports the API server picks do not collide with a leaked one.
+pub fn resumable(env: &TestEnv, name: &str) -> SIPCluster {
+    sample_cluster(env, name, |m| {
+        let services = m["spec"]["services"].as_object_mut().unwrap();
+        services.remove("loadBalancerWorker");
+        for service in ["loadBalancerControlPlane", "jumpHost"] {
+            services[service][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("nodePort");
+        }
+    })
 }
 
 /// Deterministic pseudo-random delays, so a failure names a reproducible instant.
@@ -61,12 +110,13 @@ fn delays(seed: u64, n: usize, max_ms: u64) -> Vec<u64> {
         .collect()
 }
 
-/// The ledger as (name, role), and the hosts labeled for `name`.
-async fn outcome(
+/// The ledger as (name, role), the hosts labeled for `name`, and its service objects (kind and
+/// name without the cluster's name), each exactly once.
+pub async fn outcome(
     env: &TestEnv,
     api: &Api<SIPCluster>,
     name: &str,
-) -> (Vec<(String, String)>, Vec<String>) {
+) -> (Vec<(String, String)>, Vec<String>, Vec<String>) {
     let c = api.get(name).await.unwrap();
     let mut ledger: Vec<(String, String)> = c
         .status
@@ -82,7 +132,20 @@ async fn outcome(
         .filter(|(_, owner)| owner == name)
         .map(|(host, _)| host)
         .collect();
-    (ledger, labeled)
+    let params = ListParams::default().labels(&sip::services::meta::children_selector(name));
+    let mut children = Vec::new();
+    macro_rules! collect {
+        ($($k:ty),*) => {$(
+            let kind_api: Api<$k> = Api::namespaced(env.client.clone(), &env.namespace);
+            for o in kind_api.list_metadata(&params).await.unwrap() {
+                let short = o.metadata.name.unwrap_or_default().replacen(name, "<cluster>", 1);
+                children.push(format!("{}/{short}", <$k as kube::Resource>::kind(&())));
+            }
+        )*};
+    }
+    collect!(ConfigMap, Secret, Service, Deployment);
+    children.sort();
+    (ledger, labeled, children)
 }
 
 #[tokio::test]
@@ -93,17 +156,20 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
 
     // The reference: an uninterrupted run.
     let operator = Operator::start(&env);
-    api.create(
-        &PostParams::default(),
-        &sample_cluster(&env, "reference", |_| {}),
-    )
-    .await
-    .unwrap();
+    api.create(&PostParams::default(), &resumable(&env, "reference"))
+        .await
+        .unwrap();
     wait_for(&api, "reference", "reference Ready", |c| {
         phase(c) == Some(Phase::Ready)
     })
     .await;
     let reference = outcome(&env, &api, "reference").await;
+    assert_eq!(
+        reference.2.len(),
+        7,
+        "the reference has its services: {:?}",
+        reference.2
+    );
     api.delete("reference", &DeleteParams::default())
         .await
         .unwrap();
@@ -116,7 +182,7 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
         let name = format!("run-{i}");
         let what = format!("{name} (killed after {delay} ms)");
         let operator = Operator::start(&env);
-        api.create(&PostParams::default(), &sample_cluster(&env, &name, |_| {}))
+        api.create(&PostParams::default(), &resumable(&env, &name))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -135,7 +201,7 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
         assert_eq!(
             outcome(&env, &api, &name).await,
             reference,
-            "{what}: same hosts, same labels"
+            "{what}: same hosts, same labels, the same service objects"
         );
 
         api.delete(&name, &DeleteParams::default()).await.unwrap();
@@ -144,6 +210,84 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
             labeled_hosts(&env).await.is_empty(),
             "{what}: labels left after deletion"
         );
+        operator.kill();
+    }
+}
+
+/// The phase persisted before `phase` on the happy path.
+fn previous(phase: Phase) -> Option<Phase> {
+    match phase {
+        Phase::Gathering => None,
+        Phase::Extracting => Some(Phase::Gathering),
+        Phase::DeployingInfra => Some(Phase::Extracting),
+        Phase::Labeling => Some(Phase::DeployingInfra),
+        Phase::Ready => Some(Phase::Labeling),
+        Phase::Decommissioning => Some(Phase::Ready),
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_every_phase_boundary_changes_nothing_in_the_outcome() {
+    let env = test_env("boundaries").await;
+    load_hosts(&env).await;
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+
+    let operator = Operator::start(&env);
+    api.create(&PostParams::default(), &resumable(&env, "reference"))
+        .await
+        .unwrap();
+    wait_for(&api, "reference", "reference Ready", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await;
+    let reference = outcome(&env, &api, "reference").await;
+    api.delete("reference", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(&api, "reference", "reference deleted", |c| c.is_none()).await;
+    operator.kill();
+
+    let boundaries = [
+        Phase::Gathering,
+        Phase::Extracting,
+        Phase::DeployingInfra,
+        Phase::Labeling,
+        Phase::Ready,
+    ];
+    for (i, (when, phase_at)) in boundaries
+        .iter()
+        .flat_map(|p| [("before", *p), ("after", *p)])
+        .enumerate()
+    {
+        let point = format!("{when}:{phase_at}");
+        let name = format!("boundary-{i}");
+        let operator = Operator::with_failpoint(&env, Some(&point));
+        api.create(&PostParams::default(), &resumable(&env, &name))
+            .await
+            .unwrap();
+        operator.crashed(&point).await;
+        let persisted = phase(api.get_opt(&name).await.unwrap().as_ref());
+        let expected = if when == "after" {
+            Some(phase_at)
+        } else {
+            previous(phase_at)
+        };
+        assert_eq!(persisted, expected, "{point}: the status at the crash");
+
+        let operator = Operator::start(&env);
+        let ready = wait_for(&api, &name, &format!("{point}: Ready after restart"), |c| {
+            phase(c) == Some(Phase::Ready)
+        })
+        .await
+        .unwrap();
+        assert_uninterrupted_story(&ready.status.unwrap(), &point);
+        assert_eq!(
+            outcome(&env, &api, &name).await,
+            reference,
+            "{point}: the same outcome"
+        );
+        api.delete(&name, &DeleteParams::default()).await.unwrap();
+        wait_for(&api, &name, &format!("{point}: deleted"), |c| c.is_none()).await;
         operator.kill();
     }
 }
