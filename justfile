@@ -1,8 +1,10 @@
 # Everyday commands. Neither the README's two commands nor CI need `just`: they are plain cargo.
 
-# Regenerate crd/ from the Rust types and state-diagrams/ from the state machine.
+# Regenerate crd/ (and the copy kustomize uses in manifests/crd/) from the Rust types and
+# state-diagrams/ from the state machine.
 generate:
     cargo run --quiet -- crd --write crd
+    cargo run --quiet -- crd > manifests/crd/airship.airshipit.org_sipclusters.yaml
     cargo run --quiet -- diagrams --write state-diagrams
 
 fmt:

@@ -201,45 +201,54 @@ impl Turn<'_> {
             .map(drop)
     }
 
-    /// Deletes this cluster's children that are not in `keep`; returns how many.
+    /// Deletes the objects of this cluster's service instances that are not in `keep`;
+    /// returns how many. Every instance has exactly one Deployment, named like all its
+    /// objects, so the Deployments (listed by the labels the operator sets, deleted only when
+    /// this SIPCluster owns them) find the stale instances, and their other objects are
+    /// deleted by name. Secrets are never listed: the operator needs no list right on them.
+    /// (An object written before its Deployment by a turn that then crashed is left to the
+    /// owner-reference garbage collection when the SIPCluster goes.)
     async fn prune(&self, keep: &BTreeSet<ChildKey>) -> kube::Result<usize> {
         let uid = self.cluster.uid().unwrap_or_default();
+        let selector = meta::children_selector(&self.key.name);
+        let deployments = self
+            .namespaced::<Deployment>()
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await?;
         let mut deleted = 0;
-        deleted += self.prune_kind::<ServiceAccount>(&uid, keep).await?;
-        deleted += self.prune_kind::<ConfigMap>(&uid, keep).await?;
-        deleted += self.prune_kind::<Secret>(&uid, keep).await?;
-        deleted += self.prune_kind::<Service>(&uid, keep).await?;
-        deleted += self.prune_kind::<Deployment>(&uid, keep).await?;
+        for object in deployments.items {
+            let name = object.name_any();
+            let owned = object.owner_references().iter().any(|o| o.uid == uid);
+            if !owned || keep.contains(&("Deployment", name.clone())) {
+                continue;
+            }
+            // The Deployment goes last: it is how a stale instance is found again if this turn
+            // stops midway.
+            deleted += self.delete::<Service>(&name).await?;
+            deleted += self.delete::<Secret>(&name).await?;
+            deleted += self.delete::<ConfigMap>(&name).await?;
+            deleted += self.delete::<ServiceAccount>(&name).await?;
+            deleted += self.delete::<Deployment>(&name).await?;
+        }
         Ok(deleted)
     }
 
-    async fn prune_kind<K>(&self, uid: &str, keep: &BTreeSet<ChildKey>) -> kube::Result<usize>
+    /// Deletes one object; 1 if it was there.
+    async fn delete<K>(&self, name: &str) -> kube::Result<usize>
     where
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
             + DeserializeOwned
             + Clone
             + Debug,
     {
-        let kind = K::kind(&());
-        let api = self.namespaced::<K>();
-        let selector = meta::children_selector(&self.key.name);
-        let found = api
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await?;
-        let mut deleted = 0;
-        for object in found.items {
-            let name = object.name_any();
-            let owned = object.owner_references().iter().any(|o| o.uid == uid);
-            let wanted = keep.iter().any(|(k, n)| *k == kind && *n == name);
-            if !owned || wanted {
-                continue;
-            }
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => deleted += 1,
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e),
-            }
+        match self
+            .namespaced::<K>()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(1),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(0),
+            Err(e) => Err(e),
         }
-        Ok(deleted)
     }
 }

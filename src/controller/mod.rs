@@ -234,6 +234,15 @@ fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) -> A
         return Action::requeue(Duration::from_millis(200));
     }
     tracing::warn!(name = %cluster.name_any(), error = %error, "reconcile failed");
+    // Say it where people look: `kubectl describe` shows the Event (repeats are aggregated).
+    let note = error.to_string();
+    let reason = error.label();
+    let (events, target) = (ctx.clone(), cluster.clone());
+    tokio::spawn(async move {
+        events
+            .publish(&target, EventType::Warning, reason, note)
+            .await;
+    });
     Action::requeue(ctx.bump(&cluster))
 }
 

@@ -9,6 +9,7 @@ mod conflicts;
 mod control_plane;
 mod invariants;
 mod lifecycle;
+mod manifests;
 mod observability;
 mod resume;
 mod services;

@@ -1,0 +1,266 @@
+//! The shipped manifests against the real API server: every one passes a server-side dry run,
+//! and the operator does its whole job with only the rights `manifests/base/rbac.yaml` gives
+//! its ServiceAccount; with one right missing it says so instead of spinning.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::{Value, json};
+use sip::api::{Phase, SIPCluster};
+use sip::metrics::Metrics;
+
+use crate::common::{
+    TestEnv, labeled_hosts, load_hosts, phase, sample_cluster, test_env, wait_for, yaml_documents,
+};
+
+const RBAC: &str = include_str!("../../manifests/base/rbac.yaml");
+const NAMESPACE: &str = "sip-system";
+
+async fn ensure_namespace(env: &TestEnv, name: &str) {
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match Api::<Namespace>::all(env.client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("creating namespace {name}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn every_manifest_passes_a_server_side_dry_run() {
+    let env = test_env("manifests").await;
+    // A dry run creates nothing, so objects inside a namespace the same run would create fail;
+    // the namespaces exist for real first.
+    for ns in [NAMESPACE, "metal3", "sipcluster-system"] {
+        ensure_namespace(&env, ns).await;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = env.kubectl(&[
+        "apply",
+        "--dry-run=server",
+        "-k",
+        &format!("{root}/manifests"),
+    ]);
+    for object in [
+        "namespace/sip-system",
+        "customresourcedefinition.apiextensions.k8s.io/sipclusters.airship.airshipit.org",
+        "serviceaccount/sip-operator",
+        "clusterrole.rbac.authorization.k8s.io/sip-operator",
+        "clusterrolebinding.rbac.authorization.k8s.io/sip-operator",
+        "service/sip-operator-metrics",
+        "deployment.apps/sip-operator",
+    ] {
+        assert!(out.contains(object), "{object} missing from:\n{out}");
+    }
+    let samples = env.kubectl(&[
+        "apply",
+        "--dry-run=server",
+        "-f",
+        &format!("{root}/manifests/samples/hosts.yaml"),
+        "-f",
+        &format!("{root}/manifests/samples/sipcluster.yaml"),
+    ]);
+    assert!(
+        samples.contains("sipcluster.airship.airshipit.org/sipcluster-system"),
+        "{samples}"
+    );
+    // The monitoring objects need prometheus-operator's CRDs; kustomize must still build them.
+    let monitoring = env.kubectl(&["kustomize", &format!("{root}/manifests/monitoring")]);
+    for needle in [
+        "kind: PrometheusRule",
+        "kind: ServiceMonitor",
+        "grafana_dashboard: \"1\"",
+        "sip-dashboard.json",
+    ] {
+        assert!(
+            monitoring.contains(needle),
+            "{needle} missing from the monitoring build"
+        );
+    }
+}
+
+/// Applies the RBAC of `manifests/base/rbac.yaml`, renamed with `suffix` and changed by `edit`,
+/// and returns a client holding only that ServiceAccount's token.
+async fn client_with_rbac(env: &TestEnv, suffix: &str, edit: impl Fn(&mut Value)) -> kube::Client {
+    ensure_namespace(env, NAMESPACE).await;
+    let name = format!("sip-operator{suffix}");
+    let docs: Vec<String> = yaml_documents(RBAC)
+        .into_iter()
+        .map(|mut d| {
+            d["metadata"]["name"] = json!(name);
+            if d["kind"] == "ServiceAccount" {
+                d["metadata"]["namespace"] = json!(NAMESPACE);
+            }
+            if d["kind"] == "ClusterRoleBinding" {
+                d["roleRef"]["name"] = json!(name);
+                d["subjects"][0]["name"] = json!(name);
+            }
+            if d["kind"] == "ClusterRole" {
+                edit(&mut d);
+            }
+            serde_json::to_string(&d).unwrap()
+        })
+        .collect();
+    sip_envtest::apply_yaml(&env.client, &docs.join("\n---\n"), NAMESPACE)
+        .await
+        .unwrap();
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(env.client.clone(), NAMESPACE)
+        .create_token_request(&name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    kube::Client::try_from(config).unwrap()
+}
+
+fn start(
+    env: &TestEnv,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    let settings = sip::controller::Settings {
+        host_namespace: Some(env.namespace.clone()),
+        cluster_namespace: Some(env.namespace.clone()),
+        instance: Some("rbac".into()),
+        metrics,
+    };
+    tokio::spawn(sip::controller::run(
+        client,
+        settings,
+        std::future::pending(),
+    ))
+}
+
+#[tokio::test]
+async fn the_operator_does_its_whole_job_with_only_its_service_accounts_rights() {
+    let env = test_env("rbac").await;
+    load_hosts(&env).await;
+    let client = client_with_rbac(&env, "", |_| {}).await;
+    // The token really is limited: no Secret can be listed with it.
+    let listed = Api::<Secret>::namespaced(client.clone(), &env.namespace)
+        .list(&ListParams::default())
+        .await;
+    assert!(
+        matches!(listed, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{listed:?}"
+    );
+
+    let operator = start(&env, client, Arc::new(Metrics::new()));
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "tenant", |_| {}),
+    )
+    .await
+    .unwrap();
+    let ready = wait_for(&api, "tenant", "Ready with least privilege", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await
+    .unwrap();
+    assert!(ready.status.unwrap().services.iter().all(|s| s.ready));
+    assert_eq!(labeled_hosts(&env).await.len(), 4);
+    api.delete("tenant", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(&api, "tenant", "deleted with least privilege", |c| {
+        c.is_none()
+    })
+    .await;
+    assert!(labeled_hosts(&env).await.is_empty());
+    operator.abort();
+}
+
+#[tokio::test]
+async fn without_one_right_the_operator_says_so_and_backs_off() {
+    let env = test_env("rbac-missing").await;
+    load_hosts(&env).await;
+    // No `patch` on BareMetalHosts: Labeling cannot write labels.
+    let client = client_with_rbac(&env, "-no-host-patch", |role| {
+        for rule in role["rules"].as_array_mut().unwrap() {
+            if rule["resources"][0] == "baremetalhosts" {
+                rule["verbs"] = json!(["get", "list", "watch"]);
+            }
+        }
+    })
+    .await;
+    let metrics = Arc::new(Metrics::new());
+    let operator = start(&env, client, metrics.clone());
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "tenant", |_| {}),
+    )
+    .await
+    .unwrap();
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let forbidden = loop {
+        let found = events
+            .list(&ListParams::default().fields("involvedObject.name=tenant"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Forbidden"));
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no Forbidden Event");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(forbidden.type_.as_deref(), Some("Warning"));
+    let note = forbidden.message.unwrap_or_default();
+    assert!(
+        note.contains("baremetalhosts") && note.contains("patch"),
+        "names the missing right: {note}"
+    );
+    assert_eq!(
+        phase(api.get_opt("tenant").await.unwrap().as_ref()),
+        Some(Phase::Labeling)
+    );
+    // Backing off, not spinning: a handful of attempts in ten seconds.
+    let errors = || {
+        let text = metrics.render();
+        text.lines()
+            .find(|l| l.starts_with("controller_runtime_reconcile_errors_total{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = errors();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during = errors() - before;
+    assert!(
+        during <= 4.0,
+        "{during} failed reconciles in 10 s: the operator is spinning"
+    );
+    operator.abort();
+}
