@@ -85,7 +85,14 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             metrics.render(),
         ),
         "/healthz" | "/livez" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if metrics.is_ready() => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/readyz" if metrics.is_ready() => {
+            let role = if metrics.is_leader() {
+                "leader"
+            } else {
+                "standby"
+            };
+            reply(StatusCode::OK, "text/plain", format!("ready: {role}\n"))
+        }
         "/readyz" => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod extraction;
 pub mod failpoint;
+pub mod leader;
 pub mod machine;
 pub mod metrics;
 pub mod scheduling;

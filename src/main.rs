@@ -54,6 +54,18 @@ struct RunArgs {
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "SIP_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: std::net::SocketAddr,
+    /// Work only while holding the Lease, so several replicas can run (`false`: always work).
+    #[arg(long, env = "SIP_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "SIP_LEASE_NAME", default_value = "sip-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, or the kubeconfig's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds the Lease is held without renewal; a standby takes over after that.
+    #[arg(long, env = "SIP_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    lease_duration: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -133,6 +145,18 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::client::ClientBuilder::try_from(config)?
         .with_layer(&sip::metrics::ApiMetricsLayer::new(metrics.clone()))
         .build();
+    let identity = args.instance.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sip".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let lease = sip::leader::LeaseSettings {
+        name: args.lease_name,
+        namespace: args
+            .lease_namespace
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        identity,
+        duration_seconds: args.lease_duration,
+    };
     let settings = sip::controller::Settings {
         host_namespace: args.host_namespace,
         cluster_namespace: args.cluster_namespace,
@@ -145,11 +169,33 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let (address, admin) =
-        sip::admin::bind(args.metrics_address, metrics, until(stopped.clone())).await?;
+    let (address, admin) = sip::admin::bind(
+        args.metrics_address,
+        metrics.clone(),
+        until(stopped.clone()),
+    )
+    .await?;
     let admin = tokio::spawn(admin);
     tracing::info!(%address, "sip operator starting; admin server listening");
-    sip::controller::run(client, settings, until(stopped)).await;
+    let outcome = if args.leader_election {
+        sip::leader::run_as_leader(
+            client.clone(),
+            lease,
+            metrics,
+            until(stopped.clone()),
+            |stop| sip::controller::run(client, settings, stop),
+        )
+        .await
+    } else {
+        metrics.set_leader(true);
+        sip::controller::run(client, settings, until(stopped.clone())).await;
+        Ok(())
+    };
+    if let Err(e) = outcome {
+        // Nothing in memory is worth keeping: a restart resumes from the persisted phases.
+        tracing::error!(error = %e, "stopping");
+        return Err(e.into());
+    }
     let _ = admin.await;
     tracing::info!("sip operator stopped");
     Ok(())

@@ -305,6 +305,10 @@ impl Metrics {
             .set(i64::from(leader));
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.leader.with_label_values(&["sip-operator"]).get() == 1
+    }
+
     /// The caches the state gauges are computed from; set once by the controller.
     pub fn watch(&self, clusters: Store<SIPCluster>, hosts: Store<BareMetalHost>) {
         let _ = self.sources.set((clusters, hosts));

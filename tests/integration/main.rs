@@ -8,6 +8,7 @@ mod common;
 mod conflicts;
 mod control_plane;
 mod invariants;
+mod leader;
 mod lifecycle;
 mod manifests;
 mod observability;

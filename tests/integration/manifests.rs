@@ -60,6 +60,7 @@ async fn every_manifest_passes_a_server_side_dry_run() {
         "clusterrolebinding.rbac.authorization.k8s.io/sip-operator",
         "service/sip-operator-metrics",
         "deployment.apps/sip-operator",
+        "poddisruptionbudget.policy/sip-operator",
     ] {
         assert!(out.contains(object), "{object} missing from:\n{out}");
     }
@@ -141,6 +142,7 @@ async fn client_with_rbac(env: &TestEnv, suffix: &str, edit: impl Fn(&mut Value)
     kube::Client::try_from(config).unwrap()
 }
 
+/// The operator as `sip run` runs it: leader election, then the controller.
 fn start(
     env: &TestEnv,
     client: kube::Client,
@@ -150,13 +152,27 @@ fn start(
         host_namespace: Some(env.namespace.clone()),
         cluster_namespace: Some(env.namespace.clone()),
         instance: Some("rbac".into()),
-        metrics,
+        metrics: metrics.clone(),
     };
-    tokio::spawn(sip::controller::run(
-        client,
-        settings,
-        std::future::pending(),
-    ))
+    let lease = sip::leader::LeaseSettings {
+        name: "sip-operator".into(),
+        namespace: env.namespace.clone(),
+        identity: "rbac".into(),
+        duration_seconds: 15,
+    };
+    tokio::spawn(async move {
+        let led = sip::leader::run_as_leader(
+            client.clone(),
+            lease,
+            metrics,
+            std::future::pending(),
+            |stop| sip::controller::run(client, settings, stop),
+        )
+        .await;
+        if let Err(e) = led {
+            panic!("leader election with the ServiceAccount's rights: {e}");
+        }
+    })
 }
 
 #[tokio::test]

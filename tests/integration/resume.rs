@@ -29,6 +29,14 @@ impl Operator {
         if let Some(point) = failpoint {
             command.env("SIP_FAILPOINT", point);
         }
+        // One identity for every restart: the new process is the same replica, so it takes the
+        // Lease its killed predecessor still holds at once.
+        Operator::spawn(env, command, "sip-test", &[])
+    }
+
+    /// `sip run` scoped to the test's namespace (its Lease too) as replica `instance`, with
+    /// `extra` arguments.
+    pub fn spawn(env: &TestEnv, mut command: Command, instance: &str, extra: &[&str]) -> Self {
         let child = command
             .args(["run", "--kubeconfig"])
             .arg(&env.cp.kubeconfig)
@@ -39,6 +47,8 @@ impl Operator {
                 &env.namespace,
             ])
             .args(["--log", "warn", "--metrics-address", "127.0.0.1:0"])
+            .args(["--lease-namespace", &env.namespace, "--instance", instance])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
