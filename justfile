@@ -43,8 +43,21 @@ kind-create:
     kind create cluster --name {{cluster}}
     kubectl apply -f crd/airship.airshipit.org_sipclusters.yaml -f crd/testing/metal3.io_baremetalhosts.yaml
 
+# The static (musl) binary the image ships, built without Docker; prints its size.
+static:
+    bash tools/image/static-build.sh
+
+# Parse the Dockerfile with Docker's own parser and check what the image promises.
+check-dockerfile:
+    bash tools/image/check-dockerfile.sh
+
+# End-to-end figures on the local control plane (see BENCHMARKS.md); `--quick` for a small run.
+bench-e2e *args:
+    cargo build --release --bin sip
+    cargo run --release -p sip-envtest --bin sip-bench -- --sip target/release/sip {{args}}
+
 docker-build:
-    docker build -t {{image}} .
+    docker build --build-arg SIP_VERSION=$(git describe --always --dirty) -t {{image}} .
 
 kind-load-image: docker-build
     kind load docker-image {{image}} --name {{cluster}}

@@ -5,9 +5,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The version `--version` prints: `SIP_VERSION` at build time (the image build passes the git
+/// description), else the crate's version.
+const VERSION: &str = match option_env!("SIP_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// The SIP operator: carves tenant clusters out of metal3 BareMetalHosts.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -176,7 +183,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let admin = tokio::spawn(admin);
-    tracing::info!(%address, "sip operator starting; admin server listening");
+    tracing::info!(%address, version = VERSION, "sip operator starting; admin server listening");
     let outcome = if args.leader_election {
         sip::leader::run_as_leader(
             client.clone(),
