@@ -91,6 +91,12 @@ impl Turn<'_> {
                 failures.push(e.to_string());
             }
         }
+        let previous: Vec<String> = self
+            .status
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
         self.status.services = statuses;
         if !failures.is_empty() {
             // Nothing is pruned while a service fails: its last good objects keep serving.
@@ -100,7 +106,16 @@ impl Turn<'_> {
                 failures.join("; "),
             ));
         }
-        let pruned = self.prune(&desired).await?;
+        // Only a service the last deployment had and this one lacks needs looking for (a LIST);
+        // a turn that only updates services costs no read.
+        let removed = previous
+            .iter()
+            .any(|name| !desired.contains(&("Deployment", name.clone())));
+        let pruned = if removed {
+            self.prune(&desired).await?
+        } else {
+            0
+        };
         let applied = self.status.services.len();
         let message = match pruned {
             0 => format!("{applied} services applied"),
@@ -206,7 +221,8 @@ impl Turn<'_> {
     /// objects, so the Deployments (listed by the labels the operator sets, deleted only when
     /// this SIPCluster owns them) find the stale instances, and their other objects are
     /// deleted by name. Secrets are never listed: the operator needs no list right on them.
-    /// (An object written before its Deployment by a turn that then crashed is left to the
+    /// (An object written before its Deployment by a turn that then crashed, or a service
+    /// removed before its first deployment was recorded in the status, is left to the
     /// owner-reference garbage collection when the SIPCluster goes.)
     async fn prune(&self, keep: &BTreeSet<ChildKey>) -> kube::Result<usize> {
         let uid = self.cluster.uid().unwrap_or_default();

@@ -1,0 +1,579 @@
+//! End-to-end benchmarks on the local control plane, against the real `sip run` binary:
+//! `just bench-e2e` (the full configuration) or `sip-bench --quick` (the small one CI runs so it
+//! cannot rot; figures are printed, never asserted). `--sip PATH` names the operator binary
+//! (default `target/release/sip`, then `target/debug/sip`).
+//!
+//! Prints: creation-to-Ready of a 3 + 5 cluster over pools of growing size; the API requests
+//! that took, by verb, from the operator's own client metrics and from kube-apiserver's
+//! `apiserver_request_total`, against the floor (one label patch per host, one apply per child,
+//! one status write per phase); the raw latency of a label patch; many clusters created at once;
+//! the operator's peak RSS and CPU time.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sip::api::baremetalhost::{BmcDetails, SecretReference};
+use sip::api::{BareMetalHost, BareMetalHostSpec, Phase, SIPCluster};
+use sip_envtest::{ControlPlane, binaries::repo_root, create_namespace};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Config {
+    pools: Vec<usize>,
+    clusters: usize,
+    patches: usize,
+    sip: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sip-bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config() -> Result<Config> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let sip = match args.iter().position(|a| a == "--sip") {
+        Some(i) => PathBuf::from(args.get(i + 1).context("--sip needs a path")?),
+        None => {
+            let release = repo_root().join("target/release/sip");
+            if release.exists() {
+                release
+            } else {
+                repo_root().join("target/debug/sip")
+            }
+        }
+    };
+    anyhow::ensure!(
+        sip.exists(),
+        "{} missing: cargo build --release --bin sip",
+        sip.display()
+    );
+    Ok(if quick {
+        Config {
+            pools: vec![100],
+            clusters: 10,
+            patches: 20,
+            sip,
+        }
+    } else {
+        Config {
+            pools: vec![100, 1_000, 10_000],
+            clusters: 100,
+            patches: 200,
+            sip,
+        }
+    })
+}
+
+async fn run() -> Result<()> {
+    let config = config()?;
+    println!("sip-bench: operator {}", config.sip.display());
+    let cp = ControlPlane::start().await?;
+    let client = cp.client().await?;
+    println!(
+        "control plane up in {:.1} s ({} cores)",
+        cp.startup.as_secs_f64(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    println!("\n== one 3 + 5 cluster (2+1 control plane per rack, 4+1 workers per server)");
+    println!(
+        "{:>7} {:>9} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>10}",
+        "hosts", "to Ready", "writes", "floor", "ratio", "lists", "peak RSS", "CPU", "pool load"
+    );
+    let mut floor_latency = None;
+    for &n in &config.pools {
+        let figures = one_cluster(&cp, &client, n).await?;
+        if floor_latency.is_none() {
+            floor_latency =
+                Some(raw_patch_latency(&client, &figures.namespace, config.patches).await?);
+        }
+        println!(
+            "{:>7} {:>8.2}s {:>8} {:>7} {:>6.2}x {:>7} {:>7.1}Mi {:>8.2}s {:>9.1}s",
+            n,
+            figures.to_ready.as_secs_f64(),
+            figures.writes,
+            figures.floor,
+            figures.writes as f64 / figures.floor as f64,
+            figures.lists,
+            figures.peak_rss_kib as f64 / 1024.0,
+            figures.cpu_seconds,
+            figures.load.as_secs_f64(),
+        );
+        println!("        operator requests by verb: {:?}", figures.by_verb);
+        println!(
+            "        kube-apiserver saw from all clients: {:?}",
+            figures.server_by_verb
+        );
+    }
+    if let Some((mean, p99)) = floor_latency {
+        println!(
+            "\n== raw label patch latency ({} sequential patches): mean {:.2} ms, p99 {:.2} ms",
+            config.patches,
+            mean * 1000.0,
+            p99 * 1000.0
+        );
+        let floor = 8.0 + 10.0 + 5.0;
+        println!(
+            "   the floor's time for one cluster ({floor} writes, one after another): {:.0} ms",
+            floor * mean * 1000.0
+        );
+    }
+
+    println!(
+        "\n== {} clusters (1 control plane + 3 workers each) created at once over {} hosts",
+        config.clusters,
+        config.clusters * 4
+    );
+    let (elapsed, rss, cpu) = many_clusters(&cp, &client, config.clusters).await?;
+    println!(
+        "   all Ready after {:.2} s; operator peak RSS {:.1} MiB, CPU {:.2} s",
+        elapsed.as_secs_f64(),
+        rss as f64 / 1024.0,
+        cpu
+    );
+    Ok(())
+}
+
+struct Figures {
+    namespace: String,
+    load: Duration,
+    to_ready: Duration,
+    writes: u64,
+    floor: u64,
+    lists: u64,
+    by_verb: BTreeMap<String, u64>,
+    server_by_verb: BTreeMap<String, u64>,
+    peak_rss_kib: u64,
+    cpu_seconds: f64,
+}
+
+/// `n` hosts in `racks` racks, one in `cp_every` a control-plane host, `per_server` hosts per
+/// physical server; each with its networkData and BMC Secrets.
+async fn create_pool(
+    client: &kube::Client,
+    ns: &str,
+    n: usize,
+    cp_every: usize,
+    racks: usize,
+    per_server: usize,
+) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (client, ns) = (client.clone(), ns.to_string());
+        tasks.spawn(async move { create_host(&client, &ns, i, cp_every, racks, per_server).await });
+        // A bounded number in flight: the API server's, not the harness's, speed is measured.
+        while tasks.len() >= 32 {
+            tasks.join_next().await.context("join")???;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+async fn create_host(
+    client: &kube::Client,
+    ns: &str,
+    i: usize,
+    cp_every: usize,
+    racks: usize,
+    per_server: usize,
+) -> Result<()> {
+    let name = format!("host-{i:05}");
+    let secret = |suffix: &str, data: Vec<(&str, String)>| Secret {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}-{suffix}")),
+            ..Default::default()
+        },
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let ip = format!("10.{}.{}.{}", 100 + i / 65536, (i / 256) % 256, i % 256);
+    let network_data = json!({"networks": [{"id": "oam-ipv4", "link": "oam-ipv4", "type": "ipv4", "ip_address": ip}]});
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let pp = PostParams::default();
+    secrets
+        .create(
+            &pp,
+            &secret("nd", vec![("networkData", network_data.to_string())]),
+        )
+        .await?;
+    secrets
+        .create(
+            &pp,
+            &secret(
+                "bmc",
+                vec![
+                    ("username", "admin".into()),
+                    ("password", format!("pw-{i}")),
+                ],
+            ),
+        )
+        .await?;
+    let flavor = if i % cp_every == 0 {
+        "control-plane"
+    } else {
+        "worker"
+    };
+    let mut host = BareMetalHost::new(
+        &name,
+        BareMetalHostSpec {
+            online: Some(true),
+            bmc: Some(BmcDetails {
+                address: format!(
+                    "redfish+https://10.200.{}.{}/redfish/v1/Systems/1",
+                    (i / 256) % 256,
+                    i % 256
+                ),
+                credentials_name: format!("{name}-bmc"),
+            }),
+            network_data: Some(SecretReference {
+                name: Some(format!("{name}-nd")),
+                namespace: None,
+            }),
+        },
+    );
+    host.metadata.labels = Some(
+        [
+            ("vino.airshipit.org/flavor".to_string(), flavor.to_string()),
+            (
+                "vino.airshipit.org/rack".to_string(),
+                format!("rack-{:03}", i % racks),
+            ),
+            (
+                "vino.airshipit.org/host".to_string(),
+                format!("server-{:05}", i / per_server),
+            ),
+        ]
+        .into(),
+    );
+    Api::<BareMetalHost>::namespaced(client.clone(), ns)
+        .create(&pp, &host)
+        .await?;
+    Ok(())
+}
+
+/// The real operator as a child process, scoped to `ns`, its admin server on `port`.
+struct Operator {
+    child: Child,
+    admin: SocketAddr,
+}
+
+impl Operator {
+    async fn start(cp: &ControlPlane, sip: &std::path::Path, ns: &str) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let admin: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let child = Command::new(sip)
+            .args(["run", "--kubeconfig"])
+            .arg(&cp.kubeconfig)
+            .args(["--host-namespace", ns, "--cluster-namespace", ns])
+            .args(["--metrics-address", &admin.to_string(), "--log", "warn"])
+            .args(["--lease-namespace", ns])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let op = Operator { child, admin };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !http_get(admin, "/readyz")
+            .await
+            .starts_with("ready: leader")
+        {
+            if Instant::now() > deadline {
+                bail!("the operator never became ready");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(op)
+    }
+
+    /// Peak resident memory (KiB) and CPU seconds so far, from /proc.
+    fn usage(&self) -> (u64, f64) {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let peak = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name: utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+            .sum();
+        (peak, ticks / 100.0)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn http_get(address: SocketAddr, path: &str) -> String {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out).await;
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// Sums a counter's samples by the values of `labels`, from Prometheus text.
+fn counter_by(text: &str, metric: &str, labels: &[&str]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with('{'))
+    {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let key: Vec<String> = labels
+            .iter()
+            .map(|l| {
+                series
+                    .split_once(&format!("{l}=\""))
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .map_or(String::new(), |(v, _)| v.to_string())
+            })
+            .collect();
+        *out.entry(key.join(" ")).or_default() += value.parse::<f64>().unwrap_or(0.0) as u64;
+    }
+    out
+}
+
+fn diff(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+async fn apiserver_metrics(client: &kube::Client) -> Result<String> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    Ok(client.request_text(request).await?)
+}
+
+/// The SIPCluster the one-cluster runs create: 2+1 control plane per rack, 4+1 workers per
+/// server, the three predecessor services with node ports the API server picks.
+fn three_plus_five(ns: &str, worker_ports: (u16, u16)) -> Result<SIPCluster> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "airship.airshipit.org/v1", "kind": "SIPCluster",
+        "metadata": {"name": "tenant", "namespace": ns},
+        "spec": {
+            "nodes": {
+                "ControlPlane": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "control-plane"}},
+                                  "topologyKey": "vino.airshipit.org/rack", "count": {"active": 2, "standby": 1}},
+                "Worker": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "worker"}},
+                           "topologyKey": "vino.airshipit.org/host", "count": {"active": 4, "standby": 1}}
+            },
+            "services": {
+                "loadBalancerControlPlane": [{"nodeInterfaceId": "oam-ipv4"}],
+                "loadBalancerWorker": [{"nodeInterfaceId": "oam-ipv4", "nodePortRange": {"start": worker_ports.0, "end": worker_ports.1}}],
+                "jumpHost": [{"nodeInterfaceId": "oam-ipv4", "nodeSSHPrivateKeys": "keys",
+                              "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICWscdxRwgcDGWOINiWOm4ptAz9DnOvHs3dyAEWeIoBd bench"]}]
+            }
+        }
+    }))?)
+}
+
+async fn one_cluster(cp: &ControlPlane, client: &kube::Client, n: usize) -> Result<Figures> {
+    let ns = create_namespace(client, "bench").await?;
+    let started = Instant::now();
+    create_pool(client, &ns, n, 10, 100, 2).await?;
+    let keys = Secret {
+        metadata: ObjectMeta {
+            name: Some("keys".into()),
+            ..Default::default()
+        },
+        data: Some([("node".to_string(), ByteString(b"key".to_vec()))].into()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &keys)
+        .await?;
+    let load = started.elapsed();
+    let operator = Operator::start(cp, &config_sip()?, &ns).await?;
+
+    let ops_before = http_get(operator.admin, "/metrics").await;
+    let server_before = apiserver_metrics(client).await?;
+    let api: Api<SIPCluster> = Api::namespaced(client.clone(), &ns);
+    let base = 31000 + (n.ilog10() as u16) * 10;
+    let t0 = Instant::now();
+    api.create(
+        &PostParams::default(),
+        &three_plus_five(&ns, (base, base + 2))?,
+    )
+    .await?;
+    loop {
+        let c = api.get("tenant").await?;
+        if c.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready) {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            bail!("{n} hosts: not Ready after 5 minutes: {:?}", c.status);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let to_ready = t0.elapsed();
+    // Let the last Events land before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ops_after = http_get(operator.admin, "/metrics").await;
+    let server_after = apiserver_metrics(client).await?;
+
+    let requests = diff(
+        &counter_by(&ops_after, "sip_api_requests_total", &["verb", "resource"]),
+        &counter_by(&ops_before, "sip_api_requests_total", &["verb", "resource"]),
+    );
+    let mut by_verb: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, v) in &requests {
+        *by_verb
+            .entry(key.split(' ').next().unwrap_or("").to_string())
+            .or_default() += v;
+    }
+    // Writes to the objects the operator owns or labels; Events are reported apart.
+    let writes: u64 = requests
+        .iter()
+        .filter(|(k, _)| {
+            let mut parts = k.split(' ');
+            let verb = parts.next().unwrap_or("");
+            let resource = parts.next().unwrap_or("");
+            matches!(verb, "create" | "patch" | "update" | "delete") && resource != "events"
+        })
+        .map(|(_, v)| v)
+        .sum();
+    // Sanctioned: Gathering's fresh read of every ledger (the claim rule).
+    let lists: u64 = requests
+        .iter()
+        .filter(|(k, _)| k.starts_with("list ") && k.as_str() != "list sipclusters")
+        .map(|(_, v)| v)
+        .sum();
+    // One label patch per host, one apply per child (3 + 3 + 4), one status write per phase
+    // (created, Extracting, DeployingInfra, Labeling, Ready) and the finalizer.
+    let floor = 8 + 10 + 5 + 1;
+    let server = diff(
+        &counter_by(&server_after, "apiserver_request_total", &["verb"]),
+        &counter_by(&server_before, "apiserver_request_total", &["verb"]),
+    );
+    let (peak_rss_kib, cpu_seconds) = operator.usage();
+    Ok(Figures {
+        namespace: ns,
+        load,
+        to_ready,
+        writes,
+        floor,
+        lists,
+        by_verb,
+        server_by_verb: server,
+        peak_rss_kib,
+        cpu_seconds,
+    })
+}
+
+fn config_sip() -> Result<PathBuf> {
+    Ok(config()?.sip)
+}
+
+/// Mean and p99 seconds of sequential label patches on one host: the API server's write floor.
+async fn raw_patch_latency(client: &kube::Client, ns: &str, n: usize) -> Result<(f64, f64)> {
+    let hosts: Api<BareMetalHost> = Api::namespaced(client.clone(), ns);
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let patch = json!({"metadata": {"labels": {"bench.sip/round": i.to_string()}}});
+        let t = Instant::now();
+        hosts
+            .patch("host-00001", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.sort_by(f64::total_cmp);
+    let mean = samples.iter().sum::<f64>() / n as f64;
+    let p99 = samples[(n * 99 / 100).min(n - 1)];
+    Ok((mean, p99))
+}
+
+async fn many_clusters(
+    cp: &ControlPlane,
+    client: &kube::Client,
+    count: usize,
+) -> Result<(Duration, u64, f64)> {
+    let ns = create_namespace(client, "bench-many").await?;
+    // One control-plane host in four, each in a rack of its own; every host on its own server.
+    create_pool(client, &ns, count * 4, 4, count * 4, 1).await?;
+    let operator = Operator::start(cp, &config_sip()?, &ns).await?;
+    let api: Api<SIPCluster> = Api::namespaced(client.clone(), &ns);
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let api = api.clone();
+        let ns = ns.clone();
+        tasks.spawn(async move {
+            let c: SIPCluster = serde_json::from_value(json!({
+                "apiVersion": "airship.airshipit.org/v1", "kind": "SIPCluster",
+                "metadata": {"name": format!("c{i:03}"), "namespace": ns},
+                "spec": {"nodes": {
+                    "ControlPlane": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "control-plane"}},
+                                      "topologyKey": "vino.airshipit.org/rack", "count": {"active": 1}},
+                    "Worker": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "worker"}},
+                               "topologyKey": "vino.airshipit.org/host", "count": {"active": 3}}
+                }}
+            }))?;
+            api.create(&PostParams::default(), &c).await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    loop {
+        let all = api.list(&ListParams::default()).await?.items;
+        let ready = all
+            .iter()
+            .filter(|c| c.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready))
+            .count();
+        if ready == count {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            bail!("{ready} of {count} clusters Ready after 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = t0.elapsed();
+    let (rss, cpu) = operator.usage();
+    Ok((elapsed, rss, cpu))
+}
