@@ -230,7 +230,7 @@ async fn create_host(
             ),
         )
         .await?;
-    let flavor = if i % cp_every == 0 {
+    let flavor = if i.is_multiple_of(cp_every) {
         "control-plane"
     } else {
         "worker"
