@@ -65,11 +65,14 @@ struct Classified<'a> {
     domains: [Option<&'a str>; 2],
 }
 
+/// Below this many hosts one thread classifies faster than several start.
+const PARALLEL_FROM: usize = 20_000;
+
 fn fast_map<K, V>(capacity: usize) -> HashMap<K, V, FastHash> {
     HashMap::with_capacity_and_hasher(capacity, FastHash::default())
 }
 
-pub fn schedule<S: BuildHasher>(inputs: &Inputs<'_, S>) -> Decision {
+pub fn schedule<S: BuildHasher + Sync>(inputs: &Inputs<'_, S>) -> Decision {
     let roles: [RoleSpec<'_>; 2] =
         NodeRole::ALL.map(|role| role_spec(role, inputs.spec.nodes.get(&role)));
 
@@ -111,22 +114,45 @@ pub fn schedule<S: BuildHasher>(inputs: &Inputs<'_, S>) -> Decision {
         return decision;
     }
 
-    let classified: Vec<Classified<'_>> = inputs
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let hit = ledger_hits.get(i).copied().flatten();
-            let standing = classify(inputs, hit, host);
-            let domain = |spec: &RoleSpec<'_>| spec.topology_key.and_then(|k| host.domain(k));
-            Classified {
-                host,
-                standing,
-                matches: [roles[0].matches(host), roles[1].matches(host)],
-                domains: [domain(&roles[0]), domain(&roles[1])],
-            }
+    let classify_range = |range: std::ops::Range<usize>| -> Vec<Classified<'_>> {
+        inputs.hosts[range.clone()]
+            .iter()
+            .zip(range)
+            .map(|(host, i)| {
+                let hit = ledger_hits.get(i).copied().flatten();
+                let standing = classify(inputs, hit, host);
+                let domain = |spec: &RoleSpec<'_>| spec.topology_key.and_then(|k| host.domain(k));
+                Classified {
+                    host,
+                    standing,
+                    matches: [roles[0].matches(host), roles[1].matches(host)],
+                    domains: [domain(&roles[0]), domain(&roles[1])],
+                }
+            })
+            .collect()
+    };
+    // Classifying is most of the cost and each host is independent: large inventories are
+    // split across the cores, in order, so the result is the same as one pass.
+    let n = inputs.hosts.len();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get().min(4));
+    let classified: Vec<Classified<'_>> = if n < PARALLEL_FROM || threads < 2 {
+        classify_range(0..n)
+    } else {
+        let chunk = n.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|start| {
+                    let range = start..(start + chunk).min(n);
+                    scope.spawn(|| classify_range(range))
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
         })
-        .collect();
+    };
 
     // 2. Additions, role by role; a host chosen for one role is gone for the next.
     let mut taken: HashSet<HostKey, FastHash> = HashSet::default();

@@ -714,3 +714,44 @@ fn input_order_does_not_change_the_decision() {
     let b = run(&sample_spec(), &[], &hosts);
     assert_eq!(a, b);
 }
+
+#[test]
+fn large_inventories_classified_on_several_threads_decide_as_one_pass_would() {
+    // Above the parallel threshold; claims and a short rack make the chunks disagree unless
+    // they are merged in order. The best host of each rack is in the last chunk.
+    let n = 45_000;
+    let mut hosts: Vec<HostView> = (0..n)
+        .map(|i| {
+            let flavor = if i % 10 == 0 { "cp" } else { "worker" };
+            host(&format!("h-{:05}", n - i))
+                .flavor(flavor)
+                .rack(&format!("r{}", i % 7))
+                .server(&format!("s{}", i / 2))
+                .build()
+        })
+        .collect();
+    let claimed: HashSet<HostKey> = hosts.iter().step_by(3).map(|h| h.key.clone()).collect();
+    let spec = spec(
+        Some(role("cp", Some(RACK), 3, 0)),
+        Some(role("worker", Some(SERVER), 4, 1)),
+    );
+    let forward = run_with_claims(&spec, &[], &hosts, &claimed);
+    hosts.reverse();
+    let backward = run_with_claims(&spec, &[], &hosts, &claimed);
+    assert_eq!(forward, backward, "the inventory's order must not matter");
+    let cp = added(&forward, NodeRole::ControlPlane);
+    assert_eq!(cp.len(), 3);
+    // Each chosen control-plane host is its rack's smallest free name.
+    for name in &cp {
+        let h = hosts.iter().find(|h| &h.key.name == name).unwrap();
+        let rack = &h.labels[RACK];
+        let best = hosts
+            .iter()
+            .filter(|o| o.labels[RACK] == *rack && o.labels[FLAVOR] == "cp")
+            .filter(|o| !claimed.contains(&o.key))
+            .map(|o| &o.key.name)
+            .min()
+            .unwrap();
+        assert_eq!(name, best, "rack {rack}");
+    }
+}
