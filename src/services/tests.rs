@@ -604,16 +604,25 @@ fn jump_host_input_errors_name_the_fix() {
             "host metal3/cp-2 has no address on interface \"oam-ipv4\"",
         ),
     ];
+    assert_breaks(
+        ServiceKind::JumpHost,
+        &cases,
+        &[PASSWORD_PREFIX, "PRIVATE KEY"],
+    );
+}
+
+/// Each case breaks a fresh fixture; the service fails with a message that starts with the
+/// service, contains the case's needle and none of `secrets`.
+fn assert_breaks(kind: ServiceKind, cases: &[(fn(&mut Fixture), &str)], secrets: &[&str]) {
     for (breaks, needle) in cases {
         let mut f = Fixture::new();
         breaks(&mut f);
-        let err = f.only(ServiceKind::JumpHost).unwrap_err().to_string();
-        assert!(err.starts_with("jumpHost[0]: "), "{err}");
+        let err = f.only(kind).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}[0]: ", kind.field())), "{err}");
         assert!(err.contains(needle), "{needle}: {err}");
-        assert!(
-            !err.contains(PASSWORD_PREFIX) && !err.contains("PRIVATE KEY"),
-            "{err}"
-        );
+        for secret in secrets {
+            assert!(!err.contains(secret), "the secret's content leaked: {err}");
+        }
     }
 }
 
@@ -719,17 +728,7 @@ fn oidc_input_errors_name_the_fix_without_quoting_secrets() {
             "Secret tenants/dex-tls has no tls.key",
         ),
     ];
-    for (breaks, needle) in cases {
-        let mut f = Fixture::new();
-        breaks(&mut f);
-        let err = f.only(ServiceKind::Auth).unwrap_err().to_string();
-        assert!(err.starts_with("auth[0]: "), "{err}");
-        assert!(err.contains(needle), "{needle}: {err}");
-        assert!(
-            !err.contains("client-secret-value"),
-            "the secret's content leaked: {err}"
-        );
-    }
+    assert_breaks(ServiceKind::Auth, &cases, &["client-secret-value"]);
 }
 
 #[test]

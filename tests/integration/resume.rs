@@ -158,22 +158,20 @@ pub async fn outcome(
     (ledger, labeled, children)
 }
 
-#[tokio::test]
-async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
-    let env = test_env("resume").await;
-    load_hosts(&env).await;
-    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-
-    // The reference: an uninterrupted run.
-    let operator = Operator::start(&env);
-    api.create(&PostParams::default(), &resumable(&env, "reference"))
+/// The outcome of an uninterrupted run, which every interrupted one must equal.
+async fn reference_outcome(
+    env: &TestEnv,
+    api: &Api<SIPCluster>,
+) -> (Vec<(String, String)>, Vec<String>, Vec<String>) {
+    let operator = Operator::start(env);
+    api.create(&PostParams::default(), &resumable(env, "reference"))
         .await
         .unwrap();
-    wait_for(&api, "reference", "reference Ready", |c| {
+    wait_for(api, "reference", "reference Ready", |c| {
         phase(c) == Some(Phase::Ready)
     })
     .await;
-    let reference = outcome(&env, &api, "reference").await;
+    let reference = outcome(env, api, "reference").await;
     assert_eq!(
         reference.2.len(),
         7,
@@ -183,8 +181,17 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
     api.delete("reference", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for(&api, "reference", "reference deleted", |c| c.is_none()).await;
+    wait_for(api, "reference", "reference deleted", |c| c.is_none()).await;
     operator.kill();
+    reference
+}
+
+#[tokio::test]
+async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
+    let env = test_env("resume").await;
+    load_hosts(&env).await;
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    let reference = reference_outcome(&env, &api).await;
 
     // Then 20 runs, each killed at a different instant (from before the first status write
     // to after Ready) and restarted.
@@ -241,21 +248,7 @@ async fn a_crash_at_every_phase_boundary_changes_nothing_in_the_outcome() {
     let env = test_env("boundaries").await;
     load_hosts(&env).await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-
-    let operator = Operator::start(&env);
-    api.create(&PostParams::default(), &resumable(&env, "reference"))
-        .await
-        .unwrap();
-    wait_for(&api, "reference", "reference Ready", |c| {
-        phase(c) == Some(Phase::Ready)
-    })
-    .await;
-    let reference = outcome(&env, &api, "reference").await;
-    api.delete("reference", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(&api, "reference", "reference deleted", |c| c.is_none()).await;
-    operator.kill();
+    let reference = reference_outcome(&env, &api).await;
 
     let boundaries = [
         Phase::Gathering,
