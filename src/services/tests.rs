@@ -559,7 +559,6 @@ fn the_jump_host_knows_every_member_and_reaches_bmcs_directly() {
 
 #[test]
 fn jump_host_input_errors_name_the_fix() {
-    type Break = fn(&mut Fixture);
     let cases: [(Break, &str); 6] = [
         (
             |f| {
@@ -611,9 +610,12 @@ fn jump_host_input_errors_name_the_fix() {
     );
 }
 
+/// A way to break the fixture.
+type Break = fn(&mut Fixture);
+
 /// Each case breaks a fresh fixture; the service fails with a message that starts with the
 /// service, contains the case's needle and none of `secrets`.
-fn assert_breaks(kind: ServiceKind, cases: &[(fn(&mut Fixture), &str)], secrets: &[&str]) {
+fn assert_breaks(kind: ServiceKind, cases: &[(Break, &str)], secrets: &[&str]) {
     for (breaks, needle) in cases {
         let mut f = Fixture::new();
         breaks(&mut f);
@@ -672,7 +674,6 @@ fn the_oidc_provider_is_configured_from_the_users_secret() {
 
 #[test]
 fn oidc_input_errors_name_the_fix_without_quoting_secrets() {
-    type Break = fn(&mut Fixture);
     let cases: [(Break, &str); 6] = [
         (
             |f| {
