@@ -67,11 +67,13 @@ async fn every_manifest_passes_a_server_side_dry_run() {
     let samples = env.kubectl(&[
         "apply",
         "--dry-run=server",
-        "-f",
-        &format!("{root}/manifests/samples/hosts.yaml"),
-        "-f",
-        &format!("{root}/manifests/samples/sipcluster.yaml"),
+        "-k",
+        &format!("{root}/manifests/samples"),
     ]);
+    assert!(
+        samples.contains("baremetalhost.metal3.io/cp-1"),
+        "{samples}"
+    );
     assert!(
         samples.contains("sipcluster.airship.airshipit.org/sipcluster-system"),
         "{samples}"
