@@ -2,9 +2,6 @@
 //! clients from a Secret the user owns, and optional TLS. Its whole configuration holds client
 //! secrets, so it lives in a Secret.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     ContainerPort, HTTPGetAction, PodSpec, Probe, Secret, SecretVolumeSource, ServiceAccount,
     Volume, VolumeMount,
@@ -28,42 +25,32 @@ const TLS_DIR: &str = "/etc/dex/tls";
 pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>, ServiceError> {
     let spec = &facts.spec.services.auth[id.index];
     let config = config(facts, id, spec)?;
-    let labels = meta::labels(facts.cluster_name, id, name);
-    let object_meta = || meta::object_meta(name, facts.namespace, &labels, &facts.owner);
+    let instance = facts.instance(id, name);
     let hash = meta::config_hash([(CONFIG_KEY, config.as_bytes())]);
     let mut children = Vec::new();
     let kubernetes_storage = spec.storage == AuthStorage::Kubernetes;
     if kubernetes_storage {
         children.push(Child::ServiceAccount(ServiceAccount {
-            metadata: object_meta(),
+            metadata: instance.meta(),
             ..ServiceAccount::default()
         }));
     }
-    children.push(Child::Secret(Secret {
-        metadata: object_meta(),
-        type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            CONFIG_KEY.to_string(),
-            ByteString(config.into_bytes()),
-        )])),
-        ..Secret::default()
-    }));
+    children.push(Child::Secret(
+        instance.secret([(CONFIG_KEY, config.into_bytes())]),
+    ));
     let scheme = if spec.tls_secret.is_some() {
         "https"
     } else {
         "http"
     };
     children.push(Child::Service(pod::service(
-        object_meta(),
-        meta::selector(id, name),
+        &instance,
         vec![pod::port(scheme.into(), WEB_PORT, spec.node_port)],
         spec.node_port.is_some(),
         spec.cluster_ip.as_ref(),
     )));
     children.push(Child::Deployment(pod::deployment(
-        object_meta(),
-        meta::selector(id, name),
-        &labels,
+        &instance,
         hash,
         pod_spec(spec, name, kubernetes_storage),
     )));

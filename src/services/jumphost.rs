@@ -5,11 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HostAlias, KeyToPath, PodSpec, Probe, SeccompProfile, Secret, SecretVolumeSource,
-    SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    HostAlias, KeyToPath, PodSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
@@ -97,10 +96,9 @@ pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
     let hosts_json = serde_json::to_string_pretty(&entries).unwrap_or_default();
     drop(entries);
 
-    let labels = meta::labels(facts.cluster_name, id, name);
-    let object_meta = || meta::object_meta(name, facts.namespace, &labels, &facts.owner);
+    let instance = facts.instance(id, name);
     let config_map = ConfigMap {
-        metadata: object_meta(),
+        metadata: instance.meta(),
         data: Some(BTreeMap::from([
             (KEY_AUTHORIZED.to_string(), authorized.clone()),
             (KEY_SCRIPT.to_string(), SCRIPT.to_string()),
@@ -114,41 +112,25 @@ pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
         (KEY_SSH_CONFIG, ssh_config.as_bytes()),
         ("nodeSSHPrivateKeys", key_names.join("\n").as_bytes()),
     ]);
-    let secret = Secret {
-        metadata: object_meta(),
-        type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([
-            (KEY_HOSTS.to_string(), ByteString(hosts_json.into_bytes())),
-            (
-                KEY_SSH_CONFIG.to_string(),
-                ByteString(ssh_config.into_bytes()),
-            ),
-        ])),
-        ..Secret::default()
-    };
+    let secret = instance.secret([
+        (KEY_HOSTS, hosts_json.into_bytes()),
+        (KEY_SSH_CONFIG, ssh_config.into_bytes()),
+    ]);
     let no_proxy = spec
         .bmc
         .is_some_and(|b| !b.proxy)
         .then(|| bmc_hosts.into_iter().collect::<Vec<_>>().join(","));
     let pod_spec = pod_spec(spec, name, no_proxy, aliases);
-    let selector = meta::selector(id, name);
     Ok(vec![
         Child::ConfigMap(config_map),
         Child::Secret(secret),
         Child::Service(pod::service(
-            object_meta(),
-            selector.clone(),
+            &instance,
             vec![pod::port("ssh".into(), SSH_PORT, spec.node_port)],
             true,
             spec.common.cluster_ip.as_ref(),
         )),
-        Child::Deployment(pod::deployment(
-            object_meta(),
-            selector,
-            &labels,
-            hash,
-            pod_spec,
-        )),
+        Child::Deployment(pod::deployment(&instance, hash, pod_spec)),
     ])
 }
 

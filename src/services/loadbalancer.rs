@@ -2,12 +2,9 @@
 //! control-plane host) and the worker one in front of a range of node ports on every worker.
 //! Each is a Secret holding `haproxy.cfg`, a Deployment and a NodePort Service.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    ContainerPort, PodSpec, Probe, Secret, SecretVolumeSource, ServicePort, TCPSocketAction,
-    Volume, VolumeMount,
+    ContainerPort, PodSpec, Probe, SecretVolumeSource, ServicePort, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
@@ -43,6 +40,34 @@ struct Model<'a> {
     container_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ports: Option<Vec<u16>>,
+}
+
+impl<'a> Model<'a> {
+    /// The fields both load balancers' templates see.
+    fn new(
+        facts: &'a Facts<'_>,
+        id: ServiceId,
+        name: &'a str,
+        common: &'a ServiceCommon,
+        node_port: Option<u16>,
+        servers: Vec<Server>,
+    ) -> Self {
+        Model {
+            cluster: ClusterModel {
+                name: facts.cluster_name,
+                namespace: facts.namespace,
+            },
+            service: ServiceModel {
+                name,
+                index: id.index,
+                node_interface_id: &common.node_interface_id,
+                node_port,
+            },
+            servers,
+            container_port: None,
+            ports: None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -101,25 +126,21 @@ pub fn control_plane(
     let spec = &facts.spec.services.load_balancer_control_plane[id.index];
     let common = &spec.common;
     let model = Model {
-        cluster: ClusterModel {
-            name: facts.cluster_name,
-            namespace: facts.namespace,
-        },
-        service: ServiceModel {
-            name,
-            index: id.index,
-            node_interface_id: &common.node_interface_id,
-            node_port: spec.node_port,
-        },
-        servers: servers(
+        container_port: Some(KUBE_API_PORT),
+        ..Model::new(
             facts,
             id,
-            NodeRole::ControlPlane,
-            &common.node_interface_id,
-            Some(KUBE_API_PORT),
-        )?,
-        container_port: Some(KUBE_API_PORT),
-        ports: None,
+            name,
+            common,
+            spec.node_port,
+            servers(
+                facts,
+                id,
+                NodeRole::ControlPlane,
+                &common.node_interface_id,
+                Some(KUBE_API_PORT),
+            )?,
+        )
     };
     let template = template::pick(
         id,
@@ -140,19 +161,15 @@ pub fn worker(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
     let range = spec.node_port_range;
     let port_list: Vec<u16> = (range.start..=range.end).collect();
     let model = Model {
-        cluster: ClusterModel {
-            name: facts.cluster_name,
-            namespace: facts.namespace,
-        },
-        service: ServiceModel {
-            name,
-            index: id.index,
-            node_interface_id: &common.node_interface_id,
-            node_port: None,
-        },
-        servers: servers(facts, id, NodeRole::Worker, &common.node_interface_id, None)?,
-        container_port: None,
         ports: Some(port_list.clone()),
+        ..Model::new(
+            facts,
+            id,
+            name,
+            common,
+            None,
+            servers(facts, id, NodeRole::Worker, &common.node_interface_id, None)?,
+        )
     };
     let template = pick_worker(facts, id)?;
     let config = template::render(id, &template, &model)?;
@@ -183,18 +200,9 @@ fn haproxy(
     config: String,
     ports: Vec<ServicePort>,
 ) -> Vec<Child> {
-    let labels = meta::labels(facts.cluster_name, id, name);
-    let object_meta = || meta::object_meta(name, facts.namespace, &labels, &facts.owner);
+    let instance = facts.instance(id, name);
     let hash = meta::config_hash([(CONFIG_KEY, config.as_bytes())]);
-    let secret = Secret {
-        metadata: object_meta(),
-        type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            CONFIG_KEY.to_string(),
-            ByteString(config.into_bytes()),
-        )])),
-        ..Secret::default()
-    };
+    let secret = instance.secret([(CONFIG_KEY, config.into_bytes())]);
     let first_port = ports.first().map_or(KUBE_API_PORT as i32, |p| p.port);
     let probe = |period: i32| Probe {
         tcp_socket: Some(TCPSocketAction {
@@ -250,22 +258,14 @@ fn haproxy(
         automount_service_account_token: Some(false),
         ..PodSpec::default()
     };
-    let selector = meta::selector(id, name);
     vec![
         Child::Secret(secret),
         Child::Service(pod::service(
-            object_meta(),
-            selector.clone(),
+            &instance,
             ports,
             true,
             common.cluster_ip.as_ref(),
         )),
-        Child::Deployment(pod::deployment(
-            object_meta(),
-            selector,
-            &labels,
-            hash,
-            pod_spec,
-        )),
+        Child::Deployment(pod::deployment(&instance, hash, pod_spec)),
     ]
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
 
@@ -57,39 +59,72 @@ pub fn object_name(cluster: &str, id: ServiceId) -> String {
     format!("{lead}{stem}-{hash}{suffix}")
 }
 
-/// The labels every object of a service instance carries; pods carry them too.
-pub fn labels(cluster: &str, id: ServiceId, name: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (LABEL_NAME.into(), id.kind.app().into()),
-        (LABEL_INSTANCE.into(), name.into()),
-        (LABEL_COMPONENT.into(), id.kind.component().into()),
-        (LABEL_PART_OF.into(), "sip".into()),
-        (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
-        (LABEL_CLUSTER_NAME.into(), cluster.into()),
-    ])
+/// One service instance: the name, labels and owner every object it renders shares.
+pub struct Instance<'a> {
+    pub id: ServiceId,
+    pub name: &'a str,
+    namespace: &'a str,
+    owner: &'a OwnerReference,
+    /// The labels every object carries; pods carry them too.
+    pub labels: BTreeMap<String, String>,
 }
 
-/// The subset of [`labels`] a Deployment selects its pods by (immutable once created).
-pub fn selector(id: ServiceId, name: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (LABEL_INSTANCE.into(), name.into()),
-        (LABEL_COMPONENT.into(), id.kind.component().into()),
-    ])
-}
+impl<'a> Instance<'a> {
+    pub fn new(
+        cluster: &str,
+        namespace: &'a str,
+        owner: &'a OwnerReference,
+        id: ServiceId,
+        name: &'a str,
+    ) -> Self {
+        let labels = BTreeMap::from([
+            (LABEL_NAME.into(), id.kind.app().into()),
+            (LABEL_INSTANCE.into(), name.into()),
+            (LABEL_COMPONENT.into(), id.kind.component().into()),
+            (LABEL_PART_OF.into(), "sip".into()),
+            (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
+            (LABEL_CLUSTER_NAME.into(), cluster.into()),
+        ]);
+        Instance {
+            id,
+            name,
+            namespace,
+            owner,
+            labels,
+        }
+    }
 
-/// Metadata of a child: its name, the service's labels and the SIPCluster as controller owner.
-pub fn object_meta(
-    name: &str,
-    namespace: &str,
-    labels: &BTreeMap<String, String>,
-    owner: &OwnerReference,
-) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some(namespace.into()),
-        labels: Some(labels.clone()),
-        owner_references: Some(vec![owner.clone()]),
-        ..ObjectMeta::default()
+    /// The subset of the labels a Deployment selects its pods by (immutable once created).
+    pub fn selector(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_INSTANCE.into(), self.name.into()),
+            (LABEL_COMPONENT.into(), self.id.kind.component().into()),
+        ])
+    }
+
+    /// Metadata of a child: the instance's name and labels, the SIPCluster as controller owner.
+    pub fn meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(self.name.into()),
+            namespace: Some(self.namespace.into()),
+            labels: Some(self.labels.clone()),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// The instance's Secret, holding `data`.
+    pub fn secret(&self, data: impl IntoIterator<Item = (&'static str, Vec<u8>)>) -> Secret {
+        Secret {
+            metadata: self.meta(),
+            type_: Some("Opaque".into()),
+            data: Some(
+                data.into_iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v)))
+                    .collect(),
+            ),
+            ..Secret::default()
+        }
     }
 }
 

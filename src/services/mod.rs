@@ -116,6 +116,13 @@ pub struct Facts<'a> {
     pub credentials: &'a BTreeMap<HostKey, Result<BmcCredentials, String>>,
 }
 
+impl Facts<'_> {
+    /// The shared identity of the objects of service instance `id`, named `name`.
+    fn instance<'a>(&'a self, id: ServiceId, name: &'a str) -> meta::Instance<'a> {
+        meta::Instance::new(self.cluster_name, self.namespace, &self.owner, id, name)
+    }
+}
+
 /// What one service instance rendered to.
 #[derive(Debug)]
 pub struct Rendered {

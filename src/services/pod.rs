@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::meta::ANNOTATION_CONFIG_HASH;
+use super::meta::{ANNOTATION_CONFIG_HASH, Instance};
 
 /// Requests and limits: small services, sized for the management cluster to pack many.
 pub fn resources(cpu: &str, memory: &str, memory_limit: &str) -> Option<ResourceRequirements> {
@@ -63,25 +63,20 @@ pub fn node_selector(labels: &BTreeMap<String, String>) -> Option<BTreeMap<Strin
     (!labels.is_empty()).then(|| labels.clone())
 }
 
-/// A one-replica Deployment whose pods carry `labels` and roll when `config_hash` changes.
-pub fn deployment(
-    meta: ObjectMeta,
-    selector: BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
-    config_hash: String,
-    spec: PodSpec,
-) -> Deployment {
+/// The instance's one-replica Deployment; its pods carry the instance's labels and roll when
+/// `config_hash` changes.
+pub fn deployment(instance: &Instance<'_>, config_hash: String, spec: PodSpec) -> Deployment {
     Deployment {
-        metadata: meta,
+        metadata: instance.meta(),
         spec: Some(DeploymentSpec {
             replicas: Some(1),
             selector: LabelSelector {
-                match_labels: Some(selector),
+                match_labels: Some(instance.selector()),
                 ..LabelSelector::default()
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels.clone()),
+                    labels: Some(instance.labels.clone()),
                     annotations: Some(BTreeMap::from([(
                         ANNOTATION_CONFIG_HASH.to_string(),
                         config_hash,
@@ -108,20 +103,18 @@ pub fn port(name: String, port: u16, node_port: Option<u16>) -> ServicePort {
     }
 }
 
-/// A Service selecting the service's pods: NodePort when any port names one (or `node_port`
-/// is set), else ClusterIP.
+/// The instance's Service, selecting its pods: NodePort when `node_port`, else ClusterIP.
 pub fn service(
-    meta: ObjectMeta,
-    selector: BTreeMap<String, String>,
+    instance: &Instance<'_>,
     ports: Vec<ServicePort>,
     node_port: bool,
     cluster_ip: Option<&String>,
 ) -> Service {
     Service {
-        metadata: meta,
+        metadata: instance.meta(),
         spec: Some(ServiceSpec {
             type_: Some(if node_port { "NodePort" } else { "ClusterIP" }.into()),
-            selector: Some(selector),
+            selector: Some(instance.selector()),
             ports: Some(ports),
             cluster_ip: cluster_ip.cloned(),
             ..ServiceSpec::default()
