@@ -228,6 +228,11 @@ fn deployment_of(children: &[Child]) -> &k8s_openapi::api::apps::v1::Deployment 
         .unwrap()
 }
 
+fn pod_of(children: &[Child]) -> &k8s_openapi::api::core::v1::PodSpec {
+    let deployment = deployment_of(children).spec.as_ref().unwrap();
+    deployment.template.spec.as_ref().unwrap()
+}
+
 fn pod_hash(children: &[Child]) -> String {
     let d = deployment_of(children);
     let template = d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
@@ -491,14 +496,7 @@ fn the_jump_host_knows_every_member_and_reaches_bmcs_directly() {
         "{ssh_config}"
     );
 
-    let pod = deployment_of(&children)
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let pod = pod_of(&children);
     let env = pod.containers[0].env.as_ref().unwrap();
     let no_proxy = env
         .iter()
@@ -539,14 +537,7 @@ fn the_jump_host_knows_every_member_and_reaches_bmcs_directly() {
     proxied.spec.services.jump_host[0].bmc =
         Some(crate::api::sipcluster::BmcOptions { proxy: true });
     let children = proxied.only(ServiceKind::JumpHost).unwrap();
-    let pod = deployment_of(&children)
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let pod = pod_of(&children);
     assert!(
         !pod.containers[0]
             .env
@@ -640,14 +631,7 @@ fn the_oidc_provider_is_configured_from_the_users_secret() {
     assert_eq!(config["storage"]["type"], "kubernetes");
     assert_eq!(config["connectors"][0]["id"], "ldap");
     assert_eq!(config["staticClients"][0]["id"], "tenant-apiserver");
-    let pod = deployment_of(&children)
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let pod = pod_of(&children);
     assert_eq!(pod.service_account_name.as_deref(), Some("tenant-oidc"));
     let sc = pod.containers[0].security_context.as_ref().unwrap();
     assert_eq!(
@@ -767,14 +751,7 @@ fn pods_run_restricted_where_the_image_allows() {
     let f = Fixture::new();
     for r in f.render() {
         let children = r.objects.unwrap();
-        let pod = deployment_of(&children)
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .clone()
-            .unwrap();
+        let pod = pod_of(&children);
         assert_eq!(
             pod.automount_service_account_token,
             Some(r.id.kind == ServiceKind::Auth),

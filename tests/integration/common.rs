@@ -234,3 +234,26 @@ pub fn sample_cluster(env: &TestEnv, name: &str, edit: impl FnOnce(&mut Value)) 
     edit(&mut m);
     serde_json::from_value(m).expect("the edited sample is a SIPCluster")
 }
+
+/// `Kind/name` -> resourceVersion of every object the operator deployed for `cluster` (the
+/// kinds it may be granted to list; Secrets are found by the instances' names).
+pub async fn children_of(env: &TestEnv, cluster: &str) -> BTreeMap<String, String> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+    use kube::{Resource, ResourceExt};
+    let params = ListParams::default().labels(&sip::services::meta::children_selector(cluster));
+    let mut out = BTreeMap::new();
+    macro_rules! collect {
+        ($($k:ty),*) => {$(
+            let api: Api<$k> = Api::namespaced(env.client.clone(), &env.namespace);
+            for o in api.list_metadata(&params).await.unwrap() {
+                out.insert(
+                    format!("{}/{}", <$k as Resource>::kind(&()), o.name_any()),
+                    o.resource_version().unwrap_or_default(),
+                );
+            }
+        )*};
+    }
+    collect!(ServiceAccount, ConfigMap, Secret, Service, Deployment);
+    out
+}

@@ -5,14 +5,12 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, assert_uninterrupted_story, labeled_hosts, load_hosts, phase, sample_cluster,
-    test_env, wait_for,
+    TestEnv, assert_uninterrupted_story, children_of, labeled_hosts, load_hosts, phase,
+    sample_cluster, test_env, wait_for,
 };
 
 /// The real `sip run` binary, scoped to the test's namespace; SIGKILLed on drop.
@@ -142,19 +140,11 @@ pub async fn outcome(
         .filter(|(_, owner)| owner == name)
         .map(|(host, _)| host)
         .collect();
-    let params = ListParams::default().labels(&sip::services::meta::children_selector(name));
-    let mut children = Vec::new();
-    macro_rules! collect {
-        ($($k:ty),*) => {$(
-            let kind_api: Api<$k> = Api::namespaced(env.client.clone(), &env.namespace);
-            for o in kind_api.list_metadata(&params).await.unwrap() {
-                let short = o.metadata.name.unwrap_or_default().replacen(name, "<cluster>", 1);
-                children.push(format!("{}/{short}", <$k as kube::Resource>::kind(&())));
-            }
-        )*};
-    }
-    collect!(ConfigMap, Secret, Service, Deployment);
-    children.sort();
+    let children: Vec<String> = children_of(env, name)
+        .await
+        .into_keys()
+        .map(|k| k.replacen(name, "<cluster>", 1))
+        .collect();
     (ledger, labeled, children)
 }
 

@@ -7,15 +7,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 use sip::api::{Phase, SIPCluster};
-use sip::services::meta::children_selector;
 
 use crate::common::{
-    TestEnv, captured_logs, load_hosts, phase, sample_cluster, start_operator, test_env, wait_for,
+    TestEnv, captured_logs, children_of, load_hosts, phase, sample_cluster, start_operator,
+    test_env, wait_for,
 };
 
 const DEX_CONFIG: &str = "- type: ldap\n  id: ldap\n  name: LDAP\n  config:\n    host: ldap.example:636\n    bindPW: ldap-bind-password-value\n";
@@ -50,25 +50,6 @@ fn cluster_with_auth(env: &TestEnv, name: &str, config_secret: &str) -> SIPClust
             "storage": "kubernetes",
         }]);
     })
-}
-
-/// `Kind/name` -> resourceVersion of every child of `cluster`.
-async fn children(env: &TestEnv, cluster: &str) -> BTreeMap<String, String> {
-    let params = ListParams::default().labels(&children_selector(cluster));
-    let mut out = BTreeMap::new();
-    macro_rules! collect {
-        ($($k:ty),*) => {$(
-            let api: Api<$k> = Api::namespaced(env.client.clone(), &env.namespace);
-            for o in api.list_metadata(&params).await.unwrap() {
-                out.insert(
-                    format!("{}/{}", <$k as Resource>::kind(&()), o.name_any()),
-                    o.resource_version().unwrap(),
-                );
-            }
-        )*};
-    }
-    collect!(ServiceAccount, ConfigMap, Secret, Service, Deployment);
-    out
 }
 
 async fn secret_text(env: &TestEnv, name: &str, key: &str) -> String {
@@ -135,7 +116,7 @@ async fn services_are_applied_owned_updated_pruned_and_deleted() {
     let status = ready.status.clone().unwrap();
 
     // Every service, every kind, owned by the SIPCluster.
-    let first = children(&env, "tenant").await;
+    let first = children_of(&env, "tenant").await;
     let names: BTreeSet<&str> = first.keys().map(String::as_str).collect();
     let want: BTreeSet<&str> = [
         "ConfigMap/tenant-jump-host",
@@ -199,7 +180,7 @@ async fn services_are_applied_owned_updated_pruned_and_deleted() {
         "the cluster went through the phases again"
     );
     assert_eq!(
-        children(&env, "tenant").await,
+        children_of(&env, "tenant").await,
         first,
         "a second apply changes no resourceVersion"
     );
@@ -250,7 +231,7 @@ async fn services_are_applied_owned_updated_pruned_and_deleted() {
     )
     .await;
     ready_at_current_generation(&api, "tenant").await;
-    let pruned = children(&env, "tenant").await;
+    let pruned = children_of(&env, "tenant").await;
     assert!(
         !pruned.keys().any(|k| k.ends_with("/tenant-jump-host")),
         "{pruned:?}"
@@ -263,7 +244,7 @@ async fn services_are_applied_owned_updated_pruned_and_deleted() {
         .unwrap();
     wait_for(&api, "tenant", "the SIPCluster to be gone", |c| c.is_none()).await;
     assert_eq!(
-        children(&env, "tenant").await,
+        children_of(&env, "tenant").await,
         BTreeMap::new(),
         "children left behind"
     );
