@@ -194,7 +194,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         )
         .await
     } else {
-        metrics.set_leader(true);
+        // The controller reports itself as the working replica once its caches are synced.
         sip::controller::run(client, settings, until(stopped.clone())).await;
         Ok(())
     };
