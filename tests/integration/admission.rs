@@ -8,9 +8,14 @@ use crate::common::{sample_manifest, test_env};
 
 type Mutation = fn(&mut Value);
 
+/// Sets the field at `pointer`; its parent object must be in the sample.
 fn set(v: &mut Value, pointer: &str, new: Value) {
-    *v.pointer_mut(pointer)
-        .unwrap_or_else(|| panic!("{pointer} not in the sample")) = new;
+    let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
+    let parent = v
+        .pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .unwrap_or_else(|| panic!("{parent} not in the sample"));
+    parent.insert(key.to_string(), new);
 }
 
 fn remove(v: &mut Value, pointer: &str, key: &str) {

@@ -207,25 +207,31 @@ pub async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
 }
 
 /// The predecessor's sample SIPCluster as JSON, named `name` in the test's namespace. Node
-/// ports are cluster-wide, so each sample gets its own block of them.
+/// ports are cluster-wide: the jump host and the control-plane balancer get theirs from the
+/// API server, and the worker balancer's range (which must be named) is a block of its own.
 pub fn sample_manifest(env: &TestEnv, name: &str) -> Value {
     let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
     m["metadata"]["namespace"] = json!(env.namespace);
     m["metadata"]["name"] = json!(name);
     let base = node_ports();
     let services = &mut m["spec"]["services"];
-    services["jumpHost"][0]["nodePort"] = json!(base);
-    services["loadBalancerControlPlane"][0]["nodePort"] = json!(base + 1);
-    services["loadBalancerWorker"][0]["nodePortRange"] =
-        json!({"start": base + 2, "end": base + 4});
+    for service in ["jumpHost", "loadBalancerControlPlane"] {
+        services[service][0]
+            .as_object_mut()
+            .expect("the sample has the service")
+            .remove("nodePort");
+    }
+    services["loadBalancerWorker"][0]["nodePortRange"] = json!({"start": base, "end": base + 1});
     m
 }
 
-/// A block of five node ports no other sample in this test process uses.
+/// Two node ports no other sample in this test process uses, in the band the API server never
+/// picks from itself (the local control plane's range is 30000-34095; the band is the lowest
+/// 128), so they cannot collide with ports it chose for other Services.
 fn node_ports() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let block = NEXT.fetch_add(1, Ordering::Relaxed) % 500;
-    30000 + block * 5
+    let block = NEXT.fetch_add(1, Ordering::Relaxed) % 64;
+    30000 + block * 2
 }
 
 /// The sample as the Rust type, after `edit` changed its JSON.

@@ -122,6 +122,11 @@ impl ControlPlane {
                         pki.service_account_key.display()
                     ),
                     "--service-cluster-ip-range=10.96.0.0/16".into(),
+                    // 4,096 node ports, so the band kube-apiserver keeps for ports a client
+                    // names (the lowest 128: 30000-30127) is as large as it gets; ports it picks
+                    // itself come from above it, so tests that name ports there never collide
+                    // with Services whose ports the API server chose (KEP-3668).
+                    "--service-node-port-range=30000-34095".into(),
                     "--allow-privileged=true".into(),
                     // One client at a time in tests: fairness queues only add latency.
                     "--enable-priority-and-fairness=false".into(),

@@ -432,7 +432,7 @@ async fn one_cluster(cp: &ControlPlane, client: &kube::Client, n: usize) -> Resu
     let ops_before = http_get(operator.admin, "/metrics").await;
     let server_before = apiserver_metrics(client).await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), &ns);
-    let base = 31000 + (n.ilog10() as u16) * 10;
+    let base = 30000 + (n.ilog10() as u16) * 10;
     let t0 = Instant::now();
     api.create(
         &PostParams::default(),
