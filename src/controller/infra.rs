@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::conditions::reason;
+use super::drift::{self, ChildRef};
 use super::phases::{Step, Turn};
 use crate::api::{BareMetalHost, ServiceStatus};
 use crate::extraction::{BmcCredentials, credentials_secret_ref, read_credentials};
@@ -28,6 +29,8 @@ type ChildKey = (&'static str, String);
 
 impl Turn<'_> {
     pub async fn deploy(&mut self) -> kube::Result<Step> {
+        // Every object is applied again now: what drifted before is repaired by this.
+        let _ = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
         let spec = &self.cluster.spec;
         let mut secrets = BTreeMap::new();
         for name in services::referenced_secrets(spec) {
@@ -210,10 +213,19 @@ impl Turn<'_> {
         let params = PatchParams::apply(&self.ctx.manager)
             .force()
             .validation_strict();
-        self.namespaced::<K>()
+        let kind = drift::kind_of::<K>();
+        let child = ChildRef::new(kind, &self.key.namespace, &object.name_any());
+        self.ctx.drift.writing(&child);
+        let applied = self
+            .namespaced::<K>()
             .patch(&object.name_any(), &params, &Patch::Apply(object))
-            .await
-            .map(drop)
+            .await;
+        let version = applied
+            .as_ref()
+            .ok()
+            .and_then(|o| drift::version(kind, o.meta()));
+        self.ctx.drift.written(&child, version);
+        applied.map(drop)
     }
 
     /// Deletes the objects of this cluster's service instances that are not in `keep`;
@@ -257,14 +269,22 @@ impl Turn<'_> {
             + Clone
             + Debug,
     {
+        let child = ChildRef::new(drift::kind_of::<K>(), &self.key.namespace, name);
+        self.ctx.drift.deleting(&child);
         match self
             .namespaced::<K>()
             .delete(name, &DeleteParams::background())
             .await
         {
             Ok(_) => Ok(1),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(0),
-            Err(e) => Err(e),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.ctx.drift.absent(&child);
+                Ok(0)
+            }
+            Err(e) => {
+                self.ctx.drift.absent(&child);
+                Err(e)
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! transition (status write first, then the Event) so `kubectl describe` tells the story.
 
 pub mod conditions;
+mod drift;
 mod error;
 pub mod history;
 mod hosts;
@@ -15,8 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -25,6 +29,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use drift::Drift;
 pub use error::Error;
 use phases::{Step, Turn, backoff};
 
@@ -33,6 +38,7 @@ use crate::failpoint;
 use crate::machine::{self, Event};
 use crate::metrics::Metrics;
 use crate::scheduling::HostView;
+use crate::services;
 
 /// Field manager and event reporter name.
 pub const MANAGER: &str = "sip-operator";
@@ -61,6 +67,8 @@ pub struct Context {
     blocked: Mutex<HashMap<ObjectRef<SIPCluster>, Blocked>>,
     /// Counts BareMetalHost events.
     host_epoch: Arc<AtomicU64>,
+    /// What the operator wrote of the services' objects, and what others changed.
+    pub drift: Arc<Drift>,
 }
 
 /// When a blocked cluster may try again, and what it was blocked at: a new spec generation or
@@ -94,16 +102,6 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let (hosts, writer) = reflector::store();
-    let host_cache = reflector(
-        writer,
-        watcher(hosts_api.clone(), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| std::future::ready(()));
-    tokio::spawn(host_cache);
-
     let clusters: Api<SIPCluster> = match &settings.cluster_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -111,8 +109,42 @@ pub async fn run(
     let controller = Controller::new(clusters, watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(1));
     let cluster_store = controller.store();
-
+    // Host events and drift wake clusters through this channel: one watch per kind, whose
+    // events first update the cache the reconciler reads, then wake whom they concern.
+    let (wake, woken) = futures::channel::mpsc::unbounded();
     let host_epoch = Arc::new(AtomicU64::new(0));
+    let drift = Arc::new(Drift::default());
+
+    let (hosts, writer) = reflector::store();
+    let host_events = {
+        let (clusters, epoch, wake) = (cluster_store.clone(), host_epoch.clone(), wake.clone());
+        reflector(
+            writer,
+            watcher(hosts_api, watcher::Config::default())
+                .modify(slim)
+                .default_backoff(),
+        )
+        .touched_objects()
+        .for_each(move |host| {
+            if let Ok(host) = host {
+                epoch.fetch_add(1, Ordering::Relaxed);
+                for cluster in clusters_for_host(&clusters, &host) {
+                    let _ = wake.unbounded_send(cluster);
+                }
+            }
+            std::future::ready(())
+        })
+    };
+    let ns = settings.cluster_namespace.as_deref();
+    // The watches end with the controller (a replica that loses the lease stops them all).
+    let _watches = Tasks(vec![
+        tokio::spawn(host_events),
+        tokio::spawn(watch_children::<Deployment>(&client, ns, &drift, &wake)),
+        tokio::spawn(watch_children::<Service>(&client, ns, &drift, &wake)),
+        tokio::spawn(watch_children::<ConfigMap>(&client, ns, &drift, &wake)),
+        tokio::spawn(watch_children::<ServiceAccount>(&client, ns, &drift, &wake)),
+    ]);
+
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -128,7 +160,8 @@ pub async fn run(
         metrics: settings.metrics.clone(),
         attempts: Mutex::default(),
         blocked: Mutex::default(),
-        host_epoch: host_epoch.clone(),
+        host_epoch,
+        drift,
     });
     settings.metrics.watch(cluster_store.clone(), hosts.clone());
     if hosts.wait_until_ready().await.is_err() {
@@ -145,10 +178,7 @@ pub async fn run(
     });
 
     controller
-        .watches(hosts_api, watcher::Config::default(), move |host| {
-            host_epoch.fetch_add(1, Ordering::Relaxed);
-            clusters_for_host(&cluster_store, &host)
-        })
+        .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -157,6 +187,80 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Background tasks aborted when dropped.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Keeps only what the operator reads of a host: managedFields and kubectl's last-applied
+/// annotation can outweigh the rest of the object, times every host watched.
+fn slim(host: &mut BareMetalHost) {
+    host.metadata.managed_fields = None;
+    if let Some(annotations) = host.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Watches the metadata of one kind of the services' objects (those the operator manages, by
+/// label) and wakes the SIPCluster whose objects drifted. Secrets are not watched: the
+/// operator has no right to list them; the Ready check reads its own Secrets instead.
+fn watch_children<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    drift: &Arc<Drift>,
+    wake: &futures::channel::mpsc::UnboundedSender<ObjectRef<SIPCluster>>,
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    // Metadata only: what drift is judged by, and a fraction of the objects' size.
+    let api: Api<PartialObjectMeta<K>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let kind = drift::kind_of::<K>();
+    let config = watcher::Config::default().labels(&format!(
+        "{}={}",
+        services::meta::LABEL_MANAGED_BY,
+        services::meta::MANAGED_BY
+    ));
+    let (drift, wake) = (drift.clone(), wake.clone());
+    watcher(api, config)
+        .default_backoff()
+        .for_each(move |event| {
+            let seen = match &event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    drift.observe(kind, &o.metadata, false)
+                }
+                Ok(watcher::Event::Delete(o)) => drift.observe(kind, &o.metadata, true),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!(kind, error = %e, "watching the services' objects");
+                    None
+                }
+            };
+            if let Some(cluster) = seen {
+                tracing::info!(kind, cluster = %cluster, "a service object drifted");
+                let _ = wake.unbounded_send(cluster);
+            }
+            std::future::ready(())
+        })
 }
 
 /// The clusters a host event concerns: the one whose labels or ledger name it, and every

@@ -10,6 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
 use super::conditions::reason;
+use super::drift::ChildRef;
 use super::hosts::{self, Labeled};
 use crate::api::{BareMetalHost, HostState, SIPCluster, SIPClusterStatus};
 use crate::extraction::{
@@ -306,20 +307,50 @@ impl<'a> Turn<'a> {
         ))
     }
 
-    /// Ready: still what the spec asks for? A spec change or a lost host means choosing again.
+    /// Ready: still what the spec asks for? A spec change or a lost host means choosing again;
+    /// an object of the services changed or deleted by someone else means applying them again.
     pub async fn check(&mut self) -> kube::Result<Step> {
         let decision = self.decide(false).await?;
-        if decision.changes_nothing() {
-            Ok(Step::go(Event::Done, "Ready", ""))
-        } else {
+        if !decision.changes_nothing() {
             let lost: Vec<String> = decision
                 .roles
                 .values()
                 .flat_map(|r| r.release.iter())
                 .map(|r| format!("{}: {}", r.key, r.reason))
                 .collect();
-            Ok(Step::trouble(Event::Regather, "HostLost", lost.join("; ")))
+            return Ok(Step::trouble(Event::Regather, "HostLost", lost.join("; ")));
         }
+        let mut drifted = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
+        drifted.extend(self.secrets_drifted().await?);
+        if drifted.is_empty() {
+            Ok(Step::go(Event::Done, "Ready", ""))
+        } else {
+            Ok(Step::trouble(
+                Event::Drift,
+                "ServiceDrift",
+                format!("{}: applying the services again", drifted.join(", ")),
+            ))
+        }
+    }
+
+    /// The services' Secrets, which the operator may not watch: read each (metadata only) and
+    /// compare with what it wrote.
+    async fn secrets_drifted(&self) -> kube::Result<Vec<String>> {
+        let api = Api::<Secret>::namespaced(self.ctx.client.clone(), &self.key.namespace);
+        let mut drifted = Vec::new();
+        for service in self.status.services.iter().filter(|s| s.ready) {
+            let child = ChildRef::new("Secret", &self.key.namespace, &service.name);
+            match api.get_metadata_opt(&service.name).await? {
+                None => drifted.push(format!("Secret {} deleted", service.name)),
+                Some(found) => {
+                    let version = found.metadata.resource_version.unwrap_or_default();
+                    if !self.ctx.drift.matches(&child, &version) {
+                        drifted.push(format!("Secret {} changed", service.name));
+                    }
+                }
+            }
+        }
+        Ok(drifted)
     }
 
     /// Decommissioning: unlabel exactly the ledger's hosts. True when all are done.

@@ -7,7 +7,8 @@
 //!       v                                          |
 //!  Gathering -> Extracting -> DeployingInfra -> Labeling -> Ready
 //!       ^           |  (HostUnusable: replace it)
-//!       +-----------+
+//!       +-----------+                ^                      |
+//!                                    +------(Drift)---------+
 //!  any phase --(Deleting)--> Decommissioning -> (finalizer removed)
 //! ```
 //!
@@ -32,14 +33,17 @@ pub enum Event {
     HostUnusable,
     /// The SIPCluster is being deleted.
     Deleting,
+    /// Someone else changed or deleted an object of the cluster's services: apply them again.
+    Drift,
 }
 
 impl Event {
-    pub const ALL: [Event; 4] = [
+    pub const ALL: [Event; 5] = [
         Event::Done,
         Event::Regather,
         Event::HostUnusable,
         Event::Deleting,
+        Event::Drift,
     ];
 }
 
@@ -56,7 +60,8 @@ impl Lifecycle {
         match event {
             Event::Deleting => Transition(Phase::Decommissioning),
             Event::Regather | Event::HostUnusable => Transition(Phase::Gathering),
-            Event::Done => Handled,
+            // Every phase before Ready applies the services anyway.
+            Event::Done | Event::Drift => Handled,
         }
     }
 
@@ -66,7 +71,7 @@ impl Lifecycle {
             Event::Done => Transition(Phase::Extracting),
             // Already choosing: a new reason to choose changes nothing.
             Event::Regather | Event::HostUnusable => Handled,
-            Event::Deleting => Super,
+            Event::Deleting | Event::Drift => Super,
         }
     }
 
@@ -98,6 +103,7 @@ impl Lifecycle {
     fn ready(event: &Event) -> Outcome<Phase> {
         match event {
             Event::Done => Handled,
+            Event::Drift => Transition(Phase::DeployingInfra),
             _ => Super,
         }
     }
@@ -141,6 +147,9 @@ mod tests {
             ),
             (Labeling, HostUnusable, Gathering, "label conflict"),
             (Ready, Regather, Gathering, "spec changed"),
+            (Ready, Drift, DeployingInfra, "a service object was changed"),
+            (Labeling, Drift, Labeling, "services were just applied"),
+            (Gathering, Drift, Gathering, "services will be applied"),
             (
                 DeployingInfra,
                 Regather,

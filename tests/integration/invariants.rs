@@ -15,7 +15,8 @@ use serde_json::json;
 use sip::api::{BareMetalHost, Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, labeled_hosts, load_hosts, phase, sample_cluster, start_operator, test_env, wait_for,
+    TestEnv, children_of, labeled_hosts, load_hosts, phase, sample_cluster, start_operator,
+    test_env, wait_for,
 };
 
 /// The sample SIPCluster named `name` in the test namespace, with its counts changed.
@@ -340,6 +341,8 @@ async fn once_ready_a_forced_reconcile_writes_nothing() {
             .collect()
     };
     let before = versions(hosts.list(&ListParams::default()).await.unwrap().items);
+    let children = children_of(&env, "c").await;
+    assert!(!children.is_empty(), "the sample has services");
 
     // An annotation change is an event for the cluster without a spec change.
     api.patch(
@@ -359,6 +362,11 @@ async fn once_ready_a_forced_reconcile_writes_nothing() {
         versions(hosts.list(&ListParams::default()).await.unwrap().items),
         before,
         "no host may be written"
+    );
+    assert_eq!(
+        children_of(&env, "c").await,
+        children,
+        "no object of the services may be written"
     );
     operator.abort();
 }

@@ -292,7 +292,8 @@ async fn a_broken_service_gives_a_clear_answer_recovers_and_keeps_secrets() {
             .iter()
             .filter(|s| s.service != "auth")
             .all(|s| s.ready),
-        "the other services are applied"
+        "the other services are applied: {:#?}",
+        status.services
     );
     let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
     let warned = events
@@ -357,5 +358,173 @@ async fn a_broken_service_gives_a_clear_answer_recovers_and_keeps_secrets() {
             assert!(!text.contains(secret), "{secret} leaked into {place}");
         }
     }
+    operator.abort();
+}
+
+/// Polls `check` until it holds (60 s at most).
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone() {
+    use k8s_openapi::api::core::v1::Service;
+    let env = test_env("drift").await;
+    load_hosts(&env).await;
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "tenant", |_| {}),
+    )
+    .await
+    .unwrap();
+    ready_at_current_generation(&api, "tenant").await;
+    let ns = &env.namespace;
+    let services: Api<Service> = Api::namespaced(env.client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), ns);
+    let replicas = |d: &Deployment| d.spec.as_ref().unwrap().replicas;
+    let want_replicas = replicas(&deployments.get("tenant-lb-worker").await.unwrap());
+    let want_keys = config_maps.get("tenant-jump-host").await.unwrap().data;
+    let want_ports = services.get("tenant-lb-control-plane").await.unwrap().spec;
+
+    // Three other writers at once: a deleted Service, a scaled Deployment, an edited ConfigMap.
+    services
+        .delete("tenant-lb-control-plane", &DeleteParams::default())
+        .await
+        .unwrap();
+    deployments
+        .patch(
+            "tenant-lb-worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    config_maps
+        .patch(
+            "tenant-jump-host",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"authorized_keys": "ssh-ed25519 AAAA intruder"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the Service recreated", || async {
+        services
+            .get_opt("tenant-lb-control-plane")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    eventually("the Deployment scaled back", || async {
+        replicas(&deployments.get("tenant-lb-worker").await.unwrap()) == want_replicas
+    })
+    .await;
+    eventually("the ConfigMap restored", || async {
+        config_maps.get("tenant-jump-host").await.unwrap().data == want_keys
+    })
+    .await;
+    let recreated = services
+        .get("tenant-lb-control-plane")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    let want_ports = want_ports.unwrap();
+    assert_eq!(
+        recreated.ports.unwrap()[0].port,
+        want_ports.ports.unwrap()[0].port
+    );
+    let ready = ready_at_current_generation(&api, "tenant").await;
+    let story: Vec<String> = ready
+        .status
+        .unwrap()
+        .history
+        .iter()
+        .filter(|h| h.reason == "ServiceDrift")
+        .map(|h| h.message.clone())
+        .collect();
+    assert!(
+        story
+            .iter()
+            .any(|m| m.contains("tenant-lb-control-plane deleted")),
+        "the history says what drifted: {story:?}"
+    );
+    assert!(
+        story
+            .iter()
+            .all(|m| m.ends_with("applying the services again")),
+        "{story:?}"
+    );
+    let events: Api<Event> = Api::namespaced(env.client.clone(), ns);
+    let drift_events = events
+        .list(&ListParams::default().fields("involvedObject.name=tenant"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ServiceDrift"))
+        .count();
+    assert!(
+        drift_events > 0,
+        "a ServiceDrift Event for kubectl describe"
+    );
+
+    // Secrets are not watched: the Ready check reads them. A poke (any event) runs it.
+    let deleted = secrets.get("tenant-lb-worker").await.unwrap().data;
+    secrets
+        .delete("tenant-lb-worker", &DeleteParams::default())
+        .await
+        .unwrap();
+    api.patch(
+        "tenant",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"poke": "1"}}})),
+    )
+    .await
+    .unwrap();
+    eventually("the Secret recreated", || async {
+        secrets
+            .get_opt("tenant-lb-worker")
+            .await
+            .unwrap()
+            .is_some_and(|s| s.data == deleted)
+    })
+    .await;
+    ready_at_current_generation(&api, "tenant").await;
+
+    // Repaired, it stays put: the operator's own writes are not drift.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let settled = (
+        children_of(&env, "tenant").await,
+        api.get("tenant").await.unwrap().status,
+    );
+    api.patch(
+        "tenant",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"poke": "2"}}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let later = (
+        children_of(&env, "tenant").await,
+        api.get("tenant").await.unwrap().status,
+    );
+    assert_eq!(settled, later, "nothing written once repaired");
     operator.abort();
 }
