@@ -4,7 +4,7 @@ use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use serde_json::{Value, json};
 use sip::api::SIPCluster;
 
-use crate::common::{sample_manifest, test_env};
+use crate::common::{test_env, unserved_sample};
 
 type Mutation = fn(&mut Value);
 
@@ -184,7 +184,7 @@ async fn invalid_manifests_are_rejected_with_a_message_that_names_the_fix() {
     ];
     assert!(cases.len() >= 8);
     for (i, (what, mutate, expected)) in cases.iter().enumerate() {
-        let mut manifest = sample_manifest(&env, &format!("invalid-{i}"));
+        let mut manifest = unserved_sample(&env, &format!("invalid-{i}"));
         mutate(&mut manifest);
         let obj: DynamicObject = serde_json::from_value(manifest).unwrap();
         let err = match api.create(&PostParams::default(), &obj).await {
@@ -208,7 +208,7 @@ async fn a_sipcluster_without_count_or_topology_is_accepted() {
     // The predecessor crashed on a missing count; the API still accepts it, meaning zero hosts.
     let env = test_env("lenient").await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-    let mut manifest = sample_manifest(&env, "sipcluster-system");
+    let mut manifest = unserved_sample(&env, "sipcluster-system");
     remove(&mut manifest, CP, "count");
     remove(&mut manifest, CP, "topologyKey");
     // Images have defaults (the predecessor required them).

@@ -206,13 +206,20 @@ pub async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The predecessor's sample SIPCluster as JSON, named `name` in the test's namespace, its node
+/// ports as written: for tests where no operator serves it (nothing allocates the ports).
+pub fn unserved_sample(env: &TestEnv, name: &str) -> Value {
+    let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+    m["metadata"]["namespace"] = json!(env.namespace);
+    m["metadata"]["name"] = json!(name);
+    m
+}
+
 /// The predecessor's sample SIPCluster as JSON, named `name` in the test's namespace. Node
 /// ports are cluster-wide: the jump host and the control-plane balancer get theirs from the
 /// API server, and the worker balancer's range (which must be named) is a block of its own.
 pub fn sample_manifest(env: &TestEnv, name: &str) -> Value {
-    let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    m["metadata"]["namespace"] = json!(env.namespace);
-    m["metadata"]["name"] = json!(name);
+    let mut m = unserved_sample(env, name);
     let base = node_ports();
     let services = &mut m["spec"]["services"];
     for service in ["jumpHost", "loadBalancerControlPlane"] {

@@ -4,12 +4,12 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sip::api::{NodeRole, SIPCluster};
 
-use crate::common::{SAMPLE_SIPCLUSTER, document_of_kind, sample_manifest, test_env};
+use crate::common::{SAMPLE_SIPCLUSTER, document_of_kind, test_env, unserved_sample};
 
 #[tokio::test]
 async fn predecessor_manifest_round_trips_through_the_api_and_the_rust_type() {
     let env = test_env("roundtrip").await;
-    // Exactly the predecessor's manifest (sample_manifest would renumber its node ports).
+    // Exactly the predecessor's manifest (not even renamed).
     let mut manifest = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
     manifest["metadata"]["namespace"] = json!(env.namespace);
     let original_spec = manifest["spec"].clone();
@@ -54,7 +54,7 @@ async fn predecessor_manifest_round_trips_through_the_api_and_the_rust_type() {
 #[tokio::test]
 async fn kubectl_get_shows_the_printer_columns() {
     let env = test_env("columns").await;
-    let manifest = sample_manifest(&env, "sipcluster-system");
+    let manifest = unserved_sample(&env, "sipcluster-system");
     let typed: SIPCluster = serde_json::from_value(manifest).unwrap();
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(&PostParams::default(), &typed).await.unwrap();
@@ -100,7 +100,7 @@ async fn kubectl_get_shows_the_printer_columns() {
 #[tokio::test]
 async fn status_history_is_bounded_by_the_schema() {
     let env = test_env("history").await;
-    let manifest = sample_manifest(&env, "sipcluster-system");
+    let manifest = unserved_sample(&env, "sipcluster-system");
     let typed: SIPCluster = serde_json::from_value(manifest).unwrap();
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(&PostParams::default(), &typed).await.unwrap();
