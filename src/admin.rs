@@ -86,10 +86,10 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         ),
         "/healthz" | "/livez" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" if metrics.is_ready() => {
-            let role = if metrics.is_leader() {
-                "leader"
-            } else {
-                "standby"
+            let role = match (metrics.is_leader(), metrics.is_working()) {
+                (true, true) => "leader",
+                (true, false) => "leader, syncing caches",
+                (false, _) => "standby",
             };
             reply(StatusCode::OK, "text/plain", format!("ready: {role}\n"))
         }
@@ -163,11 +163,18 @@ mod tests {
                 .starts_with("HTTP/1.1 503")
         );
         metrics.set_ready(true);
+        let standby = get(address, "GET", "/readyz").await;
+        assert!(standby.starts_with("HTTP/1.1 200"), "{standby}");
+        assert!(standby.ends_with("ready: standby\n"), "{standby}");
+        metrics.set_leader(true);
+        let syncing = get(address, "GET", "/readyz").await;
         assert!(
-            get(address, "GET", "/readyz")
-                .await
-                .starts_with("HTTP/1.1 200")
+            syncing.ends_with("ready: leader, syncing caches\n"),
+            "{syncing}"
         );
+        metrics.set_working(true);
+        let working = get(address, "GET", "/readyz").await;
+        assert!(working.ends_with("ready: leader\n"), "{working}");
         let head = get(address, "HEAD", "/metrics").await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(

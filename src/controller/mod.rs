@@ -47,6 +47,8 @@ const MAX_STEPS: usize = 8;
 /// A turn that takes longer is abandoned (its writes so far are all guarded and persisted), so
 /// one stuck call cannot starve the other clusters.
 const TURN_LIMIT: Duration = Duration::from_secs(30);
+/// SIPCluster events the controller may lag behind before the cache's watch waits for it.
+const CLUSTER_EVENTS: usize = 1024;
 /// How often a Ready cluster is checked even without events.
 const READY_RESYNC: Duration = Duration::from_secs(300);
 
@@ -106,9 +108,22 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let controller = Controller::new(clusters, watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(1));
-    let cluster_store = controller.store();
+    // The SIPCluster cache is driven by a task of its own, not by the controller, so the
+    // operator can wait for both caches before it starts working: kube's store readiness wakes
+    // only one waiter, and the controller is one.
+    let (cluster_store, cluster_writer) = reflector::store_shared(CLUSTER_EVENTS);
+    let cluster_events = cluster_writer
+        .subscribe()
+        .expect("a shared store hands out subscriptions");
+    let cluster_cache = watcher(clusters, watcher::Config::default())
+        .default_backoff()
+        .reflect_shared(cluster_writer)
+        .for_each(|event| {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "watching SIPClusters");
+            }
+            std::future::ready(())
+        });
     // Host events and drift wake clusters through this channel: one watch per kind, whose
     // events first update the cache the reconciler reads, then wake whom they concern.
     let (wake, woken) = futures::channel::mpsc::unbounded();
@@ -138,6 +153,7 @@ pub async fn run(
     let ns = settings.cluster_namespace.as_deref();
     // The watches end with the controller (a replica that loses the lease stops them all).
     let _watches = Tasks(vec![
+        tokio::spawn(cluster_cache),
         tokio::spawn(host_events),
         tokio::spawn(watch_children::<Deployment>(&client, ns, &drift, &wake)),
         tokio::spawn(watch_children::<Service>(&client, ns, &drift, &wake)),
@@ -164,20 +180,23 @@ pub async fn run(
         drift,
     });
     settings.metrics.watch(cluster_store.clone(), hosts.clone());
-    if hosts.wait_until_ready().await.is_err() {
-        tracing::error!("the BareMetalHost cache never became ready");
+    let started = std::time::Instant::now();
+    if hosts.wait_until_ready().await.is_err() || cluster_store.wait_until_ready().await.is_err() {
+        tracing::error!("the caches never became ready");
         return;
     }
-    let metrics = settings.metrics.clone();
-    let synced = cluster_store.clone();
-    tokio::spawn(async move {
-        if synced.wait_until_ready().await.is_ok() {
-            metrics.set_leader(true);
-            metrics.set_ready(true);
-        }
-    });
+    tracing::info!(
+        hosts = hosts.len(),
+        clusters = cluster_store.len(),
+        elapsed = ?started.elapsed(),
+        "caches synced: working"
+    );
+    settings.metrics.set_leader(true);
+    settings.metrics.set_ready(true);
+    settings.metrics.set_working(true);
 
-    controller
+    Controller::for_shared_stream(cluster_events, cluster_store)
+        .with_config(ControllerConfig::default().concurrency(1))
         .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -187,6 +206,7 @@ pub async fn run(
             }
         })
         .await;
+    settings.metrics.set_working(false);
 }
 
 /// Background tasks aborted when dropped.

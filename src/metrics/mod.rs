@@ -57,6 +57,7 @@ pub struct Metrics {
     pub(crate) rest_client_requests: IntCounterVec,
     sources: OnceLock<(Store<SIPCluster>, Store<BareMetalHost>)>,
     ready: AtomicBool,
+    working: AtomicBool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -242,6 +243,7 @@ impl Metrics {
             registry: r,
             sources: OnceLock::new(),
             ready: AtomicBool::new(false),
+            working: AtomicBool::new(false),
         }
         .with_zeroes()
     }
@@ -321,6 +323,16 @@ impl Metrics {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// The controller's caches are synced and it reconciles (a new leader lists every host
+    /// first, which takes seconds with thousands of them).
+    pub fn set_working(&self, working: bool) {
+        self.working.store(working, Ordering::Release);
+    }
+
+    pub fn is_working(&self) -> bool {
+        self.working.load(Ordering::Acquire)
     }
 
     /// Recomputes the state gauges from the caches.

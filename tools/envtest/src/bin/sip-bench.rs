@@ -46,6 +46,17 @@ async fn main() -> ExitCode {
 fn config() -> Result<Config> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    // `--pools 100,10000`: only these pool sizes.
+    let pools: Option<Vec<usize>> = match args.iter().position(|a| a == "--pools") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .context("--pools needs sizes, e.g. 100,10000")?
+                .split(',')
+                .map(|n| n.parse().context("--pools: a number"))
+                .collect::<Result<_>>()?,
+        ),
+        None => None,
+    };
     let sip = match args.iter().position(|a| a == "--sip") {
         Some(i) => PathBuf::from(args.get(i + 1).context("--sip needs a path")?),
         None => {
@@ -62,7 +73,7 @@ fn config() -> Result<Config> {
         "{} missing: cargo build --release --bin sip",
         sip.display()
     );
-    Ok(if quick {
+    let mut config = if quick {
         Config {
             pools: vec![100],
             clusters: 10,
@@ -76,7 +87,11 @@ fn config() -> Result<Config> {
             patches: 200,
             sip,
         }
-    })
+    };
+    if let Some(pools) = pools {
+        config.pools = pools;
+    }
+    Ok(config)
 }
 
 async fn run() -> Result<()> {
@@ -115,6 +130,9 @@ async fn run() -> Result<()> {
             figures.load.as_secs_f64(),
         );
         println!("        operator requests by verb: {:?}", figures.by_verb);
+        if !figures.lists_by_resource.is_empty() {
+            println!("        LISTs by resource: {:?}", figures.lists_by_resource);
+        }
         println!(
             "        kube-apiserver saw from all clients: {:?}",
             figures.server_by_verb
@@ -157,6 +175,7 @@ struct Figures {
     floor: u64,
     lists: u64,
     by_verb: BTreeMap<String, u64>,
+    lists_by_resource: BTreeMap<String, u64>,
     server_by_verb: BTreeMap<String, u64>,
     peak_rss_kib: u64,
     cpu_seconds: f64,
@@ -298,7 +317,7 @@ impl Operator {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !http_get(admin, "/readyz")
             .await
-            .starts_with("ready: leader")
+            .starts_with("ready: leader\n")
         {
             if Instant::now() > deadline {
                 bail!("the operator never became ready");
@@ -498,6 +517,10 @@ async fn one_cluster(cp: &ControlPlane, client: &kube::Client, n: usize) -> Resu
         floor,
         lists,
         by_verb,
+        lists_by_resource: requests
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("list ")?.to_string(), *v)))
+            .collect(),
         server_by_verb: server,
         peak_rss_kib,
         cpu_seconds,
