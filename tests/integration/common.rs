@@ -215,12 +215,25 @@ pub fn unserved_sample(env: &TestEnv, name: &str) -> Value {
     m
 }
 
-/// The predecessor's sample SIPCluster as JSON, named `name` in the test's namespace. Node
-/// ports are cluster-wide: the jump host and the control-plane balancer get theirs from the
-/// API server, and the worker balancer's range (which must be named) is a block of its own.
-pub fn sample_manifest(env: &TestEnv, name: &str) -> Value {
+/// Two node ports no other sample in this test process uses, in the band the API server never
+/// picks from itself (the local control plane's range is 30000-34095; the band is the lowest
+/// 128), so they cannot collide with ports it chose for other Services.
+fn node_ports() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        block < 64,
+        "the static node-port band is used up: give fewer samples a worker balancer"
+    );
+    30000 + block * 2
+}
+
+/// The predecessor's sample SIPCluster, named `name` in the test's namespace, after `edit`
+/// changed its JSON. Node ports are cluster-wide: the jump host and the control-plane
+/// balancer get theirs from the API server, and a worker balancer left by `edit` (its range
+/// must be named) gets a block of its own.
+pub fn sample_cluster(env: &TestEnv, name: &str, edit: impl FnOnce(&mut Value)) -> SIPCluster {
     let mut m = unserved_sample(env, name);
-    let base = node_ports();
     let services = &mut m["spec"]["services"];
     for service in ["jumpHost", "loadBalancerControlPlane"] {
         services[service][0]
@@ -228,23 +241,14 @@ pub fn sample_manifest(env: &TestEnv, name: &str) -> Value {
             .expect("the sample has the service")
             .remove("nodePort");
     }
-    services["loadBalancerWorker"][0]["nodePortRange"] = json!({"start": base, "end": base + 1});
-    m
-}
-
-/// Two node ports no other sample in this test process uses, in the band the API server never
-/// picks from itself (the local control plane's range is 30000-34095; the band is the lowest
-/// 128), so they cannot collide with ports it chose for other Services.
-fn node_ports() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let block = NEXT.fetch_add(1, Ordering::Relaxed) % 64;
-    30000 + block * 2
-}
-
-/// The sample as the Rust type, after `edit` changed its JSON.
-pub fn sample_cluster(env: &TestEnv, name: &str, edit: impl FnOnce(&mut Value)) -> SIPCluster {
-    let mut m = sample_manifest(env, name);
+    services["loadBalancerWorker"][0]["nodePortRange"] = json!(null);
     edit(&mut m);
+    if let Some(range) = m.pointer_mut("/spec/services/loadBalancerWorker/0/nodePortRange")
+        && range.is_null()
+    {
+        let base = node_ports();
+        *range = json!({"start": base, "end": base + 1});
+    }
     serde_json::from_value(m).expect("the edited sample is a SIPCluster")
 }
 
