@@ -9,6 +9,7 @@ pub mod history;
 mod hosts;
 mod infra;
 mod phases;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +72,8 @@ pub struct Context {
     host_epoch: Arc<AtomicU64>,
     /// What the operator wrote of the services' objects, and what others changed.
     pub drift: Arc<Drift>,
+    /// The scheduler's views of the cached hosts.
+    views: Mutex<views::HostViews>,
 }
 
 /// When a blocked cluster may try again, and what it was blocked at: a new spec generation or
@@ -178,6 +181,7 @@ pub async fn run(
         blocked: Mutex::default(),
         host_epoch,
         drift,
+        views: Mutex::default(),
     });
     settings.metrics.watch(cluster_store.clone(), hosts.clone());
     let started = std::time::Instant::now();
@@ -452,6 +456,7 @@ async fn apply(
     let generation = cluster.metadata.generation;
 
     for _ in 0..MAX_STEPS {
+        let step_started = std::time::Instant::now();
         let phase = turn.status.phase.unwrap_or_default();
         let written = turn.status.clone();
         let step = if turn.status.phase.is_none() {
@@ -473,6 +478,7 @@ async fn apply(
             }
         };
 
+        tracing::debug!(reason = step.reason, elapsed = ?step_started.elapsed(), "phase work");
         let first_sight = turn.status.phase.is_none();
         let next = match step.event {
             Some(event) => machine::next(phase, event),

@@ -2,6 +2,7 @@
 //! machine [`Event`] (or none: stay and retry later) with a reason for the story.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -103,13 +104,13 @@ impl<'a> Turn<'a> {
         }
     }
 
-    fn hosts_snapshot(&self) -> Vec<HostView> {
+    fn hosts_snapshot(&self) -> Vec<Arc<HostView>> {
+        let hosts = self.ctx.hosts.state();
         self.ctx
-            .hosts
-            .state()
-            .iter()
-            .map(|h| HostView::from_host(h))
-            .collect()
+            .views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot(&hosts)
     }
 
     /// Hosts in other SIPClusters' ledgers. To choose hosts (`fresh`) they are read from the
@@ -144,15 +145,26 @@ impl<'a> Turn<'a> {
     /// The decision on the current snapshot, without acting on it; `fresh`: see
     /// [`Turn::claims_elsewhere`].
     async fn decide(&self, fresh: bool) -> kube::Result<crate::scheduling::Decision> {
+        let started = std::time::Instant::now();
         let hosts = self.hosts_snapshot();
+        let viewed = started.elapsed();
         let claimed = self.claims_elsewhere(fresh).await?;
-        Ok(schedule(&Inputs {
+        let listed = started.elapsed();
+        let decision = schedule(&Inputs {
             cluster: &self.key,
             spec: &self.cluster.spec,
             ledger: &self.status.hosts,
             hosts: &hosts,
             claimed_elsewhere: &claimed,
-        }))
+        });
+        tracing::debug!(
+            hosts = hosts.len(),
+            viewed = ?viewed,
+            claims_read = ?(listed - viewed),
+            decided = ?(started.elapsed() - listed),
+            "scheduled"
+        );
+        Ok(decision)
     }
 
     pub async fn gather(&mut self) -> kube::Result<Step> {

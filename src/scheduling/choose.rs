@@ -5,6 +5,7 @@
 //! Linear in hosts: each host is classified once (ledger, claims, availability, both
 //! selectors), then each role scans the compact classification.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
 
@@ -19,14 +20,15 @@ use super::decision::{
 use super::host::{ClusterKey, HostKey, HostView};
 
 /// Everything Gathering decides from: one consistent snapshot. `S` is the hasher of the
-/// claims set, so a caller can pass a fast one.
-pub struct Inputs<'a, S = std::hash::RandomState> {
+/// claims set, so a caller can pass a fast one; `H` lets a caller pass hosts it shares
+/// (`Arc<HostView>`) rather than copies.
+pub struct Inputs<'a, S = std::hash::RandomState, H = HostView> {
     pub cluster: &'a ClusterKey,
     pub spec: &'a SIPClusterSpec,
     /// This cluster's ledger.
     pub ledger: &'a [HostRecord],
     /// Every host the operator can see.
-    pub hosts: &'a [HostView],
+    pub hosts: &'a [H],
     /// Hosts claimed in the ledgers of other SIPClusters (labels are read from the hosts).
     pub claimed_elsewhere: &'a HashSet<HostKey, S>,
 }
@@ -72,7 +74,11 @@ fn fast_map<K, V>(capacity: usize) -> HashMap<K, V, FastHash> {
     HashMap::with_capacity_and_hasher(capacity, FastHash::default())
 }
 
-pub fn schedule<S: BuildHasher + Sync>(inputs: &Inputs<'_, S>) -> Decision {
+pub fn schedule<S, H>(inputs: &Inputs<'_, S, H>) -> Decision
+where
+    S: BuildHasher + Sync,
+    H: Borrow<HostView> + Sync,
+{
     let roles: [RoleSpec<'_>; 2] =
         NodeRole::ALL.map(|role| role_spec(role, inputs.spec.nodes.get(&role)));
 
@@ -87,14 +93,14 @@ pub fn schedule<S: BuildHasher + Sync>(inputs: &Inputs<'_, S>) -> Decision {
         inputs
             .hosts
             .iter()
-            .map(|h| in_ledger.get(&h.key).copied())
+            .map(|h| in_ledger.get(&h.borrow().key).copied())
             .collect()
     };
     let ledger_hosts: HashMap<&HostKey, &HostView, FastHash> = ledger_hits
         .iter()
         .zip(inputs.hosts)
         .filter(|(hit, _)| hit.is_some())
-        .map(|(_, h)| (&h.key, h))
+        .map(|(_, h)| (&h.borrow().key, h.borrow()))
         .collect();
 
     // 1. Members: keep those that still fit, release the rest and any surplus.
@@ -114,20 +120,32 @@ pub fn schedule<S: BuildHasher + Sync>(inputs: &Inputs<'_, S>) -> Decision {
         return decision;
     }
 
+    // A host neither role's selector matches counts nowhere: it is dropped here, before its
+    // standing or domains are looked up.
     let classify_range = |range: std::ops::Range<usize>| -> Vec<Classified<'_>> {
         inputs.hosts[range.clone()]
             .iter()
             .zip(range)
-            .map(|(host, i)| {
-                let hit = ledger_hits.get(i).copied().flatten();
-                let standing = classify(inputs, hit, host);
-                let domain = |spec: &RoleSpec<'_>| spec.topology_key.and_then(|k| host.domain(k));
-                Classified {
-                    host,
-                    standing,
-                    matches: [roles[0].matches(host), roles[1].matches(host)],
-                    domains: [domain(&roles[0]), domain(&roles[1])],
+            .filter_map(|(host, i)| {
+                let host: &HostView = host.borrow();
+                let matches = [roles[0].matches(host), roles[1].matches(host)];
+                if matches == [false, false] {
+                    return None;
                 }
+                let hit = ledger_hits.get(i).copied().flatten();
+                let domain = |r: usize| {
+                    let spec = &roles[r];
+                    matches[r]
+                        .then_some(spec.topology_key)
+                        .flatten()
+                        .and_then(|k| host.domain(k))
+                };
+                Some(Classified {
+                    host,
+                    standing: classify(inputs, hit, host),
+                    matches,
+                    domains: [domain(0), domain(1)],
+                })
             })
             .collect()
     };
@@ -135,8 +153,8 @@ pub fn schedule<S: BuildHasher + Sync>(inputs: &Inputs<'_, S>) -> Decision {
     // split across the cores, in order, so the result is the same as one pass.
     let n = inputs.hosts.len();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get().min(4));
-    let classified: Vec<Classified<'_>> = if n < PARALLEL_FROM || threads < 2 {
-        classify_range(0..n)
+    let classified: Vec<Vec<Classified<'_>>> = if n < PARALLEL_FROM || threads < 2 {
+        vec![classify_range(0..n)]
     } else {
         let chunk = n.div_ceil(threads);
         std::thread::scope(|scope| {
@@ -149,7 +167,7 @@ pub fn schedule<S: BuildHasher + Sync>(inputs: &Inputs<'_, S>) -> Decision {
                 .collect();
             parts
                 .into_iter()
-                .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                 .collect()
         })
     };
@@ -201,8 +219,8 @@ pub fn schedule<S: BuildHasher + Sync>(inputs: &Inputs<'_, S>) -> Decision {
     decision
 }
 
-fn classify<'a, S: BuildHasher>(
-    inputs: &Inputs<'_, S>,
+fn classify<'a, S: BuildHasher, H>(
+    inputs: &Inputs<'_, S, H>,
     in_ledger: Option<&'a HostRecord>,
     host: &HostView,
 ) -> Standing<'a> {
@@ -239,8 +257,8 @@ fn role_spec(role: NodeRole, set: Option<&NodeSet>) -> RoleSpec<'_> {
 
 /// Decides which members of a role stay. Returns the decision (keep and release filled) and
 /// the domains the kept members occupy.
-fn review_members<S: BuildHasher>(
-    inputs: &Inputs<'_, S>,
+fn review_members<S: BuildHasher, H>(
+    inputs: &Inputs<'_, S, H>,
     spec: &RoleSpec<'_>,
     hosts: &HashMap<&HostKey, &HostView, FastHash>,
 ) -> (RoleDecision, HashSet<String, FastHash>) {
@@ -312,8 +330,8 @@ fn review_members<S: BuildHasher>(
     (decision, domains)
 }
 
-fn member_lost<S: BuildHasher>(
-    inputs: &Inputs<'_, S>,
+fn member_lost<S: BuildHasher, H>(
+    inputs: &Inputs<'_, S, H>,
     spec: &RoleSpec<'_>,
     record: &HostRecord,
     host: &HostView,
@@ -368,7 +386,11 @@ struct RoleScan<'s, 'a> {
 impl RoleScan<'_, '_> {
     /// Up to `need` hosts, one per free domain, and the counts that explain a shortfall.
     /// Prefers hosts the other role could not use, then domain and name order.
-    fn candidates<'a>(&self, classified: &[Classified<'a>], need: usize) -> (Vec<Pick>, Counts) {
+    fn candidates<'a>(
+        &self,
+        classified: &[Vec<Classified<'a>>],
+        need: usize,
+    ) -> (Vec<Pick>, Counts) {
         let spec = self.spec;
         let mut counts = Counts::default();
         // The best `need` free domains, ranked by (contested by the other role, domain), each
@@ -379,7 +401,7 @@ impl RoleScan<'_, '_> {
         let mut best: BTreeMap<(bool, Domain<'a>), &'a HostView> = BTreeMap::new();
         let mut eligible = 0u32;
 
-        for c in classified {
+        for c in classified.iter().flatten() {
             if !c.matches[self.index] {
                 continue;
             }

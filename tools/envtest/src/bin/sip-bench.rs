@@ -308,9 +308,10 @@ impl Operator {
             .args(["run", "--kubeconfig"])
             .arg(&cp.kubeconfig)
             .args(["--host-namespace", ns, "--cluster-namespace", ns])
-            .args(["--metrics-address", &admin.to_string(), "--log", "warn"])
+            .args(["--metrics-address", &admin.to_string(), "--log"])
+            .arg(std::env::var("SIP_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()))
             .args(["--lease-namespace", ns])
-            .stdout(Stdio::null())
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()?;
         let op = Operator { child, admin };

@@ -1,0 +1,82 @@
+//! The scheduler's views of the cached hosts, kept between turns: building a view copies the
+//! host's labels, which for 10,000 hosts took tens of milliseconds of every Gathering and
+//! Ready check. A host's view is rebuilt only when its resourceVersion changed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::api::BareMetalHost;
+use crate::scheduling::HostView;
+
+#[derive(Default)]
+pub struct HostViews {
+    /// By uid: the resourceVersion the view was built from, and the view.
+    by_uid: HashMap<String, (Option<String>, Arc<HostView>)>,
+}
+
+impl HostViews {
+    /// A view of each host, in order; views of hosts no longer given are forgotten.
+    pub fn snapshot(&mut self, hosts: &[Arc<BareMetalHost>]) -> Vec<Arc<HostView>> {
+        let mut kept = HashMap::with_capacity(hosts.len());
+        let views = hosts
+            .iter()
+            .map(|host| {
+                let Some(uid) = host.metadata.uid.as_deref() else {
+                    return Arc::new(HostView::from_host(host));
+                };
+                let version = &host.metadata.resource_version;
+                let (uid, view) = match self.by_uid.remove_entry(uid) {
+                    Some((uid, (seen, view))) if &seen == version => (uid, view),
+                    _ => (uid.to_string(), Arc::new(HostView::from_host(host))),
+                };
+                kept.insert(uid, (version.clone(), view.clone()));
+                view
+            })
+            .collect();
+        self.by_uid = kept;
+        views
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, uid: &str, version: &str, rack: &str) -> Arc<BareMetalHost> {
+        let mut h = BareMetalHost::new(name, Default::default());
+        h.metadata.namespace = Some("metal3".into());
+        h.metadata.uid = Some(uid.into());
+        h.metadata.resource_version = Some(version.into());
+        h.metadata.labels = Some([("rack".to_string(), rack.to_string())].into());
+        Arc::new(h)
+    }
+
+    #[test]
+    fn a_view_is_rebuilt_only_when_its_host_changed() {
+        let mut views = HostViews::default();
+        let first = views.snapshot(&[host("a", "1", "10", "r1"), host("b", "2", "11", "r2")]);
+        let second = views.snapshot(&[host("a", "1", "10", "r1"), host("b", "2", "12", "r9")]);
+        assert!(
+            Arc::ptr_eq(&first[0], &second[0]),
+            "unchanged host: same view"
+        );
+        assert!(!Arc::ptr_eq(&first[1], &second[1]));
+        assert_eq!(
+            second[1].labels["rack"], "r9",
+            "the changed host is seen as it is now"
+        );
+        assert_eq!(second[1].key.name, "b");
+    }
+
+    #[test]
+    fn hosts_gone_are_forgotten_and_a_recreated_host_is_new() {
+        let mut views = HostViews::default();
+        views.snapshot(&[host("a", "1", "10", "r1"), host("b", "2", "11", "r2")]);
+        let only_b = views.snapshot(&[host("b", "2", "11", "r2")]);
+        assert_eq!(views.by_uid.len(), 1);
+        assert_eq!(only_b.len(), 1);
+        let recreated = views.snapshot(&[host("b", "3", "11", "r2")]);
+        assert_eq!(recreated[0].uid.as_deref(), Some("3"));
+        assert!(!Arc::ptr_eq(&only_b[0], &recreated[0]));
+    }
+}
