@@ -1,6 +1,8 @@
 //! Writes to BareMetalHosts: only the three `sip.airshipit.org/*` labels, each write guarded by
-//! the resourceVersion just read, so a concurrent change is a 409 ("decide again"), never an
-//! overwrite. Hosts are read fresh (not from the cache) right before a write.
+//! the resourceVersion it was decided on, so a concurrent change is a 409 ("decide again"),
+//! never an overwrite. Labeling decides on the cached host first (the guard makes a stale cache
+//! harmless: its write conflicts); whenever the cache would have it skip the write, or the
+//! write conflicts, the host is read fresh and decided again.
 
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -59,41 +61,70 @@ async fn patch_labels(
     }
 }
 
-pub async fn label(
-    api: &Api<BareMetalHost>,
-    record: &HostRecord,
-    cluster: &ClusterKey,
-    manager: &str,
-) -> kube::Result<Labeled> {
-    let Some(host) = fresh(api, record).await? else {
-        return Ok(Labeled::Gone);
-    };
-    let view = HostView::from_host(&host);
-    if view.labeled_for_other(cluster) {
-        return Ok(Labeled::Taken);
-    }
-    let want = [
+/// The labels this cluster's member `record` must carry.
+fn wanted<'a>(record: &'a HostRecord, cluster: &'a ClusterKey) -> [(&'static str, &'a str); 3] {
+    [
         (LABEL_CLUSTER_NAMESPACE, cluster.namespace.as_str()),
         (LABEL_CLUSTER_NAME, cluster.name.as_str()),
         (LABEL_NODE_TYPE, record.role.as_str()),
-    ];
+    ]
+}
+
+/// The label patch `host` needs, or why it needs none.
+fn decide(
+    host: &BareMetalHost,
+    record: &HostRecord,
+    cluster: &ClusterKey,
+) -> Result<Value, Labeled> {
+    let view = HostView::from_host(host);
+    if view.labeled_for_other(cluster) {
+        return Err(Labeled::Taken);
+    }
+    let want = wanted(record, cluster);
     if want
         .iter()
         .all(|(k, v)| view.labels.get(*k).map(String::as_str) == Some(*v))
     {
-        return Ok(Labeled::Done);
+        return Err(Labeled::Done);
     }
-    let labels: serde_json::Map<String, Value> = want
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    Ok(
-        if patch_labels(api, &host, Value::Object(labels), manager).await? {
+    Ok(Value::Object(
+        want.iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect(),
+    ))
+}
+
+/// Labels `record`'s host for `cluster`. `cached`: the host as the cache has it, if it has it.
+pub async fn label(
+    api: &Api<BareMetalHost>,
+    cached: Option<&BareMetalHost>,
+    record: &HostRecord,
+    cluster: &ClusterKey,
+    manager: &str,
+) -> kube::Result<Labeled> {
+    let cached = cached.filter(|h| record.uid.is_none() || h.metadata.uid == record.uid);
+    if let Some(host) = cached
+        && let Ok(labels) = decide(host, record, cluster)
+    {
+        match patch_labels(api, host, labels, manager).await {
+            Ok(true) => return Ok(Labeled::Done),
+            // Changed or gone since the cache saw it: decide on a fresh read.
+            Ok(false) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(host) = fresh(api, record).await? else {
+        return Ok(Labeled::Gone);
+    };
+    match decide(&host, record, cluster) {
+        Err(outcome) => Ok(outcome),
+        Ok(labels) => Ok(if patch_labels(api, &host, labels, manager).await? {
             Labeled::Done
         } else {
             Labeled::Conflict
-        },
-    )
+        }),
+    }
 }
 
 /// Removes this cluster's labels. A host labeled for anyone else is left alone.

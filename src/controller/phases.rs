@@ -282,7 +282,11 @@ impl<'a> Turn<'a> {
             }
             let api = self.hosts_api(&record.namespace);
             let key = HostKey::of_record(record);
-            match hosts::label(&api, record, &self.key, manager).await? {
+            let cached = self
+                .ctx
+                .hosts
+                .get(&ObjectRef::new(&key.name).within(&key.namespace));
+            match hosts::label(&api, cached.as_deref(), record, &self.key, manager).await? {
                 Labeled::Done => self.status.hosts[i].state = HostState::Labeled,
                 Labeled::Taken => {
                     let r = &mut self.status.hosts[i];
