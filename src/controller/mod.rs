@@ -189,6 +189,11 @@ pub async fn run(
         tracing::error!("the caches never became ready");
         return;
     }
+    // The first Gathering would otherwise build every host's view.
+    ctx.views
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .snapshot(&hosts.state());
     tracing::info!(
         hosts = hosts.len(),
         clusters = cluster_store.len(),
