@@ -169,6 +169,17 @@ pub async fn wait_for(
     }
 }
 
+/// An event for the SIPCluster without a spec change (an annotation), so it is reconciled.
+pub async fn poke(api: &Api<SIPCluster>, name: &str, value: &str) {
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&json!({"metadata": {"annotations": {"poke": value}}})),
+    )
+    .await
+    .unwrap();
+}
+
 pub fn phase(c: Option<&SIPCluster>) -> Option<Phase> {
     c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase)
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use sip::api::{BareMetalHost, Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, children_of, labeled_hosts, load_hosts, phase, sample_cluster, start_operator,
+    TestEnv, children_of, labeled_hosts, load_hosts, phase, poke, sample_cluster, start_operator,
     test_env, wait_for,
 };
 
@@ -345,13 +345,7 @@ async fn once_ready_a_forced_reconcile_writes_nothing() {
     assert!(!children.is_empty(), "the sample has services");
 
     // An annotation change is an event for the cluster without a spec change.
-    api.patch(
-        "c",
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"metadata": {"annotations": {"poke": "1"}}})),
-    )
-    .await
-    .unwrap();
+    poke(&api, "c", "1").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = api.get("c").await.unwrap();
     assert_eq!(

@@ -14,7 +14,7 @@ use serde_json::json;
 use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, captured_logs, children_of, load_hosts, phase, sample_cluster, start_operator,
+    TestEnv, captured_logs, children_of, load_hosts, phase, poke, sample_cluster, start_operator,
     test_env, wait_for,
 };
 
@@ -490,13 +490,7 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
         .delete("tenant-lb-worker", &DeleteParams::default())
         .await
         .unwrap();
-    api.patch(
-        "tenant",
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"metadata": {"annotations": {"poke": "1"}}})),
-    )
-    .await
-    .unwrap();
+    poke(&api, "tenant", "1").await;
     eventually("the Secret recreated", || async {
         secrets
             .get_opt("tenant-lb-worker")
@@ -513,13 +507,7 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
         children_of(&env, "tenant").await,
         api.get("tenant").await.unwrap().status,
     );
-    api.patch(
-        "tenant",
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"metadata": {"annotations": {"poke": "2"}}})),
-    )
-    .await
-    .unwrap();
+    poke(&api, "tenant", "2").await;
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let later = (
         children_of(&env, "tenant").await,
