@@ -671,6 +671,9 @@ async fn cleanup(
     if !turn.remove_services().await? || !turn.decommission().await? {
         return Ok(Action::requeue(ctx.bump(cluster)));
     }
+    // Drift recorded before the deletion (someone removed an object first) goes with the
+    // cluster; the operator's own deletions are marked and never recorded.
+    let _ = ctx.drift.take(&ObjectRef::from_obj(cluster));
     ctx.publish(
         cluster,
         EventType::Normal,
