@@ -152,7 +152,7 @@ impl Turn<'_> {
             let host: Option<std::sync::Arc<BareMetalHost>> = self
                 .ctx
                 .hosts
-                .get(&ObjectRef::new(&key.name).within(&key.namespace));
+                .get(&ObjectRef::new(key.name()).within(key.namespace()));
             let outcome = match host {
                 None => Err(format!("host {key} is gone")),
                 Some(host) => {

@@ -307,7 +307,7 @@ fn clusters_for_host(
             let in_ledger = status.is_some_and(|s| {
                 s.hosts
                     .iter()
-                    .any(|r| r.name == view.key.name && r.namespace == view.key.namespace)
+                    .any(|r| r.name == view.key.name() && r.namespace == view.key.namespace())
             });
             let labeled = view.labeled_for().is_some_and(|k| {
                 Some(&k.name) == c.metadata.name.as_ref()

@@ -201,7 +201,7 @@ impl<'a> Turn<'a> {
             let host = self
                 .ctx
                 .hosts
-                .get(&ObjectRef::new(&key.name).within(&key.namespace));
+                .get(&ObjectRef::new(key.name()).within(key.namespace()));
             let Some(host) = host else {
                 return Ok(Step::trouble(
                     Event::Regather,
@@ -285,7 +285,7 @@ impl<'a> Turn<'a> {
             let cached = self
                 .ctx
                 .hosts
-                .get(&ObjectRef::new(&key.name).within(&key.namespace));
+                .get(&ObjectRef::new(key.name()).within(key.namespace()));
             match hosts::label(&api, cached.as_deref(), record, &self.key, manager).await? {
                 Labeled::Done => self.status.hosts[i].state = HostState::Labeled,
                 Labeled::Taken => {

@@ -65,7 +65,7 @@ mod tests {
             second[1].labels["rack"], "r9",
             "the changed host is seen as it is now"
         );
-        assert_eq!(second[1].key.name, "b");
+        assert_eq!(second[1].key.name(), "b");
     }
 
     #[test]

@@ -115,8 +115,8 @@ pub struct HostSecrets<'a> {
 
 fn key_of(host: &BareMetalHost) -> HostKey {
     HostKey::new(
-        host.metadata.namespace.clone().unwrap_or_default(),
-        host.metadata.name.clone().unwrap_or_default(),
+        host.metadata.namespace.as_deref().unwrap_or_default(),
+        host.metadata.name.as_deref().unwrap_or_default(),
     )
 }
 

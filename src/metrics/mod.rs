@@ -20,7 +20,7 @@ use prometheus::{
 pub use api::ApiMetricsLayer;
 
 use crate::api::{BareMetalHost, NodeRole, Phase, SIPCluster};
-use crate::scheduling::HostView;
+use crate::scheduling::{HostKey, HostView};
 
 /// The controller's name in the controller-runtime-compatible metrics.
 pub const CONTROLLER: &str = "sipcluster";
@@ -381,7 +381,7 @@ impl Metrics {
                 .flat_map(|c| c.status.iter().flat_map(|s| s.hosts.iter()))
                 .filter(|h| h.role == role && h.state.is_member())
                 .inspect(|h| {
-                    claimed_keys.insert((h.namespace.clone(), h.name.clone()));
+                    claimed_keys.insert(HostKey::of_record(h));
                 })
                 .count();
             let wanted: u32 = clusters
@@ -401,9 +401,7 @@ impl Metrics {
             .iter()
             .map(|h| HostView::from_host(h))
             .filter(|v| {
-                v.labeled_for().is_none()
-                    && !v.unavailable()
-                    && !claimed_keys.contains(&(v.key.namespace.clone(), v.key.name.clone()))
+                v.labeled_for().is_none() && !v.unavailable() && !claimed_keys.contains(&v.key)
             })
             .collect();
         self.hosts_free.set(free.len() as i64);

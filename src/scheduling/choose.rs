@@ -445,7 +445,9 @@ impl RoleScan<'_, '_> {
                 continue;
             }
             eligible += 1;
-            if matches!(domain, Domain::Label(d) if self.occupied.contains(d)) {
+            // Hashing a domain costs a read of its name: skip it when nothing is occupied.
+            let occupied = |d: &str| !self.occupied.is_empty() && self.occupied.contains(d);
+            if matches!(domain, Domain::Label(d) if occupied(d)) {
                 continue;
             }
             let contested = self.other_wanted && c.matches[1 - self.index];

@@ -205,8 +205,8 @@ impl Decision {
                 // A host chosen again after being marked unusable replaces its old record.
                 out.retain(|r| HostKey::of_record(r) != pick.key);
                 out.push(HostRecord {
-                    name: pick.key.name.clone(),
-                    namespace: pick.key.namespace.clone(),
+                    name: pick.key.name().to_string(),
+                    namespace: pick.key.namespace().to_string(),
                     uid: pick.uid.clone(),
                     role: *role,
                     state: HostState::Chosen,

@@ -1,7 +1,11 @@
 //! The scheduler's view of a host: only what eligibility depends on, taken from a snapshot.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use foldhash::fast::FixedState;
 
 use crate::api::baremetalhost::{
     OPERATIONAL_STATUS_ERROR, PAUSED_ANNOTATION, UNHEALTHY_ANNOTATION,
@@ -11,28 +15,84 @@ use crate::api::{
 };
 
 /// A host's identity: hosts live in any namespace.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Kept as one `namespace/name` string with a fingerprint computed once: hashing and unequal
+/// comparisons use the fingerprint alone, so looking a host up in a set of claims never reads
+/// its names, which at 100,000 hosts was a third of a scheduling decision.
+#[derive(Clone)]
 pub struct HostKey {
-    pub namespace: String,
-    pub name: String,
+    /// `namespace/name`; a namespace never contains `/`.
+    full: Box<str>,
+    namespace_len: u32,
+    fingerprint: u64,
 }
 
 impl HostKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> Self {
+        let (namespace, name) = (namespace.as_ref(), name.as_ref());
+        // Any fixed function of the names will do: equality still compares them.
+        let fingerprint = FixedState::with_seed(0x5150).hash_one((namespace, name));
         HostKey {
-            namespace: namespace.into(),
-            name: name.into(),
+            full: format!("{namespace}/{name}").into_boxed_str(),
+            namespace_len: namespace.len() as u32,
+            fingerprint,
         }
     }
 
     pub fn of_record(record: &HostRecord) -> Self {
         HostKey::new(&record.namespace, &record.name)
     }
+
+    pub fn namespace(&self) -> &str {
+        &self.full[..self.namespace_len as usize]
+    }
+
+    pub fn name(&self) -> &str {
+        &self.full[self.namespace_len as usize + 1..]
+    }
+}
+
+impl PartialEq for HostKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint
+            && self.namespace_len == other.namespace_len
+            && self.full == other.full
+    }
+}
+
+impl Eq for HostKey {}
+
+impl Hash for HostKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fingerprint);
+    }
+}
+
+/// Namespace, then name: the order people read.
+impl Ord for HostKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.namespace(), self.name()).cmp(&(other.namespace(), other.name()))
+    }
+}
+
+impl PartialOrd for HostKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for HostKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostKey")
+            .field("namespace", &self.namespace())
+            .field("name", &self.name())
+            .finish()
+    }
 }
 
 impl fmt::Display for HostKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        f.write_str(&self.full)
     }
 }
 
@@ -90,8 +150,8 @@ impl HostView {
         });
         HostView {
             key: HostKey::new(
-                meta.namespace.clone().unwrap_or_default(),
-                meta.name.clone().unwrap_or_default(),
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
             ),
             uid: meta.uid.clone(),
             labels: meta.labels.clone().unwrap_or_default(),
@@ -142,5 +202,47 @@ impl HostView {
     /// Whether metal3 or a person has taken the host out of service.
     pub fn unavailable(&self) -> bool {
         self.deleting || self.paused || self.errored || self.unhealthy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::HostKey;
+
+    #[test]
+    fn a_key_is_its_two_names() {
+        let key = HostKey::new("metal3", "node-1");
+        assert_eq!(key.namespace(), "metal3");
+        assert_eq!(key.name(), "node-1");
+        assert_eq!(key.to_string(), "metal3/node-1");
+        assert_eq!(key, HostKey::new("metal3".to_string(), "node-1"));
+        assert_ne!(key, HostKey::new("metal", "3/node-1"));
+        assert_ne!(key, HostKey::new("metal3", "node-2"));
+        assert_eq!(HostKey::new("", "x").namespace(), "");
+    }
+
+    #[test]
+    fn keys_sort_by_namespace_then_name() {
+        // As text "a-b/x" sorts before "a/x"; as names, namespace "a" comes first.
+        let mut keys = vec![
+            HostKey::new("a-b", "x"),
+            HostKey::new("a", "y"),
+            HostKey::new("a", "x"),
+        ];
+        keys.sort();
+        let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["a/x", "a/y", "a-b/x"]);
+    }
+
+    #[test]
+    fn equal_keys_are_found_in_sets() {
+        let set: HashSet<HostKey> = (0..1000)
+            .map(|i| HostKey::new("m", format!("h{i}")))
+            .collect();
+        assert!((0..1000).all(|i| set.contains(&HostKey::new("m", format!("h{i}")))));
+        assert!(!set.contains(&HostKey::new("n", "h1")));
+        assert!(!set.contains(&HostKey::new("m", "h1000")));
     }
 }

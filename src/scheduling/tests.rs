@@ -146,7 +146,7 @@ fn added(d: &Decision, role: NodeRole) -> Vec<String> {
     d.roles[&role]
         .add
         .iter()
-        .map(|p| p.key.name.clone())
+        .map(|p| p.key.name().to_string())
         .collect()
 }
 
@@ -154,7 +154,7 @@ fn released(d: &Decision, role: NodeRole) -> Vec<(String, ReleaseReason)> {
     d.roles[&role]
         .release
         .iter()
-        .map(|r| (r.key.name.clone(), r.reason))
+        .map(|r| (r.key.name().to_string(), r.reason))
         .collect()
 }
 
@@ -189,7 +189,7 @@ fn schedules_available_nodes_one_per_domain() {
 fn insufficient_control_plane_claims_nothing_for_any_role() {
     let hosts: Vec<HostView> = sample_pool()
         .into_iter()
-        .filter(|h| h.key.name != "cp-2" && h.key.name != "cp-3" && h.key.name != "cp-4")
+        .filter(|h| h.key.name() != "cp-2" && h.key.name() != "cp-3" && h.key.name() != "cp-4")
         .collect();
     let d = run(&sample_spec(), &[], &hosts);
     assert!(!d.is_schedulable());
@@ -408,7 +408,7 @@ fn shrinking_releases_hosts_annotated_for_release_first() {
     let hosts: Vec<HostView> = sample_pool()
         .into_iter()
         .map(|mut h| {
-            h.release_requested = h.key.name == "wk-1";
+            h.release_requested = h.key.name() == "wk-1";
             h
         })
         .collect();
@@ -524,7 +524,7 @@ fn lost_members_are_released_and_replaced() {
     let cases: Vec<LostCase> = vec![
         (
             "deleted",
-            Box::new(|h| h.retain(|h| h.key.name != "cp-1")),
+            Box::new(|h| h.retain(|h| h.key.name() != "cp-1")),
             LostReason::Deleted,
         ),
         (
@@ -743,13 +743,13 @@ fn large_inventories_classified_on_several_threads_decide_as_one_pass_would() {
     assert_eq!(cp.len(), 3);
     // Each chosen control-plane host is its rack's smallest free name.
     for name in &cp {
-        let h = hosts.iter().find(|h| &h.key.name == name).unwrap();
+        let h = hosts.iter().find(|h| h.key.name() == name).unwrap();
         let rack = &h.labels[RACK];
         let best = hosts
             .iter()
             .filter(|o| o.labels[RACK] == *rack && o.labels[FLAVOR] == "cp")
             .filter(|o| !claimed.contains(&o.key))
-            .map(|o| &o.key.name)
+            .map(|o| o.key.name())
             .min()
             .unwrap();
         assert_eq!(name, best, "rack {rack}");
