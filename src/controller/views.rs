@@ -5,35 +5,61 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState as FastHash;
+
 use crate::api::BareMetalHost;
 use crate::scheduling::HostView;
 
 #[derive(Default)]
 pub struct HostViews {
-    /// By uid: the resourceVersion the view was built from, and the view.
-    by_uid: HashMap<String, (Option<String>, Arc<HostView>)>,
+    /// By uid: the resourceVersion the view was built from, the view, and the last snapshot
+    /// that saw the host.
+    by_uid: HashMap<String, Entry, FastHash>,
+    snapshots: u64,
+}
+
+struct Entry {
+    version: Option<String>,
+    view: Arc<HostView>,
+    seen: u64,
 }
 
 impl HostViews {
-    /// A view of each host, in order; views of hosts no longer given are forgotten.
+    /// A view of each host, in order; views of hosts no longer given are forgotten. Updated in
+    /// place: a turn on 10,000 unchanged hosts costs a lookup each, nothing allocated.
     pub fn snapshot(&mut self, hosts: &[Arc<BareMetalHost>]) -> Vec<Arc<HostView>> {
-        let mut kept = HashMap::with_capacity(hosts.len());
+        self.snapshots += 1;
+        let now = self.snapshots;
+        let mut seen = 0;
         let views = hosts
             .iter()
             .map(|host| {
                 let Some(uid) = host.metadata.uid.as_deref() else {
                     return Arc::new(HostView::from_host(host));
                 };
+                seen += 1;
                 let version = &host.metadata.resource_version;
-                let (uid, view) = match self.by_uid.remove_entry(uid) {
-                    Some((uid, (seen, view))) if &seen == version => (uid, view),
-                    _ => (uid.to_string(), Arc::new(HostView::from_host(host))),
+                if let Some(entry) = self.by_uid.get_mut(uid) {
+                    if &entry.version != version {
+                        entry.version.clone_from(version);
+                        entry.view = Arc::new(HostView::from_host(host));
+                    }
+                    entry.seen = now;
+                    return entry.view.clone();
+                }
+                let view = Arc::new(HostView::from_host(host));
+                let entry = Entry {
+                    version: version.clone(),
+                    view: view.clone(),
+                    seen: now,
                 };
-                kept.insert(uid, (version.clone(), view.clone()));
+                self.by_uid.insert(uid.to_string(), entry);
                 view
             })
             .collect();
-        self.by_uid = kept;
+        if self.by_uid.len() > seen {
+            self.by_uid.retain(|_, e| e.seen == now);
+        }
         views
     }
 }

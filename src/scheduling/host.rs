@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(key.namespace(), "metal3");
         assert_eq!(key.name(), "node-1");
         assert_eq!(key.to_string(), "metal3/node-1");
-        assert_eq!(key, HostKey::new("metal3".to_string(), "node-1"));
+        assert_eq!(key, HostKey::new(String::from("metal3"), "node-1"));
         assert_ne!(key, HostKey::new("metal", "3/node-1"));
         assert_ne!(key, HostKey::new("metal3", "node-2"));
         assert_eq!(HostKey::new("", "x").namespace(), "");
@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn keys_sort_by_namespace_then_name() {
         // As text "a-b/x" sorts before "a/x"; as names, namespace "a" comes first.
-        let mut keys = vec![
+        let mut keys = [
             HostKey::new("a-b", "x"),
             HostKey::new("a", "y"),
             HostKey::new("a", "x"),
