@@ -5,6 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt, stream};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -17,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use super::conditions::reason;
 use super::drift::{self, ChildRef};
-use super::phases::{Step, Turn};
+use super::phases::{REQUESTS_IN_FLIGHT, Step, Turn, read_secret};
 use crate::api::{BareMetalHost, ServiceStatus};
 use crate::extraction::{BmcCredentials, credentials_secret_ref, read_credentials};
 use crate::machine::Event;
@@ -32,27 +35,12 @@ impl Turn<'_> {
         // Every object is applied again now: what drifted before is repaired by this.
         let _ = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
         let spec = &self.cluster.spec;
-        let mut secrets = BTreeMap::new();
-        for name in services::referenced_secrets(spec) {
-            if let Some(s) = self.namespaced::<Secret>().get_opt(&name).await? {
-                secrets.insert(name, s);
-            }
-        }
-        let mut config_maps = BTreeMap::new();
-        let balancers = spec.services.load_balancer_control_plane.len()
-            + spec.services.load_balancer_worker.len();
-        if balancers > 0 {
-            for name in services::TEMPLATE_CONFIG_MAPS {
-                if let Some(cm) = self.namespaced::<ConfigMap>().get_opt(name).await? {
-                    config_maps.insert(name.to_string(), cm);
-                }
-            }
-        }
-        let credentials = if services::needs_credentials(spec) {
-            self.member_credentials().await?
-        } else {
-            BTreeMap::new()
-        };
+        // What rendering reads is read at once.
+        let (secrets, config_maps, credentials) = futures::try_join!(
+            self.referenced_secrets(),
+            self.template_config_maps(),
+            self.member_credentials(),
+        )?;
         let Some(owner) = self.cluster.controller_owner_ref(&()) else {
             // Only an object never stored lacks a uid; the turn read it from the API server.
             return Ok(Step::blocked(
@@ -75,14 +63,18 @@ impl Turn<'_> {
         let mut statuses = Vec::with_capacity(rendered.len());
         let mut failures = Vec::new();
         let mut desired: BTreeSet<ChildKey> = BTreeSet::new();
-        for r in rendered {
-            let outcome = match r.objects {
-                Ok(objects) => {
-                    desired.extend(objects.iter().map(|c| (c.kind(), c.name().to_string())));
-                    self.apply_all(r.id, &objects).await?
-                }
-                Err(e) => Err(e),
-            };
+        for r in &rendered {
+            if let Ok(objects) = &r.objects {
+                desired.extend(objects.iter().map(|c| (c.kind(), c.name().to_string())));
+            }
+        }
+        // Services do not depend on each other: each applies its objects in order while the
+        // others apply theirs.
+        let outcomes = futures::future::join_all(rendered.iter().map(|r| self.apply_service(r)))
+            .await
+            .into_iter()
+            .collect::<kube::Result<Vec<_>>>()?;
+        for (r, outcome) in rendered.into_iter().zip(outcomes) {
             statuses.push(ServiceStatus {
                 service: r.id.kind.field().into(),
                 index: r.id.index as u32,
@@ -141,35 +133,103 @@ impl Turn<'_> {
         Api::namespaced(self.ctx.client.clone(), &self.key.namespace)
     }
 
-    /// BMC credentials of every member, for the jump host's host list. A host whose Secret
-    /// went bad since Extracting fails the jump host, naming it.
+    /// The Secrets the spec names (authorized keys and the like) that exist, by name.
+    async fn referenced_secrets(&self) -> kube::Result<BTreeMap<String, Secret>> {
+        let names = services::referenced_secrets(&self.cluster.spec);
+        let api = self.namespaced::<Secret>();
+        let found: Vec<Option<Secret>> = stream::iter(names.clone())
+            .map(|name| {
+                let api = api.clone();
+                async move { api.get_opt(&name).await }
+            })
+            .buffered(REQUESTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(names
+            .into_iter()
+            .zip(found)
+            .filter_map(|(n, s)| Some((n, s?)))
+            .collect())
+    }
+
+    /// The ConfigMaps overriding the load balancers' templates that exist, by name; none are
+    /// read for a cluster without load balancers.
+    async fn template_config_maps(&self) -> kube::Result<BTreeMap<String, ConfigMap>> {
+        let services = &self.cluster.spec.services;
+        if services.load_balancer_control_plane.is_empty()
+            && services.load_balancer_worker.is_empty()
+        {
+            return Ok(BTreeMap::new());
+        }
+        let api = self.namespaced::<ConfigMap>();
+        let (a, b) = futures::try_join!(
+            api.get_opt(services::TEMPLATE_CONFIG_MAPS[0]),
+            api.get_opt(services::TEMPLATE_CONFIG_MAPS[1]),
+        )?;
+        Ok(services::TEMPLATE_CONFIG_MAPS
+            .into_iter()
+            .zip([a, b])
+            .filter_map(|(n, cm)| Some((n.to_string(), cm?)))
+            .collect())
+    }
+
+    /// BMC credentials of every member, for the jump host's host list (none when no service
+    /// needs them). A host whose Secret went bad since Extracting fails the jump host, naming
+    /// it.
     async fn member_credentials(
         &self,
     ) -> kube::Result<BTreeMap<HostKey, Result<BmcCredentials, String>>> {
-        let mut out = BTreeMap::new();
-        for record in self.status.hosts.iter().filter(|h| h.state.is_member()) {
-            let key = HostKey::of_record(record);
-            let host: Option<std::sync::Arc<BareMetalHost>> = self
-                .ctx
-                .hosts
-                .get(&ObjectRef::new(key.name()).within(key.namespace()));
-            let outcome = match host {
-                None => Err(format!("host {key} is gone")),
-                Some(host) => {
-                    let secret = match credentials_secret_ref(&host) {
-                        Some((ns, name)) => {
-                            Api::<Secret>::namespaced(self.ctx.client.clone(), &ns)
-                                .get_opt(&name)
-                                .await?
-                        }
-                        None => None,
-                    };
-                    read_credentials(&host, secret.as_ref()).map_err(|e| e.to_string())
-                }
-            };
-            out.insert(key, outcome);
+        if !services::needs_credentials(&self.cluster.spec) {
+            return Ok(BTreeMap::new());
         }
-        Ok(out)
+        let members: Vec<(HostKey, Option<Arc<BareMetalHost>>)> = self
+            .status
+            .hosts
+            .iter()
+            .filter(|h| h.state.is_member())
+            .map(|record| {
+                let key = HostKey::of_record(record);
+                let host = self
+                    .ctx
+                    .hosts
+                    .get(&ObjectRef::new(key.name()).within(key.namespace()));
+                (key, host)
+            })
+            .collect();
+        let refs: Vec<_> = members
+            .iter()
+            .map(|(_, host)| host.as_deref().and_then(credentials_secret_ref))
+            .collect();
+        let client = &self.ctx.client;
+        let secrets: Vec<Option<Secret>> = stream::iter(refs)
+            .map(|reference| read_secret(client.clone(), reference))
+            .buffered(REQUESTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(members
+            .into_iter()
+            .zip(secrets)
+            .map(|((key, host), secret)| {
+                let outcome = match host {
+                    None => Err(format!("host {key} is gone")),
+                    Some(host) => {
+                        read_credentials(&host, secret.as_ref()).map_err(|e| e.to_string())
+                    }
+                };
+                (key, outcome)
+            })
+            .collect())
+    }
+
+    /// A rendered service applied, or why it could not be.
+    async fn apply_service(
+        &self,
+        rendered: &services::Rendered,
+    ) -> kube::Result<Result<(), ServiceError>> {
+        match &rendered.objects {
+            Ok(objects) => self.apply_all(rendered.id, objects).await,
+            Err(e) => Ok(Err(e.clone())),
+        }
     }
 
     /// Applies a service's objects in order. The API server refusing one (a node port taken,

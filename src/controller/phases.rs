@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
@@ -19,6 +20,11 @@ use crate::extraction::{
 };
 use crate::machine::Event;
 use crate::scheduling::{ClusterKey, HostKey, HostView, Inputs, schedule};
+
+/// Requests for one cluster's objects that may be waiting on the API server at once. Each may
+/// need a connection of its own, and a new one costs a TLS handshake: four overlap the round
+/// trips without opening many.
+pub const REQUESTS_IN_FLIGHT: usize = 4;
 
 /// What a phase's work concluded.
 pub struct Step {
@@ -192,12 +198,12 @@ impl<'a> Turn<'a> {
 
     pub async fn extract(&mut self) -> kube::Result<Step> {
         let needs = required_interfaces(&self.cluster.spec.services);
-        let mut unusable = Vec::new();
-        for i in 0..self.status.hosts.len() {
-            if !extraction::needs_extraction(&self.status.hosts[i], &needs) {
+        let mut pending = Vec::new();
+        for (i, record) in self.status.hosts.iter().enumerate() {
+            if !extraction::needs_extraction(record, &needs) {
                 continue;
             }
-            let key = HostKey::of_record(&self.status.hosts[i]);
+            let key = HostKey::of_record(record);
             let host = self
                 .ctx
                 .hosts
@@ -209,10 +215,29 @@ impl<'a> Turn<'a> {
                     format!("host {key} is gone"),
                 ));
             };
-            let nd = self.secret(network_data_secret_ref(&host)).await?;
-            let cr = self.secret(credentials_secret_ref(&host)).await?;
+            pending.push((i, host));
+        }
+        // Each read waits a round trip and no read depends on another: they overlap, in order.
+        let refs: Vec<_> = pending
+            .iter()
+            .flat_map(|(_, host)| [network_data_secret_ref(host), credentials_secret_ref(host)])
+            .collect();
+        let client = &self.ctx.client;
+        let read: Vec<Option<Secret>> = stream::iter(refs)
+            .map(|reference| read_secret(client.clone(), reference))
+            .buffered(REQUESTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        // Two per host, in order: its networkData, then its credentials.
+        let mut read = read.into_iter();
+        let secrets: Vec<(Option<Secret>, Option<Secret>)> = pending
+            .iter()
+            .map(|_| (read.next().flatten(), read.next().flatten()))
+            .collect();
+        let mut unusable = Vec::new();
+        for ((i, host), (nd, cr)) in pending.iter().zip(&secrets) {
             let outcome = extraction::extract(
-                &host,
+                host,
                 &needs,
                 HostSecrets {
                     network_data: nd.as_ref(),
@@ -222,7 +247,7 @@ impl<'a> Turn<'a> {
             if let Err(e) = &outcome {
                 unusable.push(e.to_string());
             }
-            extraction::record_outcome(&mut self.status.hosts[i], &outcome);
+            extraction::record_outcome(&mut self.status.hosts[*i], &outcome);
         }
         if unusable.is_empty() {
             Ok(Step::go(
@@ -236,17 +261,6 @@ impl<'a> Turn<'a> {
                 "HostUnusable",
                 unusable.join("; "),
             ))
-        }
-    }
-
-    async fn secret(&self, reference: Option<(String, String)>) -> kube::Result<Option<Secret>> {
-        match reference {
-            None => Ok(None),
-            Some((ns, name)) => {
-                Api::<Secret>::namespaced(self.ctx.client.clone(), &ns)
-                    .get_opt(&name)
-                    .await
-            }
         }
     }
 
@@ -275,43 +289,70 @@ impl<'a> Turn<'a> {
             .hosts
             .retain(|h| h.state != HostState::Releasing);
 
-        for i in 0..self.status.hosts.len() {
-            let record = &self.status.hosts[i];
-            if !matches!(record.state, HostState::Extracted | HostState::Labeled) {
-                continue;
-            }
-            let api = self.hosts_api(&record.namespace);
-            let key = HostKey::of_record(record);
-            let cached = self
-                .ctx
-                .hosts
-                .get(&ObjectRef::new(key.name()).within(key.namespace()));
-            match hosts::label(&api, cached.as_deref(), record, &self.key, manager).await? {
+        // Each host's patch is independent of the others': they overlap, and their outcomes
+        // are read in ledger order.
+        let members: Vec<(usize, HostKey)> = self
+            .status
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r.state, HostState::Extracted | HostState::Labeled))
+            .map(|(i, r)| (i, HostKey::of_record(r)))
+            .collect();
+        let work: Vec<_> = members
+            .iter()
+            .map(|(i, key)| {
+                let record = self.status.hosts[*i].clone();
+                let cached = self
+                    .ctx
+                    .hosts
+                    .get(&ObjectRef::new(key.name()).within(key.namespace()));
+                (self.hosts_api(&record.namespace), record, cached)
+            })
+            .collect();
+        let cluster = &self.key;
+        let outcomes: Vec<Labeled> = stream::iter(work)
+            .map(|(api, record, cached)| async move {
+                hosts::label(&api, cached.as_deref(), &record, cluster, manager).await
+            })
+            .buffered(REQUESTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut trouble = None;
+        for ((i, key), outcome) in members.into_iter().zip(outcomes) {
+            match outcome {
                 Labeled::Done => self.status.hosts[i].state = HostState::Labeled,
-                Labeled::Taken => {
-                    let r = &mut self.status.hosts[i];
-                    r.state = HostState::Unusable;
-                    r.reason = Some(format!("host {key} was labeled for another SIPCluster"));
-                    return Ok(Step::trouble(
-                        Event::HostUnusable,
-                        "HostTaken",
-                        format!("host {key} was taken by another SIPCluster"),
-                    ));
+                other => {
+                    trouble.get_or_insert((i, key, other));
                 }
-                Labeled::Gone => {
-                    return Ok(Step::trouble(
-                        Event::Regather,
-                        "HostLost",
-                        format!("host {key} is gone"),
-                    ));
-                }
-                Labeled::Conflict => {
-                    return Ok(Step::trouble(
-                        Event::Regather,
-                        "LabelConflict",
-                        format!("host {key} changed while being labeled"),
-                    ));
-                }
+            }
+        }
+        match trouble {
+            None => {}
+            Some((i, key, Labeled::Taken)) => {
+                let r = &mut self.status.hosts[i];
+                r.state = HostState::Unusable;
+                r.reason = Some(format!("host {key} was labeled for another SIPCluster"));
+                return Ok(Step::trouble(
+                    Event::HostUnusable,
+                    "HostTaken",
+                    format!("host {key} was taken by another SIPCluster"),
+                ));
+            }
+            Some((_, key, Labeled::Gone)) => {
+                return Ok(Step::trouble(
+                    Event::Regather,
+                    "HostLost",
+                    format!("host {key} is gone"),
+                ));
+            }
+            // Done is never kept as trouble.
+            Some((_, key, Labeled::Conflict | Labeled::Done)) => {
+                return Ok(Step::trouble(
+                    Event::Regather,
+                    "LabelConflict",
+                    format!("host {key} changed while being labeled"),
+                ));
             }
         }
         // Unusable marks served this round; a later round may try those hosts again.
@@ -382,5 +423,16 @@ impl<'a> Turn<'a> {
 
     fn hosts_api(&self, namespace: &str) -> Api<BareMetalHost> {
         Api::namespaced(self.ctx.client.clone(), namespace)
+    }
+}
+
+/// A Secret named by `(namespace, name)`; `None` when there is no reference or no Secret.
+pub async fn read_secret(
+    client: kube::Client,
+    reference: Option<(String, String)>,
+) -> kube::Result<Option<Secret>> {
+    match reference {
+        None => Ok(None),
+        Some((ns, name)) => Api::<Secret>::namespaced(client, &ns).get_opt(&name).await,
     }
 }
