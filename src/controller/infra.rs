@@ -232,34 +232,47 @@ impl Turn<'_> {
         }
     }
 
-    /// Applies a service's objects in order. The API server refusing one (a node port taken,
-    /// a cluster IP outside the range) fails the service; other errors end the turn.
+    /// Applies a service's objects in two waves: first what its pods use (ServiceAccount,
+    /// ConfigMaps, Secrets), so they never start without it; then the Deployment and its
+    /// Service, which need nothing of each other. Objects of a wave are applied together. The
+    /// API server refusing one (a node port taken, a cluster IP outside the range) fails the
+    /// service, naming the first refused in render order; other errors end the turn.
     async fn apply_all(
         &self,
         id: services::ServiceId,
         objects: &[Child],
     ) -> kube::Result<Result<(), ServiceError>> {
-        for child in objects {
-            let applied = match child {
-                Child::ServiceAccount(o) => self.apply(o).await,
-                Child::ConfigMap(o) => self.apply(o).await,
-                Child::Secret(o) => self.apply(o).await,
-                Child::Service(o) => self.apply(o).await,
-                Child::Deployment(o) => self.apply(o).await,
-            };
-            match applied {
-                Ok(()) => {}
-                Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 409 | 422) => {
-                    return Ok(Err(ServiceError::Refused {
-                        service: id,
-                        object: child.describe(),
-                        detail: s.message,
-                    }));
+        let (first, second): (Vec<&Child>, Vec<&Child>) = objects
+            .iter()
+            .partition(|c| !matches!(c, Child::Service(_) | Child::Deployment(_)));
+        for wave in [first, second] {
+            let applied =
+                futures::future::join_all(wave.iter().map(|child| self.apply_child(child))).await;
+            for (child, applied) in wave.iter().zip(applied) {
+                match applied {
+                    Ok(()) => {}
+                    Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 409 | 422) => {
+                        return Ok(Err(ServiceError::Refused {
+                            service: id,
+                            object: child.describe(),
+                            detail: s.message,
+                        }));
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         }
         Ok(Ok(()))
+    }
+
+    async fn apply_child(&self, child: &Child) -> kube::Result<()> {
+        match child {
+            Child::ServiceAccount(o) => self.apply(o).await,
+            Child::ConfigMap(o) => self.apply(o).await,
+            Child::Secret(o) => self.apply(o).await,
+            Child::Service(o) => self.apply(o).await,
+            Child::Deployment(o) => self.apply(o).await,
+        }
     }
 
     async fn apply<K>(&self, object: &K) -> kube::Result<()>

@@ -394,15 +394,30 @@ impl<'a> Turn<'a> {
     /// compare with what it wrote.
     async fn secrets_drifted(&self) -> kube::Result<Vec<String>> {
         let api = Api::<Secret>::namespaced(self.ctx.client.clone(), &self.key.namespace);
+        let names: Vec<String> = self
+            .status
+            .services
+            .iter()
+            .filter(|s| s.ready)
+            .map(|s| s.name.clone())
+            .collect();
+        let found: Vec<_> = stream::iter(names.clone())
+            .map(|name| {
+                let api = api.clone();
+                async move { api.get_metadata_opt(&name).await }
+            })
+            .buffered(REQUESTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
         let mut drifted = Vec::new();
-        for service in self.status.services.iter().filter(|s| s.ready) {
-            let child = ChildRef::new("Secret", &self.key.namespace, &service.name);
-            match api.get_metadata_opt(&service.name).await? {
-                None => drifted.push(format!("Secret {} deleted", service.name)),
+        for (name, found) in names.into_iter().zip(found) {
+            let child = ChildRef::new("Secret", &self.key.namespace, &name);
+            match found {
+                None => drifted.push(format!("Secret {name} deleted")),
                 Some(found) => {
                     let version = found.metadata.resource_version.unwrap_or_default();
                     if !self.ctx.drift.matches(&child, &version) {
-                        drifted.push(format!("Secret {} changed", service.name));
+                        drifted.push(format!("Secret {name} changed"));
                     }
                 }
             }
