@@ -7,8 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt, stream};
-
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
@@ -20,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::conditions::reason;
 use super::drift::{self, ChildRef};
-use super::phases::{REQUESTS_IN_FLIGHT, Step, Turn, read_secret};
+use super::phases::{Step, Turn, overlapped, read_secret};
 use crate::api::{BareMetalHost, ServiceStatus};
 use crate::extraction::{BmcCredentials, credentials_secret_ref, read_credentials};
 use crate::machine::Event;
@@ -137,14 +135,11 @@ impl Turn<'_> {
     async fn referenced_secrets(&self) -> kube::Result<BTreeMap<String, Secret>> {
         let names = services::referenced_secrets(&self.cluster.spec);
         let api = self.namespaced::<Secret>();
-        let found: Vec<Option<Secret>> = stream::iter(names.clone())
-            .map(|name| {
-                let api = api.clone();
-                async move { api.get_opt(&name).await }
-            })
-            .buffered(REQUESTS_IN_FLIGHT)
-            .try_collect()
-            .await?;
+        let found = overlapped(names.clone(), |name| {
+            let api = api.clone();
+            async move { api.get_opt(&name).await }
+        })
+        .await?;
         Ok(names
             .into_iter()
             .zip(found)
@@ -201,11 +196,7 @@ impl Turn<'_> {
             .map(|(_, host)| host.as_deref().and_then(credentials_secret_ref))
             .collect();
         let client = &self.ctx.client;
-        let secrets: Vec<Option<Secret>> = stream::iter(refs)
-            .map(|reference| read_secret(client.clone(), reference))
-            .buffered(REQUESTS_IN_FLIGHT)
-            .try_collect()
-            .await?;
+        let secrets = overlapped(refs, |r| read_secret(client.clone(), r)).await?;
         Ok(members
             .into_iter()
             .zip(secrets)

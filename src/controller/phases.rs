@@ -24,7 +24,7 @@ use crate::scheduling::{ClusterKey, HostKey, HostView, Inputs, schedule};
 /// Requests for one cluster's objects that may be waiting on the API server at once. Each may
 /// need a connection of its own, and a new one costs a TLS handshake: four overlap the round
 /// trips without opening many.
-pub const REQUESTS_IN_FLIGHT: usize = 4;
+const REQUESTS_IN_FLIGHT: usize = 4;
 
 /// What a phase's work concluded.
 pub struct Step {
@@ -223,11 +223,7 @@ impl<'a> Turn<'a> {
             .flat_map(|(_, host)| [network_data_secret_ref(host), credentials_secret_ref(host)])
             .collect();
         let client = &self.ctx.client;
-        let read: Vec<Option<Secret>> = stream::iter(refs)
-            .map(|reference| read_secret(client.clone(), reference))
-            .buffered(REQUESTS_IN_FLIGHT)
-            .try_collect()
-            .await?;
+        let read = overlapped(refs, |r| read_secret(client.clone(), r)).await?;
         // Two per host, in order: its networkData, then its credentials.
         let mut read = read.into_iter();
         let secrets: Vec<(Option<Secret>, Option<Secret>)> = pending
@@ -311,13 +307,10 @@ impl<'a> Turn<'a> {
             })
             .collect();
         let cluster = &self.key;
-        let outcomes: Vec<Labeled> = stream::iter(work)
-            .map(|(api, record, cached)| async move {
-                hosts::label(&api, cached.as_deref(), &record, cluster, manager).await
-            })
-            .buffered(REQUESTS_IN_FLIGHT)
-            .try_collect()
-            .await?;
+        let outcomes = overlapped(work, |(api, record, cached)| async move {
+            hosts::label(&api, cached.as_deref(), &record, cluster, manager).await
+        })
+        .await?;
         let mut trouble = None;
         for ((i, key), outcome) in members.into_iter().zip(outcomes) {
             match outcome {
@@ -401,14 +394,11 @@ impl<'a> Turn<'a> {
             .filter(|s| s.ready)
             .map(|s| s.name.clone())
             .collect();
-        let found: Vec<_> = stream::iter(names.clone())
-            .map(|name| {
-                let api = api.clone();
-                async move { api.get_metadata_opt(&name).await }
-            })
-            .buffered(REQUESTS_IN_FLIGHT)
-            .try_collect()
-            .await?;
+        let found = overlapped(names.clone(), |name| {
+            let api = api.clone();
+            async move { api.get_metadata_opt(&name).await }
+        })
+        .await?;
         let mut drifted = Vec::new();
         for (name, found) in names.into_iter().zip(found) {
             let child = ChildRef::new("Secret", &self.key.namespace, &name);
@@ -439,6 +429,21 @@ impl<'a> Turn<'a> {
     fn hosts_api(&self, namespace: &str) -> Api<BareMetalHost> {
         Api::namespaced(self.ctx.client.clone(), namespace)
     }
+}
+
+/// `request` for each item, [`REQUESTS_IN_FLIGHT`] at a time; the results in the items' order.
+pub async fn overlapped<I, T, Fut>(
+    items: impl IntoIterator<Item = I>,
+    request: impl FnMut(I) -> Fut,
+) -> kube::Result<Vec<T>>
+where
+    Fut: Future<Output = kube::Result<T>>,
+{
+    stream::iter(items)
+        .map(request)
+        .buffered(REQUESTS_IN_FLIGHT)
+        .try_collect()
+        .await
 }
 
 /// A Secret named by `(namespace, name)`; `None` when there is no reference or no Secret.
