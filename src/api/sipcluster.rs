@@ -24,6 +24,8 @@ pub const HISTORY_LIMIT: usize = 32;
     singular = "sipcluster",
     shortname = "sip",
     namespaced,
+    // The name becomes a label value on every claimed host and on the services' objects.
+    validation = Rule::new("size(self.metadata.name) <= 63").message("a SIPCluster's name is a label value on its hosts and services: use 63 characters at most"),
     status = "SIPClusterStatus",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,

@@ -181,6 +181,11 @@ async fn invalid_manifests_are_rejected_with_a_message_that_names_the_fix() {
                 "must be of type integer",
             ],
         ),
+        (
+            "name too long for a label value",
+            |v| set(v, "/metadata/name", json!("c".repeat(64))),
+            &["use 63 characters at most"],
+        ),
     ];
     assert!(cases.len() >= 8);
     for (i, (what, mutate, expected)) in cases.iter().enumerate() {
