@@ -2,6 +2,7 @@
 //! its status. The machine decides; this module does the I/O around it and records every
 //! transition (status write first, then the Event) so `kubectl describe` tells the story.
 
+mod announce;
 pub mod conditions;
 mod drift;
 mod error;
@@ -23,13 +24,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use announce::Announcer;
 use drift::Drift;
 pub use error::Error;
 use phases::{Step, Turn, backoff};
@@ -421,20 +423,8 @@ impl Context {
     }
 
     async fn publish(&self, cluster: &SIPCluster, type_: EventType, reason: &str, note: String) {
-        let event = KubeEvent {
-            type_,
-            reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self
-            .recorder
-            .publish(&event, &cluster.object_ref(&()))
-            .await
-        {
-            tracing::warn!(error = %e, "publishing an Event failed");
-        }
+        let event = announce::event(type_, reason, note);
+        announce::publish(&self.recorder, &event, &cluster.object_ref(&())).await;
     }
 }
 
@@ -456,6 +446,20 @@ async fn apply(
     if let Some(wait) = ctx.still_blocked(cluster) {
         return Ok(Action::requeue(wait));
     }
+    let mut told = Announcer::new(&ctx.recorder, cluster);
+    let result = advance(api, cluster, ctx, &mut told).await;
+    told.settle().await;
+    result
+}
+
+/// Walks the cluster through as many phases as it can go this turn, writing the status at each
+/// transition and telling it in an Event.
+async fn advance(
+    api: &Api<SIPCluster>,
+    cluster: &SIPCluster,
+    ctx: &Context,
+    told: &mut Announcer,
+) -> Result<Action, Error> {
     let mut turn = Turn::new(ctx, cluster);
     let mut resource_version = cluster.resource_version();
     let generation = cluster.metadata.generation;
@@ -536,18 +540,13 @@ async fn apply(
             } else {
                 EventType::Normal
             };
-            ctx.publish(cluster, type_, step.reason, note).await;
+            told.tell(type_, step.reason, note).await;
         }
         if step.blocked.is_some() {
             // Warn when the reason is new, not on every retry.
             if written.conditions != turn.status.conditions {
-                ctx.publish(
-                    cluster,
-                    EventType::Warning,
-                    step.reason,
-                    step.message.clone(),
-                )
-                .await;
+                told.tell(EventType::Warning, step.reason, step.message.clone())
+                    .await;
             }
             return Ok(Action::requeue(ctx.block(cluster)));
         }

@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
 use serde_json::json;
 use sip::api::baremetalhost::{BmcDetails, SecretReference};
 use sip::api::{BareMetalHost, BareMetalHostSpec, Phase, SIPCluster};
@@ -453,21 +454,27 @@ async fn one_cluster(cp: &ControlPlane, client: &kube::Client, n: usize) -> Resu
     let server_before = apiserver_metrics(client).await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), &ns);
     let base = 30000 + (n.ilog10() as u16) * 10;
+    // Watched, as `kubectl get -w` would: polling would add up to its interval to the figure
+    // and its own GETs to the API server's load.
+    let ready = tokio::spawn(await_condition(
+        api.clone(),
+        "tenant",
+        |c: Option<&SIPCluster>| c.and_then(|c| c.status.as_ref()?.phase) == Some(Phase::Ready),
+    ));
     let t0 = Instant::now();
     api.create(
         &PostParams::default(),
         &three_plus_five(&ns, (base, base + 2))?,
     )
     .await?;
-    loop {
-        let c = api.get("tenant").await?;
-        if c.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready) {
-            break;
-        }
-        if t0.elapsed() > Duration::from_secs(300) {
+    match tokio::time::timeout(Duration::from_secs(300), ready).await {
+        Ok(Ok(Ok(_))) => {}
+        Ok(Ok(Err(e))) => bail!("{n} hosts: watching for Ready: {e}"),
+        Ok(Err(e)) => bail!("{n} hosts: the watch for Ready ended: {e}"),
+        Err(_) => {
+            let c = api.get("tenant").await?;
             bail!("{n} hosts: not Ready after 5 minutes: {:?}", c.status);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let to_ready = t0.elapsed();
     // Let the last Events land before counting.
