@@ -255,6 +255,16 @@ impl Metrics {
             self.reconciles.with_label_values(&[result]);
         }
         self.cr_reconcile_errors.with_label_values(&[CONTROLLER]);
+        // A phase's first transitions after a start would otherwise create their series with
+        // the count already at 1, which rate() reads as no increase: the dashboard's time in
+        // phase and transition rates stayed empty until the second cluster passed through.
+        self.transitions
+            .with_label_values(&["None", Phase::Gathering.as_str()]);
+        for (from, _, to) in crate::machine::diagram::transitions() {
+            self.transitions
+                .with_label_values(&[from.as_str(), to.as_str()]);
+            self.phase_duration.with_label_values(&[from.as_str()]);
+        }
         self.set_leader(false);
         self
     }

@@ -139,6 +139,30 @@ fn transitions_failures_and_reconciles_show_in_a_scrape() {
 }
 
 #[test]
+fn phase_series_exist_at_zero_before_the_first_transition() {
+    // rate() sees the first transition after a start only as an increase from a scraped zero.
+    let text = Metrics::new().render();
+    for series in [
+        "sip_phase_transitions_total{from=\"None\",to=\"Gathering\"}",
+        "sip_phase_transitions_total{from=\"Labeling\",to=\"Ready\"}",
+        "sip_phase_transitions_total{from=\"Ready\",to=\"Gathering\"}",
+        "sip_phase_duration_seconds_count{phase=\"Gathering\"}",
+        "sip_phase_duration_seconds_count{phase=\"DeployingInfra\"}",
+        "sip_phase_duration_seconds_bucket{phase=\"Extracting\",le=\"+Inf\"}",
+    ] {
+        assert_eq!(sample(&text, series), Some(0.0), "{series} in:\n{text}");
+    }
+    // Only edges of the machine: a pair it never takes would be a series that is always zero.
+    assert_eq!(
+        sample(
+            &text,
+            "sip_phase_transitions_total{from=\"Ready\",to=\"Extracting\"}"
+        ),
+        None
+    );
+}
+
+#[test]
 fn state_gauges_are_computed_from_the_caches() {
     let m = Metrics::new();
     let (clusters, mut cw) = reflector::store();
