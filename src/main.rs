@@ -149,9 +149,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => kube::Config::infer().await?,
     };
     let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
-    let client = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&sip::metrics::ApiMetricsLayer::new(metrics.clone()))
-        .build();
+    let client = sip::client::build(config, sip::metrics::ApiMetricsLayer::new(metrics.clone()))?;
     let identity = args.instance.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sip".into());
         format!("{host}-{}", std::process::id())

@@ -6,6 +6,7 @@ mod bad_input;
 mod baremetalhost;
 mod common;
 mod conflicts;
+mod connections;
 mod control_plane;
 mod invariants;
 mod leader;

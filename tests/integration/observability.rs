@@ -133,10 +133,7 @@ async fn prometheus_scrapes_the_operator_and_every_dashboard_query_returns_data(
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .unwrap();
-    let client = kube::client::ClientBuilder::try_from(config)
-        .unwrap()
-        .with_layer(&ApiMetricsLayer::new(metrics.clone()))
-        .build();
+    let client = sip::client::build(config, ApiMetricsLayer::new(metrics.clone())).unwrap();
     let (admin, server) = sip::admin::bind(
         "127.0.0.1:0".parse().unwrap(),
         metrics.clone(),

@@ -17,7 +17,7 @@ use crate::common::{
 pub struct Operator(Child);
 
 impl Operator {
-    fn start(env: &TestEnv) -> Self {
+    pub fn start(env: &TestEnv) -> Self {
         Operator::with_failpoint(env, None)
     }
 
@@ -73,6 +73,10 @@ impl Operator {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
     }
 
     pub fn kill(mut self) {
