@@ -327,6 +327,11 @@ pub struct SIPClusterStatus {
     /// State of each support service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceStatus>,
+    /// A sum of the versions of the Secrets and ConfigMaps the services were last rendered from
+    /// (SSH keys, Dex's configuration, templates, BMC credentials); when they change, the
+    /// services are rendered again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources_version: Option<String>,
     /// The latest phase transitions, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use super::conditions::reason;
 use super::drift::{self, ChildRef};
 use super::phases::{Step, Turn, overlapped, read_secret};
+use super::sources::Sources;
 use crate::api::{BareMetalHost, ServiceStatus};
 use crate::extraction::{BmcCredentials, credentials_secret_ref, read_credentials};
 use crate::machine::Event;
@@ -27,6 +28,10 @@ use crate::services::{self, Child, Facts, ServiceError, meta};
 
 /// `(kind, name)` of a child.
 type ChildKey = (&'static str, String);
+/// Each member's BMC credentials, or why they cannot be read.
+type MemberCredentials = BTreeMap<HostKey, Result<BmcCredentials, String>>;
+/// `(namespace, name)` of Secrets read, and their versions (`None`: absent).
+pub(super) type SecretVersions = Vec<((String, String), Option<String>)>;
 
 impl Turn<'_> {
     pub async fn deploy(&mut self) -> kube::Result<Step> {
@@ -34,11 +39,25 @@ impl Turn<'_> {
         let _ = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
         let spec = &self.cluster.spec;
         // What rendering reads is read at once.
-        let (secrets, config_maps, credentials) = futures::try_join!(
+        let (secrets, config_maps, (credentials, credential_versions)) = futures::try_join!(
             self.referenced_secrets(),
             self.template_config_maps(),
             self.member_credentials(),
         )?;
+        // The versions of exactly what is rendered: a change after this read is a change.
+        let mut sources = Sources::default();
+        let namespace = &self.key.namespace;
+        for name in services::referenced_secrets(spec) {
+            let version = secrets.get(&name).and_then(|s| s.resource_version());
+            sources.add("Secret", namespace, &name, version);
+        }
+        for name in self.template_config_map_names() {
+            let version = config_maps.get(*name).and_then(|c| c.resource_version());
+            sources.add("ConfigMap", namespace, name, version);
+        }
+        for ((ns, name), version) in credential_versions {
+            sources.add("Secret", &ns, &name, version);
+        }
         let Some(owner) = self.cluster.controller_owner_ref(&()) else {
             // Only an object never stored lacks a uid; the turn read it from the API server.
             return Ok(Step::blocked(
@@ -58,6 +77,7 @@ impl Turn<'_> {
             credentials: &credentials,
         });
 
+        self.status.sources_version = Some(sources.sum());
         let mut statuses = Vec::with_capacity(rendered.len());
         let mut failures = Vec::new();
         let mut desired: BTreeSet<ChildKey> = BTreeSet::new();
@@ -147,38 +167,36 @@ impl Turn<'_> {
             .collect())
     }
 
-    /// The ConfigMaps overriding the load balancers' templates that exist, by name; none are
-    /// read for a cluster without load balancers.
-    async fn template_config_maps(&self) -> kube::Result<BTreeMap<String, ConfigMap>> {
+    /// The ConfigMaps that may override the load balancers' templates: none for a cluster
+    /// without load balancers.
+    pub(super) fn template_config_map_names(&self) -> &'static [&'static str] {
         let services = &self.cluster.spec.services;
         if services.load_balancer_control_plane.is_empty()
             && services.load_balancer_worker.is_empty()
         {
+            &[]
+        } else {
+            &services::TEMPLATE_CONFIG_MAPS
+        }
+    }
+
+    /// The template ConfigMaps that exist, by name.
+    async fn template_config_maps(&self) -> kube::Result<BTreeMap<String, ConfigMap>> {
+        if self.template_config_map_names().is_empty() {
             return Ok(BTreeMap::new());
         }
         let api = self.namespaced::<ConfigMap>();
-        let (a, b) = futures::try_join!(
-            api.get_opt(services::TEMPLATE_CONFIG_MAPS[0]),
-            api.get_opt(services::TEMPLATE_CONFIG_MAPS[1]),
-        )?;
-        Ok(services::TEMPLATE_CONFIG_MAPS
+        let [a, b] = services::TEMPLATE_CONFIG_MAPS;
+        let found = futures::try_join!(api.get_opt(a), api.get_opt(b))?;
+        Ok([(a, found.0), (b, found.1)]
             .into_iter()
-            .zip([a, b])
             .filter_map(|(n, cm)| Some((n.to_string(), cm?)))
             .collect())
     }
 
-    /// BMC credentials of every member, for the jump host's host list (none when no service
-    /// needs them). A host whose Secret went bad since Extracting fails the jump host, naming
-    /// it.
-    async fn member_credentials(
-        &self,
-    ) -> kube::Result<BTreeMap<HostKey, Result<BmcCredentials, String>>> {
-        if !services::needs_credentials(&self.cluster.spec) {
-            return Ok(BTreeMap::new());
-        }
-        let members: Vec<(HostKey, Option<Arc<BareMetalHost>>)> = self
-            .status
+    /// The members as the cache holds them (`None`: gone from it).
+    pub(super) fn members(&self) -> Vec<(HostKey, Option<Arc<BareMetalHost>>)> {
+        self.status
             .hosts
             .iter()
             .filter(|h| h.state.is_member())
@@ -190,14 +208,30 @@ impl Turn<'_> {
                     .get(&ObjectRef::new(key.name()).within(key.namespace()));
                 (key, host)
             })
-            .collect();
+            .collect()
+    }
+
+    /// BMC credentials of every member, for the jump host's host list (none when no service
+    /// needs them). A host whose Secret went bad since Extracting fails the jump host, naming
+    /// it.
+    /// With them, the version of each credentials Secret read (`None`: it does not exist).
+    async fn member_credentials(&self) -> kube::Result<(MemberCredentials, SecretVersions)> {
+        if !services::needs_credentials(&self.cluster.spec) {
+            return Ok(Default::default());
+        }
+        let members = self.members();
         let refs: Vec<_> = members
             .iter()
             .map(|(_, host)| host.as_deref().and_then(credentials_secret_ref))
             .collect();
         let client = &self.ctx.client;
-        let secrets = overlapped(refs, |r| read_secret(client.clone(), r)).await?;
-        Ok(members
+        let secrets = overlapped(refs.clone(), |r| read_secret(client.clone(), r)).await?;
+        let versions = refs
+            .into_iter()
+            .zip(&secrets)
+            .filter_map(|(r, s)| Some((r?, s.as_ref().and_then(|s| s.resource_version()))))
+            .collect();
+        let credentials = members
             .into_iter()
             .zip(secrets)
             .map(|((key, host), secret)| {
@@ -209,7 +243,8 @@ impl Turn<'_> {
                 };
                 (key, outcome)
             })
-            .collect())
+            .collect();
+        Ok((credentials, versions))
     }
 
     /// A rendered service applied, or why it could not be.

@@ -10,6 +10,7 @@ pub mod history;
 mod hosts;
 mod infra;
 mod phases;
+mod sources;
 mod views;
 
 use std::collections::HashMap;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
 
@@ -14,12 +14,14 @@ use super::Context;
 use super::conditions::reason;
 use super::drift::ChildRef;
 use super::hosts::{self, Labeled};
+use super::sources::Sources;
 use crate::api::{BareMetalHost, HostState, SIPCluster, SIPClusterStatus};
 use crate::extraction::{
     self, HostSecrets, credentials_secret_ref, network_data_secret_ref, required_interfaces,
 };
 use crate::machine::Event;
 use crate::scheduling::{ClusterKey, HostKey, HostView, Inputs, schedule};
+use crate::services;
 
 /// Requests for one cluster's objects that may be waiting on the API server at once. Each may
 /// need a connection of its own, and a new one costs a TLS handshake: four overlap the round
@@ -371,7 +373,15 @@ impl<'a> Turn<'a> {
             return Ok(Step::trouble(Event::Regather, "HostLost", lost.join("; ")));
         }
         let mut drifted = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
-        drifted.extend(self.secrets_drifted().await?);
+        let (secrets, sources) = futures::try_join!(self.secrets_drifted(), self.sources_now())?;
+        drifted.extend(secrets);
+        if self.status.sources_version.as_deref() != Some(sources.sum().as_str()) {
+            drifted.push(
+                "a Secret or ConfigMap they are rendered from changed (SSH keys, Dex \
+                 configuration, templates or BMC credentials)"
+                    .into(),
+            );
+        }
         if drifted.is_empty() {
             Ok(Step::go(Event::Done, "Ready", ""))
         } else {
@@ -413,6 +423,55 @@ impl<'a> Turn<'a> {
             }
         }
         Ok(drifted)
+    }
+
+    /// The versions of what the services are rendered from, as they are now (metadata only).
+    async fn sources_now(&self) -> kube::Result<Sources> {
+        let namespace = &self.key.namespace;
+        // (a Secret, not a ConfigMap; namespace; name)
+        let mut refs: Vec<(bool, String, String)> =
+            services::referenced_secrets(&self.cluster.spec)
+                .into_iter()
+                .map(|name| (true, namespace.clone(), name))
+                .collect();
+        refs.extend(
+            self.template_config_map_names()
+                .iter()
+                .map(|name| (false, namespace.clone(), name.to_string())),
+        );
+        if services::needs_credentials(&self.cluster.spec) {
+            refs.extend(
+                self.members()
+                    .into_iter()
+                    .filter_map(|(_, host)| credentials_secret_ref(host.as_deref()?))
+                    .map(|(ns, name)| (true, ns, name)),
+            );
+        }
+        let client = &self.ctx.client;
+        let versions = overlapped(refs.clone(), |(secret, ns, name)| {
+            let client = client.clone();
+            async move {
+                let found = if secret {
+                    Api::<Secret>::namespaced(client, &ns)
+                        .get_metadata_opt(&name)
+                        .await?
+                        .map(|o| o.metadata)
+                } else {
+                    Api::<ConfigMap>::namespaced(client, &ns)
+                        .get_metadata_opt(&name)
+                        .await?
+                        .map(|o| o.metadata)
+                };
+                Ok(found.and_then(|m| m.resource_version))
+            }
+        })
+        .await?;
+        let mut sources = Sources::default();
+        for ((secret, ns, name), version) in refs.into_iter().zip(versions) {
+            let kind = if secret { "Secret" } else { "ConfigMap" };
+            sources.add(kind, &ns, &name, version);
+        }
+        Ok(sources)
     }
 
     /// Decommissioning: unlabel exactly the ledger's hosts. True when all are done.

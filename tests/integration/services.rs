@@ -516,3 +516,69 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
     assert_eq!(settled, later, "nothing written once repaired");
     operator.abort();
 }
+
+#[tokio::test]
+async fn a_changed_secret_the_services_are_rendered_from_is_rendered_again() {
+    let env = test_env("rotation").await;
+    load_hosts(&env).await;
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "tenant", |_| {}),
+    )
+    .await
+    .unwrap();
+    let ready = ready_at_current_generation(&api, "tenant").await;
+    let recorded = ready.status.unwrap().sources_version;
+    assert!(
+        recorded.is_some(),
+        "the status records what it rendered from"
+    );
+    // The jump host's ssh config is in its Secret (beside the BMC credentials).
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
+    let jump_host_config = || async {
+        secrets
+            .get("tenant-jump-host")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default()
+            .get("ssh_config")
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .unwrap_or_default()
+    };
+    assert!(!jump_host_config().await.contains("node-key-2"));
+
+    // A second node key added to the Secret the jump host mounts: its ssh config names each
+    // key, so it must be rendered again. Secrets are not watched: any event (here a poke) or
+    // the periodic check finds it.
+    secrets
+        .patch(
+            "ssh-private-keys",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"node-key-2": "second key"}})),
+        )
+        .await
+        .unwrap();
+    poke(&api, "tenant", "rotated").await;
+    eventually("the jump host's ssh config to name the new key", || async {
+        jump_host_config().await.contains("node-key-2")
+    })
+    .await;
+    let ready = ready_at_current_generation(&api, "tenant").await;
+    let status = ready.status.unwrap();
+    assert_ne!(status.sources_version, recorded);
+    assert!(
+        status
+            .history
+            .iter()
+            .any(|h| h.reason == "ServiceDrift" && h.message.contains("rendered from changed")),
+        "the history says why: {:?}",
+        status.history
+    );
+    // The sum is of versions only: nothing of the Secret's content reaches the status.
+    let status_json = serde_json::to_string(&status).unwrap();
+    assert!(!status_json.contains("second key"));
+    operator.abort();
+}
