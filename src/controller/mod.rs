@@ -10,6 +10,7 @@ pub mod history;
 mod hosts;
 mod infra;
 mod phases;
+mod relist;
 mod sources;
 mod views;
 
@@ -273,23 +274,22 @@ where
         services::meta::MANAGED_BY
     ));
     let (drift, wake) = (drift.clone(), wake.clone());
+    let mut seen = relist::Seen::default();
     watcher(api, config)
         .default_backoff()
         .for_each(move |event| {
-            let seen = match &event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    drift.observe(kind, &o.metadata, false)
-                }
-                Ok(watcher::Event::Delete(o)) => drift.observe(kind, &o.metadata, true),
-                Ok(_) => None,
+            let changes = match &event {
+                Ok(event) => seen.event(event),
                 Err(e) => {
                     tracing::debug!(kind, error = %e, "watching the services' objects");
-                    None
+                    Vec::new()
                 }
             };
-            if let Some(cluster) = seen {
-                tracing::info!(kind, cluster = %cluster, "a service object drifted");
-                let _ = wake.unbounded_send(cluster);
+            for (meta, gone) in changes {
+                if let Some(cluster) = drift.observe(kind, &meta, gone) {
+                    tracing::info!(kind, cluster = %cluster, "a service object drifted");
+                    let _ = wake.unbounded_send(cluster);
+                }
             }
             std::future::ready(())
         })
