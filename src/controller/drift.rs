@@ -7,7 +7,7 @@
 //! (status updates by the Deployment controller are not drift); other kinds have no
 //! generation, so their `resourceVersion` serves.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -70,6 +70,11 @@ enum Mark {
 #[derive(Default)]
 struct Inner {
     marks: HashMap<ChildRef, Mark>,
+    /// The children that exist, as the watches and the operator's own writes say.
+    present: HashSet<ChildRef>,
+    /// The kinds whose watch has listed everything once: only for those does absence from
+    /// `present` mean the object does not exist.
+    listed: HashSet<&'static str>,
     /// Per SIPCluster, what drifted since its services were last applied.
     drifted: HashMap<ObjectRef<SIPCluster>, BTreeSet<String>>,
 }
@@ -104,6 +109,7 @@ impl Drift {
         };
         // Without a version (the write failed) nothing is known: the next event is the baseline.
         if let Some(v) = version {
+            inner.present.insert(child.clone());
             if !known.contains(&v) {
                 known.push_back(v);
             }
@@ -141,6 +147,11 @@ impl Drift {
         );
         let seen = version(kind, meta);
         let mut inner = self.lock();
+        if deleted {
+            inner.present.remove(&child);
+        } else {
+            inner.present.insert(child.clone());
+        }
         // What the operator knows of this object: None, Some(None) while it writes or deletes
         // it, Some(Some(ours)) when it wrote it (ours: the event shows one of its versions).
         let known = inner.marks.get(&child).map(|mark| match mark {
@@ -173,6 +184,23 @@ impl Drift {
             .or_default()
             .insert(format!("{kind} {} {what}", child.name));
         Some(cluster)
+    }
+
+    /// The watch of `kind` has listed every object once: from now on, one it has not seen
+    /// does not exist.
+    pub fn listed(&self, kind: &'static str) {
+        self.lock().listed.insert(kind);
+    }
+
+    /// Of `children`, those known not to exist: deleted while no watch was looking (the
+    /// operator was not running), so no deletion event ever came.
+    pub fn missing(&self, children: impl IntoIterator<Item = ChildRef>) -> Vec<String> {
+        let inner = self.lock();
+        children
+            .into_iter()
+            .filter(|c| inner.listed.contains(c.kind) && !inner.present.contains(c))
+            .map(|c| format!("{} {} missing", c.kind, c.name))
+            .collect()
     }
 
     /// Takes what drifted for `cluster` (about to apply its services again).
@@ -327,6 +355,31 @@ mod tests {
             fresh.observe("Service", &meta("7", 0), true),
             Some(tenant())
         );
+    }
+
+    #[test]
+    fn a_child_never_seen_once_its_kind_is_listed_is_missing() {
+        let d = Drift::default();
+        let (deployment, service) = (child("Deployment"), child("Service"));
+        let both = || [deployment.clone(), service.clone()];
+        // Before its watch has listed, nothing can be said to be missing.
+        assert!(d.missing(both()).is_empty());
+        d.listed("Deployment");
+        d.listed("Service");
+        assert_eq!(
+            d.missing(both()),
+            [
+                "Deployment tenant-lb-cp missing",
+                "Service tenant-lb-cp missing"
+            ]
+        );
+        // Seen by a watch, or written by the operator (its event may come later).
+        d.observe("Deployment", &meta("3", 1), false);
+        d.writing(&service);
+        d.written(&service, Some("4".into()));
+        assert!(d.missing(both()).is_empty());
+        d.observe("Service", &meta("5", 0), true);
+        assert_eq!(d.missing(both()), ["Service tenant-lb-cp missing"]);
     }
 
     #[test]

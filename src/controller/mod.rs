@@ -279,7 +279,12 @@ where
         .default_backoff()
         .for_each(move |event| {
             let changes = match &event {
-                Ok(event) => seen.event(event),
+                Ok(event) => {
+                    if matches!(event, watcher::Event::InitDone) {
+                        drift.listed(kind);
+                    }
+                    seen.event(event)
+                }
                 Err(e) => {
                     tracing::debug!(kind, error = %e, "watching the services' objects");
                     Vec::new()

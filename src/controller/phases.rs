@@ -375,6 +375,19 @@ impl<'a> Turn<'a> {
         let mut drifted = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
         let (secrets, sources) = futures::try_join!(self.secrets_drifted(), self.sources_now())?;
         drifted.extend(secrets);
+        if drifted.is_empty() {
+            // A deletion while the operator was not running has no event: every service has
+            // a Deployment and a Service of its name.
+            let namespace = &self.key.namespace;
+            drifted.extend(
+                self.ctx
+                    .drift
+                    .missing(self.status.services.iter().flat_map(|s| {
+                        ["Deployment", "Service"]
+                            .map(|kind| ChildRef::new(kind, namespace, &s.name))
+                    })),
+            );
+        }
         if self.status.sources_version.as_deref() != Some(sources.sum().as_str()) {
             drifted.push(
                 "a Secret or ConfigMap they are rendered from changed (SSH keys, Dex \

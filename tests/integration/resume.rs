@@ -288,3 +288,72 @@ async fn a_crash_at_every_phase_boundary_changes_nothing_in_the_outcome() {
         operator.kill();
     }
 }
+
+#[tokio::test]
+async fn a_service_object_deleted_while_the_operator_is_down_is_restored_when_it_returns() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Service;
+    let env = test_env("down-drift").await;
+    load_hosts(&env).await;
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    let operator = Operator::start(&env);
+    api.create(&PostParams::default(), &resumable(&env, "tenant"))
+        .await
+        .unwrap();
+    wait_for(&api, "tenant", "Ready", |c| phase(c) == Some(Phase::Ready)).await;
+    operator.kill();
+
+    // Deleted while no operator runs: no watch sees it go.
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
+    let services: Api<Service> = Api::namespaced(env.client.clone(), &env.namespace);
+    deployments
+        .delete("tenant-lb-control-plane", &DeleteParams::default())
+        .await
+        .unwrap();
+    services
+        .delete("tenant-jump-host", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // The returning operator's first check of the cluster finds them missing.
+    let operator = Operator::start(&env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let deployment = deployments
+            .get_opt("tenant-lb-control-plane")
+            .await
+            .unwrap();
+        let service = services.get_opt("tenant-jump-host").await.unwrap();
+        if deployment.is_some() && service.is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not restored: Deployment {}, Service {}",
+            deployment.is_some(),
+            service.is_some()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = wait_for(&api, "tenant", "Ready again", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await
+    .unwrap();
+    let drift: Vec<String> = ready
+        .status
+        .unwrap()
+        .history
+        .into_iter()
+        .filter(|h| h.reason == "ServiceDrift")
+        .map(|h| h.message)
+        .collect();
+    assert!(
+        drift
+            .iter()
+            .any(|m| m.contains("Deployment tenant-lb-control-plane missing")
+                && m.contains("Service tenant-jump-host missing")),
+        "the history names what was missing: {drift:?}"
+    );
+    operator.kill();
+}
