@@ -98,19 +98,20 @@ mod tests {
             .collect()
     }
 
+    /// A (re)list replaying exactly `names`.
+    fn listing(names: &[&str]) -> Vec<Event<Deployment>> {
+        std::iter::once(Event::Init)
+            .chain(names.iter().map(|n| Event::InitApply(deployment(n, "1"))))
+            .chain(std::iter::once(Event::InitDone))
+            .collect()
+    }
+
     #[test]
     fn a_relist_reports_what_was_deleted_while_the_watch_was_away() {
         let mut seen = Seen::default();
-        let first = said(
-            &mut seen,
-            vec![
-                Event::Init,
-                Event::InitApply(deployment("a", "1")),
-                Event::InitApply(deployment("b", "2")),
-                Event::InitDone,
-                Event::Apply(deployment("c", "3")),
-            ],
-        );
+        let mut events = listing(&["a", "b"]);
+        events.push(Event::Apply(deployment("c", "3")));
+        let first = said(&mut seen, events);
         assert_eq!(
             first,
             [
@@ -120,46 +121,23 @@ mod tests {
             ]
         );
         // The watch fell behind; meanwhile b and c were deleted and d created.
-        let relisted = said(
-            &mut seen,
-            vec![
-                Event::Init,
-                Event::InitApply(deployment("a", "1")),
-                Event::InitApply(deployment("d", "5")),
-                Event::InitDone,
-            ],
-        );
+        let relisted = said(&mut seen, listing(&["a", "d"]));
         let mut gone: Vec<_> = relisted.iter().filter(|(_, g)| *g).cloned().collect();
         gone.sort();
         assert_eq!(gone, [("b".into(), true), ("c".into(), true)]);
         assert!(relisted.contains(&("d".into(), false)));
         // Reported once: a later relist of the same objects finds nothing more gone.
-        let again = said(
-            &mut seen,
-            vec![
-                Event::Init,
-                Event::InitApply(deployment("a", "1")),
-                Event::InitApply(deployment("d", "5")),
-                Event::InitDone,
-            ],
-        );
+        let again = said(&mut seen, listing(&["a", "d"]));
         assert!(again.iter().all(|(_, g)| !g), "{again:?}");
     }
 
     #[test]
     fn a_deletion_seen_live_is_not_reported_again_by_the_relist() {
         let mut seen = Seen::default();
-        let events = said(
-            &mut seen,
-            vec![
-                Event::Init,
-                Event::InitApply(deployment("a", "1")),
-                Event::InitDone,
-                Event::Delete(deployment("a", "2")),
-                Event::Init,
-                Event::InitDone,
-            ],
-        );
+        let mut events = listing(&["a"]);
+        events.push(Event::Delete(deployment("a", "2")));
+        events.extend(listing(&[]));
+        let events = said(&mut seen, events);
         assert_eq!(events, [("a".into(), false), ("a".into(), true)]);
     }
 }

@@ -180,6 +180,17 @@ pub async fn poke(api: &Api<SIPCluster>, name: &str, value: &str) {
     .unwrap();
 }
 
+/// The messages of the cluster's history entries with `reason`, oldest first.
+pub fn history_of(cluster: &SIPCluster, reason: &str) -> Vec<String> {
+    cluster
+        .status
+        .iter()
+        .flat_map(|s| &s.history)
+        .filter(|h| h.reason == reason)
+        .map(|h| h.message.clone())
+        .collect()
+}
+
 pub fn phase(c: Option<&SIPCluster>) -> Option<Phase> {
     c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase)
 }

@@ -9,7 +9,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, assert_uninterrupted_story, children_of, labeled_hosts, load_hosts, phase,
+    TestEnv, assert_uninterrupted_story, children_of, history_of, labeled_hosts, load_hosts, phase,
     sample_cluster, test_env, wait_for,
 };
 
@@ -340,14 +340,7 @@ async fn a_service_object_deleted_while_the_operator_is_down_is_restored_when_it
     })
     .await
     .unwrap();
-    let drift: Vec<String> = ready
-        .status
-        .unwrap()
-        .history
-        .into_iter()
-        .filter(|h| h.reason == "ServiceDrift")
-        .map(|h| h.message)
-        .collect();
+    let drift = history_of(&ready, "ServiceDrift");
     assert!(
         drift
             .iter()

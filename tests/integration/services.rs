@@ -14,8 +14,8 @@ use serde_json::json;
 use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, captured_logs, children_of, load_hosts, phase, poke, sample_cluster, start_operator,
-    test_env, wait_for,
+    TestEnv, captured_logs, children_of, history_of, load_hosts, phase, poke, sample_cluster,
+    start_operator, test_env, wait_for,
 };
 
 const DEX_CONFIG: &str = "- type: ldap\n  id: ldap\n  name: LDAP\n  config:\n    host: ldap.example:636\n    bindPW: ldap-bind-password-value\n";
@@ -377,10 +377,16 @@ where
     }
 }
 
-#[tokio::test]
-async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone() {
-    use k8s_openapi::api::core::v1::Service;
-    let env = test_env("drift").await;
+/// A namespace with the sample hosts, the operator, and the sample SIPCluster `tenant` Ready.
+async fn sample_tenant_ready(
+    prefix: &str,
+) -> (
+    TestEnv,
+    tokio::task::JoinHandle<()>,
+    Api<SIPCluster>,
+    SIPCluster,
+) {
+    let env = test_env(prefix).await;
     load_hosts(&env).await;
     let operator = start_operator(&env);
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -390,7 +396,14 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
     )
     .await
     .unwrap();
-    ready_at_current_generation(&api, "tenant").await;
+    let ready = ready_at_current_generation(&api, "tenant").await;
+    (env, operator, api, ready)
+}
+
+#[tokio::test]
+async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone() {
+    use k8s_openapi::api::core::v1::Service;
+    let (env, operator, api, _) = sample_tenant_ready("drift").await;
     let ns = &env.namespace;
     let services: Api<Service> = Api::namespaced(env.client.clone(), ns);
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), ns);
@@ -450,14 +463,7 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
         want_ports.ports.unwrap()[0].port
     );
     let ready = ready_at_current_generation(&api, "tenant").await;
-    let story: Vec<String> = ready
-        .status
-        .unwrap()
-        .history
-        .iter()
-        .filter(|h| h.reason == "ServiceDrift")
-        .map(|h| h.message.clone())
-        .collect();
+    let story = history_of(&ready, "ServiceDrift");
     assert!(
         story
             .iter()
@@ -519,17 +525,7 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
 
 #[tokio::test]
 async fn a_changed_secret_the_services_are_rendered_from_is_rendered_again() {
-    let env = test_env("rotation").await;
-    load_hosts(&env).await;
-    let operator = start_operator(&env);
-    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-    api.create(
-        &PostParams::default(),
-        &sample_cluster(&env, "tenant", |_| {}),
-    )
-    .await
-    .unwrap();
-    let ready = ready_at_current_generation(&api, "tenant").await;
+    let (env, operator, api, ready) = sample_tenant_ready("rotation").await;
     let recorded = ready.status.unwrap().sources_version;
     assert!(
         recorded.is_some(),
@@ -566,16 +562,13 @@ async fn a_changed_secret_the_services_are_rendered_from_is_rendered_again() {
         jump_host_config().await.contains("node-key-2")
     })
     .await;
-    let ready = ready_at_current_generation(&api, "tenant").await;
-    let status = ready.status.unwrap();
+    let ready_again = ready_at_current_generation(&api, "tenant").await;
+    let status = ready_again.status.clone().unwrap();
     assert_ne!(status.sources_version, recorded);
+    let story = history_of(&ready_again, "ServiceDrift");
     assert!(
-        status
-            .history
-            .iter()
-            .any(|h| h.reason == "ServiceDrift" && h.message.contains("rendered from changed")),
-        "the history says why: {:?}",
-        status.history
+        story.iter().any(|m| m.contains("rendered from changed")),
+        "the history says why: {story:?}"
     );
     // The sum is of versions only: nothing of the Secret's content reaches the status.
     let status_json = serde_json::to_string(&status).unwrap();
