@@ -3,7 +3,7 @@
 //! changes nothing), and delete the children the spec no longer asks for. Children are found by
 //! the labels the operator sets, and deleted only when this SIPCluster is their owner.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use super::conditions::reason;
 use super::drift::{self, ChildRef};
 use super::phases::{Step, Turn, overlapped, read_secret};
-use super::sources::Sources;
+use super::sources::{SourceRef, Sources};
 use crate::api::{BareMetalHost, ServiceStatus};
 use crate::extraction::{BmcCredentials, credentials_secret_ref, read_credentials};
 use crate::machine::Event;
@@ -45,18 +45,25 @@ impl Turn<'_> {
             self.member_credentials(),
         )?;
         // The versions of exactly what is rendered: a change after this read is a change.
-        let mut sources = Sources::default();
         let namespace = &self.key.namespace;
-        for name in services::referenced_secrets(spec) {
-            let version = secrets.get(&name).and_then(|s| s.resource_version());
-            sources.add("Secret", namespace, &name, version);
-        }
-        for name in self.template_config_map_names() {
-            let version = config_maps.get(*name).and_then(|c| c.resource_version());
-            sources.add("ConfigMap", namespace, name, version);
-        }
-        for ((ns, name), version) in credential_versions {
-            sources.add("Secret", &ns, &name, version);
+        let mut read: HashMap<SourceRef, Option<String>> = credential_versions
+            .into_iter()
+            .map(|((ns, name), version)| (SourceRef::secret(&ns, &name), version))
+            .collect();
+        read.extend(
+            secrets
+                .iter()
+                .map(|(name, s)| (SourceRef::secret(namespace, name), s.resource_version())),
+        );
+        read.extend(
+            config_maps
+                .iter()
+                .map(|(name, c)| (SourceRef::config_map(namespace, name), c.resource_version())),
+        );
+        let mut sources = Sources::default();
+        for source in self.source_refs() {
+            let version = read.get(&source).cloned().flatten();
+            sources.add(&source, version);
         }
         let Some(owner) = self.cluster.controller_owner_ref(&()) else {
             // Only an object never stored lacks a uid; the turn read it from the API server.
@@ -194,6 +201,31 @@ impl Turn<'_> {
             .collect())
     }
 
+    /// Every object the services are rendered from: the Secrets the spec names, the template
+    /// ConfigMaps (with load balancers), the members' BMC credentials (with a jump host).
+    pub(super) fn source_refs(&self) -> Vec<SourceRef> {
+        let spec = &self.cluster.spec;
+        let namespace = &self.key.namespace;
+        let mut refs: Vec<SourceRef> = services::referenced_secrets(spec)
+            .iter()
+            .map(|name| SourceRef::secret(namespace, name))
+            .collect();
+        refs.extend(
+            self.template_config_map_names()
+                .iter()
+                .map(|name| SourceRef::config_map(namespace, name)),
+        );
+        if services::needs_credentials(spec) {
+            refs.extend(
+                self.members()
+                    .into_iter()
+                    .filter_map(|(_, host)| credentials_secret_ref(host.as_deref()?))
+                    .map(|(ns, name)| SourceRef::secret(&ns, &name)),
+            );
+        }
+        refs
+    }
+
     /// The members as the cache holds them (`None`: gone from it).
     pub(super) fn members(&self) -> Vec<(HostKey, Option<Arc<BareMetalHost>>)> {
         self.status
@@ -212,9 +244,8 @@ impl Turn<'_> {
     }
 
     /// BMC credentials of every member, for the jump host's host list (none when no service
-    /// needs them). A host whose Secret went bad since Extracting fails the jump host, naming
-    /// it.
-    /// With them, the version of each credentials Secret read (`None`: it does not exist).
+    /// needs them), and the version of each credentials Secret read (`None`: absent). A host
+    /// whose Secret went bad since Extracting fails the jump host, naming it.
     async fn member_credentials(&self) -> kube::Result<(MemberCredentials, SecretVersions)> {
         if !services::needs_credentials(&self.cluster.spec) {
             return Ok(Default::default());

@@ -14,18 +14,17 @@ use super::Context;
 use super::conditions::reason;
 use super::drift::ChildRef;
 use super::hosts::{self, Labeled};
-use super::sources::Sources;
+use super::sources::{SourceKind, Sources};
 use crate::api::{BareMetalHost, HostState, SIPCluster, SIPClusterStatus};
 use crate::extraction::{
     self, HostSecrets, credentials_secret_ref, network_data_secret_ref, required_interfaces,
 };
 use crate::machine::Event;
 use crate::scheduling::{ClusterKey, HostKey, HostView, Inputs, schedule};
-use crate::services;
 
-/// Requests for one cluster's objects that may be waiting on the API server at once. Each may
-/// need a connection of its own, and a new one costs a TLS handshake: four overlap the round
-/// trips without opening many.
+/// Requests for one cluster's objects that may be waiting on the API server at once: enough to
+/// overlap the round trips (they share one HTTP/2 connection), few enough that one cluster's
+/// turn does not crowd out the API server's other clients.
 const REQUESTS_IN_FLIGHT: usize = 4;
 
 /// What a phase's work concluded.
@@ -440,49 +439,30 @@ impl<'a> Turn<'a> {
 
     /// The versions of what the services are rendered from, as they are now (metadata only).
     async fn sources_now(&self) -> kube::Result<Sources> {
-        let namespace = &self.key.namespace;
-        // (a Secret, not a ConfigMap; namespace; name)
-        let mut refs: Vec<(bool, String, String)> =
-            services::referenced_secrets(&self.cluster.spec)
-                .into_iter()
-                .map(|name| (true, namespace.clone(), name))
-                .collect();
-        refs.extend(
-            self.template_config_map_names()
-                .iter()
-                .map(|name| (false, namespace.clone(), name.to_string())),
-        );
-        if services::needs_credentials(&self.cluster.spec) {
-            refs.extend(
-                self.members()
-                    .into_iter()
-                    .filter_map(|(_, host)| credentials_secret_ref(host.as_deref()?))
-                    .map(|(ns, name)| (true, ns, name)),
-            );
-        }
+        let refs = self.source_refs();
         let client = &self.ctx.client;
-        let versions = overlapped(refs.clone(), |(secret, ns, name)| {
+        let versions = overlapped(refs.clone(), |source| {
             let client = client.clone();
             async move {
-                let found = if secret {
-                    Api::<Secret>::namespaced(client, &ns)
-                        .get_metadata_opt(&name)
+                let found = match source.kind {
+                    SourceKind::Secret => Api::<Secret>::namespaced(client, &source.namespace)
+                        .get_metadata_opt(&source.name)
                         .await?
-                        .map(|o| o.metadata)
-                } else {
-                    Api::<ConfigMap>::namespaced(client, &ns)
-                        .get_metadata_opt(&name)
-                        .await?
-                        .map(|o| o.metadata)
+                        .map(|o| o.metadata),
+                    SourceKind::ConfigMap => {
+                        Api::<ConfigMap>::namespaced(client, &source.namespace)
+                            .get_metadata_opt(&source.name)
+                            .await?
+                            .map(|o| o.metadata)
+                    }
                 };
                 Ok(found.and_then(|m| m.resource_version))
             }
         })
         .await?;
         let mut sources = Sources::default();
-        for ((secret, ns, name), version) in refs.into_iter().zip(versions) {
-            let kind = if secret { "Secret" } else { "ConfigMap" };
-            sources.add(kind, &ns, &name, version);
+        for (source, version) in refs.iter().zip(versions) {
+            sources.add(source, version);
         }
         Ok(sources)
     }

@@ -10,22 +10,57 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-/// What was read: `Kind/namespace/name` and its resourceVersion, `None` when it does not exist
-/// (its creation is a change too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceKind {
+    Secret,
+    ConfigMap,
+}
+
+/// One object the services are rendered from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceRef {
+    pub kind: SourceKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl SourceRef {
+    pub fn secret(namespace: &str, name: &str) -> Self {
+        Self::new(SourceKind::Secret, namespace, name)
+    }
+
+    pub fn config_map(namespace: &str, name: &str) -> Self {
+        Self::new(SourceKind::ConfigMap, namespace, name)
+    }
+
+    fn new(kind: SourceKind, namespace: &str, name: &str) -> Self {
+        SourceRef {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// What was read, with its resourceVersion: `None` when it does not exist (its creation is a
+/// change too).
 #[derive(Debug, Default)]
-pub struct Sources(BTreeMap<String, Option<String>>);
+pub struct Sources(BTreeMap<SourceRef, Option<String>>);
 
 impl Sources {
-    pub fn add(&mut self, kind: &str, namespace: &str, name: &str, version: Option<String>) {
-        self.0.insert(format!("{kind}/{namespace}/{name}"), version);
+    pub fn add(&mut self, source: &SourceRef, version: Option<String>) {
+        self.0.insert(source.clone(), version);
     }
 
     /// A short, order-independent sum of the versions, for the status.
     pub fn sum(&self) -> String {
         let mut hash = Sha256::new();
-        for (object, version) in &self.0 {
-            hash.update(object.as_bytes());
-            hash.update(b"\0");
+        for (source, version) in &self.0 {
+            let kind = match source.kind {
+                SourceKind::Secret => "Secret",
+                SourceKind::ConfigMap => "ConfigMap",
+            };
+            hash.update(format!("{kind}/{}/{}\0", source.namespace, source.name).as_bytes());
             match version {
                 Some(v) => hash.update(v.as_bytes()),
                 None => hash.update(b"\0absent"),
@@ -47,7 +82,7 @@ mod tests {
     fn sources(entries: &[(&str, Option<&str>)]) -> Sources {
         let mut i = Sources::default();
         for (name, version) in entries {
-            i.add("Secret", "ns", name, version.map(str::to_string));
+            i.add(&SourceRef::secret("ns", name), version.map(str::to_string));
         }
         i
     }
@@ -71,7 +106,7 @@ mod tests {
         }
         // The kind is part of the name: a ConfigMap and a Secret of one name differ.
         let mut cm = Sources::default();
-        cm.add("ConfigMap", "ns", "keys", Some("10".into()));
+        cm.add(&SourceRef::config_map("ns", "keys"), Some("10".into()));
         assert_ne!(cm.sum(), sources(&[("keys", Some("10"))]).sum());
     }
 }
