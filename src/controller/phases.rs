@@ -381,10 +381,16 @@ impl<'a> Turn<'a> {
             drifted.extend(
                 self.ctx
                     .drift
-                    .missing(self.status.services.iter().flat_map(|s| {
-                        ["Deployment", "Service"]
-                            .map(|kind| ChildRef::new(kind, namespace, &s.name))
-                    })),
+                    .missing(
+                        self.status
+                            .services
+                            .iter()
+                            .filter(|s| s.ready)
+                            .flat_map(|s| {
+                                ["Deployment", "Service"]
+                                    .map(|kind| ChildRef::new(kind, namespace, &s.name))
+                            }),
+                    ),
             );
         }
         if self.status.sources_version.as_deref() != Some(sources.sum().as_str()) {
@@ -408,7 +414,7 @@ impl<'a> Turn<'a> {
     /// The services' Secrets, which the operator may not watch: read each (metadata only) and
     /// compare with what it wrote.
     async fn secrets_drifted(&self) -> kube::Result<Vec<String>> {
-        let api = Api::<Secret>::namespaced(self.ctx.client.clone(), &self.key.namespace);
+        let (client, namespace) = (&self.ctx.client, &self.key.namespace);
         let names: Vec<String> = self
             .status
             .services
@@ -417,17 +423,16 @@ impl<'a> Turn<'a> {
             .map(|s| s.name.clone())
             .collect();
         let found = overlapped(names.clone(), |name| {
-            let api = api.clone();
-            async move { api.get_metadata_opt(&name).await }
+            let (client, namespace) = (client.clone(), namespace.clone());
+            async move { version_of::<Secret>(client, &namespace, &name).await }
         })
         .await?;
         let mut drifted = Vec::new();
         for (name, found) in names.into_iter().zip(found) {
-            let child = ChildRef::new("Secret", &self.key.namespace, &name);
+            let child = ChildRef::new("Secret", namespace, &name);
             match found {
                 None => drifted.push(format!("Secret {name} deleted")),
-                Some(found) => {
-                    let version = found.metadata.resource_version.unwrap_or_default();
+                Some(version) => {
                     if !self.ctx.drift.matches(&child, &version) {
                         drifted.push(format!("Secret {name} changed"));
                     }
@@ -444,19 +449,11 @@ impl<'a> Turn<'a> {
         let versions = overlapped(refs.clone(), |source| {
             let client = client.clone();
             async move {
-                let found = match source.kind {
-                    SourceKind::Secret => Api::<Secret>::namespaced(client, &source.namespace)
-                        .get_metadata_opt(&source.name)
-                        .await?
-                        .map(|o| o.metadata),
-                    SourceKind::ConfigMap => {
-                        Api::<ConfigMap>::namespaced(client, &source.namespace)
-                            .get_metadata_opt(&source.name)
-                            .await?
-                            .map(|o| o.metadata)
-                    }
-                };
-                Ok(found.and_then(|m| m.resource_version))
+                let (ns, name) = (&source.namespace, &source.name);
+                match source.kind {
+                    SourceKind::Secret => version_of::<Secret>(client, ns, name).await,
+                    SourceKind::ConfigMap => version_of::<ConfigMap>(client, ns, name).await,
+                }
             }
         })
         .await?;
@@ -481,6 +478,24 @@ impl<'a> Turn<'a> {
     fn hosts_api(&self, namespace: &str) -> Api<BareMetalHost> {
         Api::namespaced(self.ctx.client.clone(), namespace)
     }
+}
+
+/// The resourceVersion of an object, read as metadata only (`None`: it does not exist).
+async fn version_of<K>(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+) -> kube::Result<Option<String>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let found = Api::<K>::namespaced(client, namespace)
+        .get_metadata_opt(name)
+        .await?;
+    Ok(found.and_then(|o| o.metadata.resource_version))
 }
 
 /// `request` for each item, [`REQUESTS_IN_FLIGHT`] at a time; the results in the items' order.
