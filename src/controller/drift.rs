@@ -15,6 +15,10 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::api::{LABEL_CLUSTER_NAME, SIPCluster};
 
+/// The kinds of which every service has one object named after it: what the Ready check can
+/// find missing.
+pub const EVERY_SERVICE_HAS: [&str; 2] = ["Deployment", "Service"];
+
 /// Versions remembered per object: enough for events that lag a few writes behind.
 const REMEMBERED: usize = 4;
 
@@ -83,6 +87,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Drift {
     inner: Mutex<Inner>,
+    /// Wakes whoever waits for the watches' first lists.
+    listing: tokio::sync::Notify,
 }
 
 impl Drift {
@@ -190,6 +196,22 @@ impl Drift {
     /// does not exist.
     pub fn listed(&self, kind: &'static str) {
         self.lock().listed.insert(kind);
+        self.listing.notify_waiters();
+    }
+
+    /// Waits until the watches of all `kinds` have listed once, so that the first Ready check
+    /// can tell a missing object from one not seen yet.
+    pub async fn until_listed(&self, kinds: &[&str]) {
+        loop {
+            let notified = self.listing.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a listing in between still wakes it.
+            notified.as_mut().enable();
+            if kinds.iter().all(|k| self.lock().listed.contains(k)) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Of `children`, those known not to exist: deleted while no watch was looking (the
@@ -380,6 +402,23 @@ mod tests {
         assert!(d.missing(both()).is_empty());
         d.observe("Service", &meta("5", 0), true);
         assert_eq!(d.missing(both()), ["Service tenant-lb-cp missing"]);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_first_lists_ends_when_every_kind_has_listed() {
+        let d = std::sync::Arc::new(Drift::default());
+        let waiter = tokio::spawn({
+            let d = d.clone();
+            async move { d.until_listed(&["Deployment", "Service"]).await }
+        });
+        d.listed("Deployment");
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "one kind is not enough");
+        d.listed("Service");
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken once both kinds listed")
+            .unwrap();
     }
 
     #[test]

@@ -193,6 +193,9 @@ pub async fn run(
         tracing::error!("the caches never became ready");
         return;
     }
+    // A service object deleted while the operator was down is found missing by the first
+    // Ready check only once the watches have listed what exists.
+    ctx.drift.until_listed(&drift::EVERY_SERVICE_HAS).await;
     // The first Gathering would otherwise build every host's view.
     ctx.views
         .lock()

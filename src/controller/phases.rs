@@ -12,7 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
 use super::conditions::reason;
-use super::drift::ChildRef;
+use super::drift::{ChildRef, EVERY_SERVICE_HAS};
 use super::hosts::{self, Labeled};
 use super::sources::{SourceKind, Sources};
 use crate::api::{BareMetalHost, HostState, SIPCluster, SIPClusterStatus};
@@ -375,23 +375,17 @@ impl<'a> Turn<'a> {
         let (secrets, sources) = futures::try_join!(self.secrets_drifted(), self.sources_now())?;
         drifted.extend(secrets);
         if drifted.is_empty() {
-            // A deletion while the operator was not running has no event: every service has
-            // a Deployment and a Service of its name.
+            // A deletion while the operator was not running has no event.
             let namespace = &self.key.namespace;
-            drifted.extend(
-                self.ctx
-                    .drift
-                    .missing(
-                        self.status
-                            .services
-                            .iter()
-                            .filter(|s| s.ready)
-                            .flat_map(|s| {
-                                ["Deployment", "Service"]
-                                    .map(|kind| ChildRef::new(kind, namespace, &s.name))
-                            }),
-                    ),
-            );
+            let expected = self
+                .status
+                .services
+                .iter()
+                .filter(|s| s.ready)
+                .flat_map(|s| {
+                    EVERY_SERVICE_HAS.map(|kind| ChildRef::new(kind, namespace, &s.name))
+                });
+            drifted.extend(self.ctx.drift.missing(expected));
         }
         if self.status.sources_version.as_deref() != Some(sources.sum().as_str()) {
             drifted.push(
