@@ -18,11 +18,17 @@ use crate::api::{HostRecord, JumpHost};
 use crate::extraction::parse_bmc_address;
 use crate::scheduling::HostKey;
 
-/// The predecessor's jump host image (its sample's default).
-pub const JUMP_HOST_IMAGE: &str = "quay.io/airshipit/jump-host:latest";
+/// sip's own jump host image (`images/jump-host`), tagged with the operator's version.
+pub const JUMP_HOST_IMAGE: &str = concat!(
+    "quay.io/airshipit/sip-rs-jump-host:",
+    env!("CARGO_PKG_VERSION")
+);
 const SSH_PORT: u16 = 22;
-/// Group owning the mounted files, so a non-root login user of the image can read them.
+/// The login user's group in sip's image and the predecessor's (`ubuntu`, gid 1000): the host
+/// list, mounted group-readable, is readable in the user's sessions.
 const FS_GROUP: i64 = 1000;
+/// The login user's `~/.ssh`, filled by the init container (`templates/ssh-permissions.sh`).
+const LOGIN_SSH_DIR: &str = "/home/ubuntu/.ssh";
 const SCRIPT: &str = include_str!("templates/sip-hosts.sh");
 const PERMISSIONS: &str = include_str!("templates/ssh-permissions.sh");
 
@@ -51,6 +57,8 @@ struct BmcEntry<'a> {
     port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     redfish_system: Option<String>,
+    /// Whether `sip-hosts` may reach the BMC through an HTTP proxy (`bmc.proxy`).
+    proxy: bool,
     username: &'a str,
     password: &'a str,
 }
@@ -76,6 +84,7 @@ pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
     let interface = spec.common.node_interface_id.as_str();
     let authorized = authorized_keys(id, &spec.ssh_authorized_keys)?;
     let key_names = node_key_names(facts, id, spec)?;
+    let proxy = spec.bmc.is_some_and(|b| b.proxy);
 
     let hosts = members(facts.hosts, None);
     let mut entries = Vec::with_capacity(hosts.len());
@@ -84,7 +93,7 @@ pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
     let mut ssh_config = ssh_config_header(facts, &key_names);
     for host in &hosts {
         let ip = address(id, host, interface)?;
-        let entry = host_entry(facts, id, host, ip.to_string())?;
+        let entry = host_entry(facts, id, host, ip.to_string(), proxy)?;
         bmc_hosts.insert(entry.bmc.host.clone());
         aliases
             .entry(ip.to_string())
@@ -116,10 +125,7 @@ pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
         (KEY_HOSTS, hosts_json.into_bytes()),
         (KEY_SSH_CONFIG, ssh_config.into_bytes()),
     ]);
-    let no_proxy = spec
-        .bmc
-        .is_some_and(|b| !b.proxy)
-        .then(|| bmc_hosts.into_iter().collect::<Vec<_>>().join(","));
+    let no_proxy = (!proxy).then(|| bmc_hosts.into_iter().collect::<Vec<_>>().join(","));
     let pod_spec = pod_spec(spec, name, no_proxy, aliases);
     Ok(vec![
         Child::ConfigMap(config_map),
@@ -168,13 +174,14 @@ fn node_key_names(
     Ok(names)
 }
 
+/// The login user's `~/.ssh/config`: `ssh <host>` reaches a member with the node keys.
 fn ssh_config_header(facts: &Facts<'_>, key_names: &[String]) -> String {
     let mut config = format!(
-        "# Hosts of SIPCluster {}/{}: `ssh <host>` or `sip-hosts ssh <host>`.\nHost *\n  StrictHostKeyChecking accept-new\n  UserKnownHostsFile /etc/sip/ssh/known_hosts\n",
+        "# Hosts of SIPCluster {}/{}: `ssh <host>` or `sip-hosts ssh <host>`.\nHost *\n  StrictHostKeyChecking accept-new\n",
         facts.namespace, facts.cluster_name
     );
     for key in key_names {
-        config.push_str(&format!("  IdentityFile /etc/sip/ssh/keys/{key}\n"));
+        config.push_str(&format!("  IdentityFile {LOGIN_SSH_DIR}/keys/{key}\n"));
     }
     config
 }
@@ -184,6 +191,7 @@ fn host_entry<'a>(
     id: ServiceId,
     host: &'a HostRecord,
     ip: String,
+    proxy: bool,
 ) -> Result<HostEntry<'a>, ServiceError> {
     let bmc_error = |detail: String| ServiceError::Bmc {
         service: id,
@@ -211,6 +219,7 @@ fn host_entry<'a>(
             redfish_system: endpoint.redfish_system(),
             host: endpoint.host,
             port: endpoint.port,
+            proxy,
             username: &credentials.username,
             password: credentials.password.expose(),
         },
@@ -234,12 +243,10 @@ fn pod_spec(
         value: Some(value.into()),
         ..EnvVar::default()
     };
-    let mut vars = vec![
-        env("SIP_HOSTS_FILE", "/etc/sip/hosts/hosts.json"),
-        env("SIP_SSH_CONFIG", "/etc/sip/ssh/config"),
-    ];
+    let mut vars = vec![env("SIP_HOSTS_FILE", "/etc/sip/hosts/hosts.json")];
     if let Some(hosts) = &no_proxy {
-        // BMCs are reached directly, not through the cluster's HTTP proxy.
+        // BMCs are reached directly, not through the cluster's HTTP proxy, from `kubectl exec`
+        // (an ssh session does not inherit these; `sip-hosts` reads `proxy` from the host list).
         vars.push(env("NO_PROXY", hosts));
         vars.push(env("no_proxy", hosts));
     }
@@ -268,7 +275,7 @@ fn pod_spec(
             mount("node-keys", "/etc/sip/node-keys", true),
             mount("authorized-keys", "/etc/sip/authorized-keys", true),
             mount("hosts", "/etc/sip/hosts", true),
-            mount("ssh", "/etc/sip/ssh", false),
+            mount("login-ssh", LOGIN_SSH_DIR, false),
         ]),
         resources: pod::resources("10m", "16Mi", "64Mi"),
         security_context: security.clone(),
@@ -284,7 +291,7 @@ fn pod_spec(
         env: Some(vars),
         volume_mounts: Some(vec![
             mount("hosts", "/etc/sip/hosts", true),
-            mount("ssh", "/etc/sip/ssh", false),
+            mount("login-ssh", LOGIN_SSH_DIR, false),
             mount("bin", "/opt/sip/bin", true),
         ]),
         readiness_probe: Some(probe(10)),
@@ -324,7 +331,7 @@ fn pod_spec(
             secret("hosts", name, 0o440),
             secret("node-keys", &spec.node_ssh_private_keys, 0o440),
             Volume {
-                name: "ssh".into(),
+                name: "login-ssh".into(),
                 empty_dir: Some(EmptyDirVolumeSource {
                     medium: Some("Memory".into()),
                     ..EmptyDirVolumeSource::default()

@@ -1,16 +1,17 @@
 #!/bin/sh
 # sip-hosts: the tenant cluster's hosts, from the jump host. Written by the sip operator.
-#   sip-hosts list                  name, role, IP and BMC of every host
-#   sip-hosts ssh HOST [ARGS...]    ssh to a host with the node keys
-#   sip-hosts status HOST           the host's power state (Redfish BMCs)
-#   sip-hosts power-on|power-off|reboot HOST
+#   sip-hosts list                          name, role, IP and BMC of every host
+#   sip-hosts ssh HOST [ARGS...]            ssh to a host with the node keys (as `ssh HOST`)
+#   sip-hosts status HOST                   the host's power state (Redfish BMCs)
+#   sip-hosts power-on HOST
+#   sip-hosts power-off [--force] HOST      graceful shutdown; --force cuts the power
+#   sip-hosts reboot [--force] HOST         graceful restart; --force resets at once
 # Needs jq, and curl for power actions. Credentials never appear on a command line.
 set -eu
 HOSTS="${SIP_HOSTS_FILE:-/etc/sip/hosts/hosts.json}"
-SSH_CONFIG="${SIP_SSH_CONFIG:-/etc/sip/ssh/config}"
 
 usage() {
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -20,43 +21,64 @@ host_field() {
 
 redfish() {
   host="$1" method="$2" path="$3" body="${4:-}"
+  host_field "$host" .name >/dev/null || {
+    echo "sip-hosts: no host $host; \`sip-hosts list\` shows them" >&2
+    exit 1
+  }
   system=$(host_field "$host" '.bmc.redfishSystem // empty') || {
     echo "sip-hosts: $host has no Redfish system URL (driver $(host_field "$host" .bmc.driver)); use the vendor's tool" >&2
     exit 1
   }
   user=$(host_field "$host" .bmc.username)
   pass=$(host_field "$host" .bmc.password)
+  # BMCs are reached directly unless the SIPCluster says `bmc: {proxy: true}`.
+  proxy=$(jq -r --arg h "$host" '.[] | select(.name == $h) | .bmc.proxy' "$HOSTS")
   # The credentials go to curl on stdin, not argv.
-  printf 'user = "%s:%s"\n' "$user" "$pass" |
-    curl --config - --silent --show-error --fail --insecure \
-      -X "$method" -H 'Content-Type: application/json' \
-      ${body:+--data "$body"} "$system$path"
+  {
+    printf 'user = "%s:%s"\n' "$user" "$pass"
+    [ "$proxy" = true ] || printf 'noproxy = "*"\n'
+  } | curl --config - --silent --show-error --fail --insecure \
+    -X "$method" -H 'Content-Type: application/json' \
+    ${body:+--data "$body"} "$system$path"
+}
+
+reset() {
+  redfish "$1" POST /Actions/ComputerSystem.Reset "{\"ResetType\": \"$2\"}" >/dev/null
+  echo "$1: $2 requested"
 }
 
 [ $# -ge 1 ] || usage
 cmd="$1"
 shift
+force=false
+if [ "${1:-}" = --force ]; then
+  force=true
+  shift
+fi
 case "$cmd" in
   list)
     jq -r '.[] | [.name, .role, .ip, .bmc.address] | @tsv' "$HOSTS"
     ;;
   ssh)
     [ $# -ge 1 ] || usage
-    exec ssh -F "$SSH_CONFIG" "$@"
+    exec ssh "$@"
     ;;
   status)
     [ $# -eq 1 ] || usage
-    redfish "$1" GET "" | jq -r .PowerState
+    system=$(redfish "$1" GET "")
+    printf '%s' "$system" | jq -r .PowerState
     ;;
-  power-on | power-off | reboot)
+  power-on)
     [ $# -eq 1 ] || usage
-    case "$cmd" in
-      power-on) reset=On ;;
-      power-off) reset=ForceOff ;;
-      reboot) reset=ForceRestart ;;
-    esac
-    redfish "$1" POST /Actions/ComputerSystem.Reset "{\"ResetType\": \"$reset\"}"
-    echo "$1: $reset requested"
+    reset "$1" On
+    ;;
+  power-off)
+    [ $# -eq 1 ] || usage
+    if $force; then reset "$1" ForceOff; else reset "$1" GracefulShutdown; fi
+    ;;
+  reboot)
+    [ $# -eq 1 ] || usage
+    if $force; then reset "$1" ForceRestart; else reset "$1" GracefulRestart; fi
     ;;
   *)
     usage

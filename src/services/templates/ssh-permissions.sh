@@ -1,7 +1,12 @@
+# The login user's ~/.ssh, owned by it with mode 0600: sshd (StrictModes) and ssh refuse keys
+# and configurations that others can read or write. `ubuntu` is the login user of sip's image
+# and of the predecessor's, so either image finds its keys where its sshd looks.
 set -eu
-install -d -m 0700 /etc/sip/ssh/keys
+user=ubuntu
+dir=/home/$user/.ssh
+install -d -m 0700 -o "$user" -g "$user" "$dir" "$dir/keys"
 for key in /etc/sip/node-keys/*; do
-  install -m 0600 "$key" /etc/sip/ssh/keys/
+  install -m 0600 -o "$user" -g "$user" "$key" "$dir/keys/"
 done
-install -m 0600 /etc/sip/authorized-keys/authorized_keys /etc/sip/ssh/authorized_keys
-install -m 0600 /etc/sip/hosts/ssh_config /etc/sip/ssh/config
+install -m 0600 -o "$user" -g "$user" /etc/sip/authorized-keys/authorized_keys "$dir/authorized_keys"
+install -m 0600 -o "$user" -g "$user" /etc/sip/hosts/ssh_config "$dir/config"
