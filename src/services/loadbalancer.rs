@@ -253,11 +253,11 @@ fn haproxy(
             }),
             ..Volume::default()
         }]),
-        node_selector: pod::node_selector(&common.node_labels),
         security_context: pod::pod_security(Some(HAPROXY_UID)),
         automount_service_account_token: Some(false),
         ..PodSpec::default()
     };
+    let pod_spec = pod::control_plane_placement(pod_spec, &common.node_labels);
     vec![
         Child::Secret(secret),
         Child::Service(pod::service(

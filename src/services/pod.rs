@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -61,6 +61,34 @@ pub fn pod_security(fs_group: Option<i64>) -> Option<PodSecurityContext> {
 
 pub fn node_selector(labels: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
     (!labels.is_empty()).then(|| labels.clone())
+}
+
+/// The control-plane node label, and the taint kubeadm puts on control-plane nodes.
+pub const CONTROL_PLANE_ROLE: &str = "node-role.kubernetes.io/control-plane";
+/// The same taint as kubeadm wrote it before Kubernetes 1.24; some clusters still carry it.
+const LEGACY_MASTER_ROLE: &str = "node-role.kubernetes.io/master";
+
+/// Pods that belong on the management cluster's control-plane nodes, as the predecessor placed
+/// its load balancers (their node ports then live where the tenant expects its API): selected
+/// by the control-plane role unless `labels` name other nodes, tolerating the control-plane
+/// taints either way.
+pub fn control_plane_placement(spec: PodSpec, labels: &BTreeMap<String, String>) -> PodSpec {
+    let selector = node_selector(labels)
+        .unwrap_or_else(|| BTreeMap::from([(CONTROL_PLANE_ROLE.to_string(), String::new())]));
+    let tolerate = |key: &str| Toleration {
+        key: Some(key.into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoSchedule".into()),
+        ..Toleration::default()
+    };
+    PodSpec {
+        node_selector: Some(selector),
+        tolerations: Some(vec![
+            tolerate(CONTROL_PLANE_ROLE),
+            tolerate(LEGACY_MASTER_ROLE),
+        ]),
+        ..spec
+    }
 }
 
 /// The instance's one-replica Deployment; its pods carry the instance's labels and roll when

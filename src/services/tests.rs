@@ -327,17 +327,28 @@ fn the_control_plane_balancer_sends_6443_to_each_control_plane_member() {
         .collect();
     assert_eq!(servers.len(), 2, "{cfg}");
     assert!(
-        servers[0].contains("server cp-1 192.168.100.11:6443 check check-ssl"),
+        servers[0].trim() == "server cp-1 192.168.100.11:6443",
         "{cfg}"
     );
     assert!(
         servers[1].contains("server cp-2 [fd00::12]:6443"),
         "IPv6 is bracketed: {cfg}"
     );
-    assert!(
-        cfg.contains("http-check send meth GET uri /readyz"),
-        "{cfg}"
-    );
+    for line in [
+        "option httpchk GET /readyz",
+        "http-check expect status 200",
+        "option log-health-checks",
+        "default-server check check-ssl verify none inter 5s downinter 2s fall 4 on-marked-down shutdown-sessions",
+        "timeout connect 30s",
+        "timeout client 600s",
+        "timeout server 600s",
+        "retries 1",
+    ] {
+        assert!(
+            cfg.lines().any(|l| l.trim() == line),
+            "the predecessor's check tuning, {line:?}: {cfg}"
+        );
+    }
     assert!(
         !cfg.contains("cp-9") && !cfg.contains("wk-"),
         "only members of the role: {cfg}"
@@ -366,14 +377,19 @@ fn the_worker_balancer_has_a_frontend_and_node_port_per_port_of_the_range() {
             "{port}: {cfg}"
         );
         assert!(
-            cfg.contains(&format!("server wk-1 192.168.100.21:{port} check")),
+            cfg.contains(&format!("server wk-1 192.168.100.21:{port}\n")),
             "{port}"
         );
         assert!(
-            cfg.contains(&format!("server wk-2 192.168.100.22:{port} check")),
+            cfg.contains(&format!("server wk-2 192.168.100.22:{port}\n")),
             "{port}"
         );
     }
+    assert!(
+        cfg.lines().any(|l| l.trim()
+            == "default-server check inter 5s downinter 2s fall 4 on-marked-down shutdown-sessions"),
+        "every worker is health-checked: {cfg}"
+    );
     assert!(!cfg.contains("wk-9") && !cfg.contains("cp-"), "{cfg}");
     let service = children
         .iter()
@@ -486,9 +502,13 @@ fn the_jump_host_knows_every_member_and_reaches_bmcs_directly() {
     assert!(hosts[0]["bmc"].get("redfishSystem").is_none());
     assert_eq!(hosts[3]["bmc"]["port"], 623, "a bare address is IPMI");
     assert_eq!(hosts[0]["bmc"]["password"], "pw-of-cp-1");
+    assert_eq!(
+        hosts[0]["bmc"]["proxy"], false,
+        "sip-hosts reaches BMCs directly"
+    );
     let ssh_config = data(secret, "ssh_config");
     assert!(
-        ssh_config.contains("IdentityFile /etc/sip/ssh/keys/node-key"),
+        ssh_config.contains("IdentityFile /home/ubuntu/.ssh/keys/node-key"),
         "{ssh_config}"
     );
     assert!(
@@ -537,6 +557,9 @@ fn the_jump_host_knows_every_member_and_reaches_bmcs_directly() {
     proxied.spec.services.jump_host[0].bmc =
         Some(crate::api::sipcluster::BmcOptions { proxy: true });
     let children = proxied.only(ServiceKind::JumpHost).unwrap();
+    let hosts: serde_json::Value =
+        serde_json::from_str(&data(secret_of(&children), "hosts.json")).unwrap();
+    assert_eq!(hosts[0]["bmc"]["proxy"], true);
     let pod = pod_of(&children);
     assert!(
         !pod.containers[0]
@@ -545,6 +568,106 @@ fn the_jump_host_knows_every_member_and_reaches_bmcs_directly() {
             .unwrap()
             .iter()
             .any(|e| e.name == "NO_PROXY")
+    );
+}
+
+#[test]
+fn the_jump_host_fills_the_login_users_ssh_directory() {
+    let mut f = Fixture::new();
+    f.spec.services.jump_host[0].common.image = None;
+    let children = f.only(ServiceKind::JumpHost).unwrap();
+    let pod = pod_of(&children);
+    let mounts_of = |c: &k8s_openapi::api::core::v1::Container| -> Vec<(String, String)> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.clone(), m.mount_path.clone()))
+            .collect()
+    };
+    let home = ("login-ssh".to_string(), "/home/ubuntu/.ssh".to_string());
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert!(mounts_of(init).contains(&home), "{:?}", mounts_of(init));
+    assert!(mounts_of(&pod.containers[0]).contains(&home));
+    let script = &init.command.as_ref().unwrap()[2];
+    for line in [
+        "install -m 0600 -o \"$user\" -g \"$user\" /etc/sip/authorized-keys/authorized_keys \"$dir/authorized_keys\"",
+        "user=ubuntu",
+    ] {
+        assert!(script.lines().any(|l| l.trim() == line), "{line}: {script}");
+    }
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some(concat!(
+            "quay.io/airshipit/sip-rs-jump-host:",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "sip's own image when none is named"
+    );
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().fs_group,
+        Some(1000),
+        "the host list is readable by the login user's group"
+    );
+}
+
+#[test]
+fn load_balancers_go_to_control_plane_nodes_unless_told_otherwise() {
+    let mut f = Fixture::new();
+    for kind in [
+        ServiceKind::LoadBalancerControlPlane,
+        ServiceKind::LoadBalancerWorker,
+    ] {
+        let children = f.only(kind).unwrap();
+        let pod = pod_of(&children);
+        assert_eq!(
+            pod.node_selector,
+            Some(BTreeMap::from([(
+                "node-role.kubernetes.io/control-plane".to_string(),
+                String::new()
+            )])),
+            "{kind:?}"
+        );
+        let tolerated: Vec<(&str, &str, &str)> = pod
+            .tolerations
+            .iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t.key.as_deref().unwrap(),
+                    t.operator.as_deref().unwrap(),
+                    t.effect.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            tolerated,
+            [
+                (
+                    "node-role.kubernetes.io/control-plane",
+                    "Exists",
+                    "NoSchedule"
+                ),
+                ("node-role.kubernetes.io/master", "Exists", "NoSchedule"),
+            ],
+            "{kind:?}"
+        );
+    }
+    let labels = BTreeMap::from([("lb".to_string(), "yes".to_string())]);
+    f.spec.services.load_balancer_control_plane[0]
+        .common
+        .node_labels = labels.clone();
+    let children = f.only(ServiceKind::LoadBalancerControlPlane).unwrap();
+    let pod = pod_of(&children);
+    assert_eq!(
+        pod.node_selector,
+        Some(labels),
+        "nodeLabels override the role"
+    );
+    assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(2));
+    let jump = f.only(ServiceKind::JumpHost).unwrap();
+    assert!(
+        pod_of(&jump).tolerations.is_none(),
+        "only balancers are pinned"
     );
 }
 

@@ -160,7 +160,7 @@ async fn services_are_applied_owned_updated_pruned_and_deleted() {
         .iter()
         .filter(|h| h.role == sip::api::NodeRole::ControlPlane)
     {
-        let line = format!("server {} {}:6443 ", host.name, host.addresses["oam-ipv4"]);
+        let line = format!("server {} {}:6443\n", host.name, host.addresses["oam-ipv4"]);
         assert!(cfg.contains(&line), "{line:?} missing:\n{cfg}");
     }
     assert_eq!(cfg.matches("\n  server ").count(), 2, "{cfg}");
