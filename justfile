@@ -59,8 +59,14 @@ bench-e2e *args:
 docker-build:
     docker build --build-arg SIP_VERSION=$(git describe --always --dirty) -t {{image}} .
 
-kind-load-image: docker-build
-    kind load docker-image {{image}} --name {{cluster}}
+# The jump host image the operator deploys by default, tagged with the operator's version.
+jump_host_image := "quay.io/airshipit/sip-rs-jump-host:" + `grep -m1 '^version' Cargo.toml | cut -d'"' -f2`
+
+jump-host-image:
+    docker build -t {{jump_host_image}} images/jump-host
+
+kind-load-image: docker-build jump-host-image
+    kind load docker-image {{image}} {{jump_host_image}} --name {{cluster}}
 
 deploy: kind-load-image
     kubectl apply -k manifests/
