@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Event, next};
+use super::{Event, next, start};
 use crate::api::Phase;
 
 /// Every transition the machine makes: (from, event, to), self-loops left out.
@@ -23,7 +23,11 @@ pub fn transitions() -> Vec<(Phase, Event, Phase)> {
 const HEADER: &str = "generated from src/machine by `just generate`; do not edit";
 
 pub fn mermaid() -> String {
-    let mut s = format!("%% {HEADER}\nstateDiagram-v2\n    [*] --> Gathering\n");
+    let mut s = format!(
+        "%% {HEADER}\nstateDiagram-v2\n    [*] --> {}: {:?}\n",
+        start(),
+        Event::Created
+    );
     for (from, event, to) in transitions() {
         s.push_str(&format!("    {from} --> {to}: {event:?}\n"));
     }
@@ -33,7 +37,9 @@ pub fn mermaid() -> String {
 
 pub fn dot() -> String {
     let mut s = format!(
-        "// {HEADER}\ndigraph sipcluster {{\n    rankdir=LR;\n    node [shape=box, style=rounded];\n    start [shape=point];\n    start -> Gathering;\n"
+        "// {HEADER}\ndigraph sipcluster {{\n    rankdir=LR;\n    node [shape=box, style=rounded];\n    start [shape=point];\n    start -> {} [label=\"{:?}\"];\n",
+        start(),
+        Event::Created
     );
     for (from, event, to) in transitions() {
         s.push_str(&format!("    {from} -> {to} [label=\"{event:?}\"];\n"));

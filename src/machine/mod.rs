@@ -22,9 +22,12 @@ use statig::prelude::*;
 
 use crate::api::Phase;
 
-/// What the work of the current phase found.
+/// What happened to a SIPCluster: seen first, its work in a phase complete, its spec changed,
+/// a host lost or unusable, deleted, its services changed by others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// First sight of the SIPCluster: the machine starts in its initial state.
+    Created,
     /// The phase's work is complete.
     Done,
     /// The spec changed, or a member host was lost or taken: choose hosts again.
@@ -38,7 +41,8 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 5] = [
+    pub const ALL: [Event; 6] = [
+        Event::Created,
         Event::Done,
         Event::Regather,
         Event::HostUnusable,
@@ -60,8 +64,9 @@ impl Lifecycle {
         match event {
             Event::Deleting => Transition(Phase::Decommissioning),
             Event::Regather | Event::HostUnusable => Transition(Phase::Gathering),
-            // Every phase before Ready applies the services anyway.
-            Event::Done | Event::Drift => Handled,
+            // Every phase before Ready applies the services anyway; a started machine is past
+            // its creation.
+            Event::Done | Event::Drift | Event::Created => Handled,
         }
     }
 
@@ -71,7 +76,7 @@ impl Lifecycle {
             Event::Done => Transition(Phase::Extracting),
             // Already choosing: a new reason to choose changes nothing.
             Event::Regather | Event::HostUnusable => Handled,
-            Event::Deleting | Event::Drift => Super,
+            Event::Deleting | Event::Drift | Event::Created => Super,
         }
     }
 
@@ -118,11 +123,24 @@ impl Lifecycle {
 
 /// The phase after `event` in `phase`: the machine restored at `phase`, then handed `event`.
 pub fn next(phase: Phase, event: Event) -> Phase {
+    after(Some(phase), event)
+}
+
+/// The phase after `event` for a cluster in `phase`, or not started yet (`None`): the machine
+/// then starts in its initial state before it is handed the event.
+pub fn after(phase: Option<Phase>, event: Event) -> Phase {
     let mut machine = Lifecycle.uninitialized_state_machine();
-    *machine.state_mut() = phase;
+    if let Some(phase) = phase {
+        *machine.state_mut() = phase;
+    }
     let mut machine = machine.init();
     machine.handle(&event);
     *machine.state()
+}
+
+/// The phase a new SIPCluster enters: the machine's initial state.
+pub fn start() -> Phase {
+    after(None, Event::Created)
 }
 
 #[cfg(test)]
@@ -190,6 +208,16 @@ mod tests {
         }
         for event in Event::ALL {
             assert_eq!(next(Decommissioning, event), Decommissioning, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn a_new_cluster_starts_gathering_and_may_be_deleted_at_once() {
+        assert_eq!(start(), Gathering);
+        assert_eq!(after(None, Created), Gathering);
+        assert_eq!(after(None, Deleting), Decommissioning);
+        for phase in Phase::ALL {
+            assert_eq!(next(phase, Created), phase, "{phase}: created once");
         }
     }
 

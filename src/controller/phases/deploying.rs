@@ -1,37 +1,31 @@
-//! DeployingInfra's I/O, and the services half of Decommissioning: read what rendering needs,
-//! apply each child with server-side apply under the operator's field manager (a second apply
-//! changes nothing), and delete the children the spec no longer asks for. Children are found by
-//! the labels the operator sets, and deleted only when this SIPCluster is their owner.
+//! DeployingInfra: read what rendering needs (the Secrets the spec names, the template
+//! ConfigMaps, the members' BMC credentials), render every service, apply each one's objects
+//! (`apply.rs`), and delete the objects of services the spec no longer has. Records the
+//! versions of what it rendered from, which the Ready check compares.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Debug;
-use std::sync::Arc;
 
-use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use super::conditions::reason;
-use super::drift::{self, ChildRef};
-use super::phases::{Step, Turn, overlapped, read_secret};
-use super::sources::{SourceRef, Sources};
-use crate::api::{BareMetalHost, ServiceStatus};
+use crate::api::ServiceStatus;
+use crate::controller::conditions::reason;
+use crate::controller::sources::{SourceRef, Sources};
+use crate::controller::step::Step;
 use crate::extraction::{BmcCredentials, credentials_secret_ref, read_credentials};
 use crate::machine::Event;
 use crate::scheduling::HostKey;
-use crate::services::{self, Child, Facts, ServiceError, meta};
+use crate::services::{self, Facts, ServiceError};
 
-/// `(kind, name)` of a child.
-type ChildKey = (&'static str, String);
+use super::Turn;
+use super::apply::ChildKey;
+use super::io::{overlapped, read_secret};
+
 /// Each member's BMC credentials, or why they cannot be read.
 type MemberCredentials = BTreeMap<HostKey, Result<BmcCredentials, String>>;
 /// `(namespace, name)` of Secrets read, and their versions (`None`: absent).
-pub(super) type SecretVersions = Vec<((String, String), Option<String>)>;
+type SecretVersions = Vec<((String, String), Option<String>)>;
 
 impl Turn<'_> {
     pub async fn deploy(&mut self) -> kube::Result<Step> {
@@ -144,20 +138,6 @@ impl Turn<'_> {
         Ok(Step::go(Event::Done, "InfraDeployed", message))
     }
 
-    /// Decommissioning: deletes every child. True when none is left.
-    pub async fn remove_services(&mut self) -> kube::Result<bool> {
-        self.prune(&BTreeSet::new()).await?;
-        self.status.services.clear();
-        Ok(true)
-    }
-
-    fn namespaced<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
-    {
-        Api::namespaced(self.ctx.client.clone(), &self.key.namespace)
-    }
-
     /// The Secrets the spec names (authorized keys and the like) that exist, by name.
     async fn referenced_secrets(&self) -> kube::Result<BTreeMap<String, Secret>> {
         let names = services::referenced_secrets(&self.cluster.spec);
@@ -176,7 +156,7 @@ impl Turn<'_> {
 
     /// The ConfigMaps that may override the load balancers' templates: none for a cluster
     /// without load balancers.
-    pub(super) fn template_config_map_names(&self) -> &'static [&'static str] {
+    fn template_config_map_names(&self) -> &'static [&'static str] {
         let services = &self.cluster.spec.services;
         if services.load_balancer_control_plane.is_empty()
             && services.load_balancer_worker.is_empty()
@@ -226,23 +206,6 @@ impl Turn<'_> {
         refs
     }
 
-    /// The members as the cache holds them (`None`: gone from it).
-    pub(super) fn members(&self) -> Vec<(HostKey, Option<Arc<BareMetalHost>>)> {
-        self.status
-            .hosts
-            .iter()
-            .filter(|h| h.state.is_member())
-            .map(|record| {
-                let key = HostKey::of_record(record);
-                let host = self
-                    .ctx
-                    .hosts
-                    .get(&ObjectRef::new(key.name()).within(key.namespace()));
-                (key, host)
-            })
-            .collect()
-    }
-
     /// BMC credentials of every member, for the jump host's host list (none when no service
     /// needs them), and the version of each credentials Secret read (`None`: absent). A host
     /// whose Secret went bad since Extracting fails the jump host, naming it.
@@ -286,135 +249,6 @@ impl Turn<'_> {
         match &rendered.objects {
             Ok(objects) => self.apply_all(rendered.id, objects).await,
             Err(e) => Ok(Err(e.clone())),
-        }
-    }
-
-    /// Applies a service's objects in two waves: first what its pods use (ServiceAccount,
-    /// ConfigMaps, Secrets), so they never start without it; then the Deployment and its
-    /// Service, which need nothing of each other. Objects of a wave are applied together. The
-    /// API server refusing one (a node port taken, a cluster IP outside the range) fails the
-    /// service, naming the first refused in render order; other errors end the turn.
-    async fn apply_all(
-        &self,
-        id: services::ServiceId,
-        objects: &[Child],
-    ) -> kube::Result<Result<(), ServiceError>> {
-        let (first, second): (Vec<&Child>, Vec<&Child>) = objects
-            .iter()
-            .partition(|c| !matches!(c, Child::Service(_) | Child::Deployment(_)));
-        for wave in [first, second] {
-            let applied =
-                futures::future::join_all(wave.iter().map(|child| self.apply_child(child))).await;
-            for (child, applied) in wave.iter().zip(applied) {
-                match applied {
-                    Ok(()) => {}
-                    Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 409 | 422) => {
-                        return Ok(Err(ServiceError::Refused {
-                            service: id,
-                            object: child.describe(),
-                            detail: s.message,
-                        }));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(Ok(()))
-    }
-
-    async fn apply_child(&self, child: &Child) -> kube::Result<()> {
-        match child {
-            Child::ServiceAccount(o) => self.apply(o).await,
-            Child::ConfigMap(o) => self.apply(o).await,
-            Child::Secret(o) => self.apply(o).await,
-            Child::Service(o) => self.apply(o).await,
-            Child::Deployment(o) => self.apply(o).await,
-        }
-    }
-
-    async fn apply<K>(&self, object: &K) -> kube::Result<()>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
-    {
-        let params = PatchParams::apply(&self.ctx.manager)
-            .force()
-            .validation_strict();
-        let kind = drift::kind_of::<K>();
-        let child = ChildRef::new(kind, &self.key.namespace, &object.name_any());
-        self.ctx.drift.writing(&child);
-        let applied = self
-            .namespaced::<K>()
-            .patch(&object.name_any(), &params, &Patch::Apply(object))
-            .await;
-        let version = applied
-            .as_ref()
-            .ok()
-            .and_then(|o| drift::version(kind, o.meta()));
-        self.ctx.drift.written(&child, version);
-        applied.map(drop)
-    }
-
-    /// Deletes the objects of this cluster's service instances that are not in `keep`;
-    /// returns how many. Every instance has exactly one Deployment, named like all its
-    /// objects, so the Deployments (listed by the labels the operator sets, deleted only when
-    /// this SIPCluster owns them) find the stale instances, and their other objects are
-    /// deleted by name. Secrets are never listed: the operator needs no list right on them.
-    /// (An object written before its Deployment by a turn that then crashed, or a service
-    /// removed before its first deployment was recorded in the status, is left to the
-    /// owner-reference garbage collection when the SIPCluster goes.)
-    async fn prune(&self, keep: &BTreeSet<ChildKey>) -> kube::Result<usize> {
-        let uid = self.cluster.uid().unwrap_or_default();
-        let selector = meta::children_selector(&self.key.name);
-        let deployments = self
-            .namespaced::<Deployment>()
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await?;
-        let mut deleted = 0;
-        for object in deployments.items {
-            let name = object.name_any();
-            let owned = object.owner_references().iter().any(|o| o.uid == uid);
-            if !owned || keep.contains(&("Deployment", name.clone())) {
-                continue;
-            }
-            // The Deployment goes last: it is how a stale instance is found again if this turn
-            // stops midway.
-            deleted += self.delete::<Service>(&name).await?;
-            deleted += self.delete::<Secret>(&name).await?;
-            deleted += self.delete::<ConfigMap>(&name).await?;
-            deleted += self.delete::<ServiceAccount>(&name).await?;
-            deleted += self.delete::<Deployment>(&name).await?;
-        }
-        Ok(deleted)
-    }
-
-    /// Deletes one object; 1 if it was there.
-    async fn delete<K>(&self, name: &str) -> kube::Result<usize>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + DeserializeOwned
-            + Clone
-            + Debug,
-    {
-        let child = ChildRef::new(drift::kind_of::<K>(), &self.key.namespace, name);
-        self.ctx.drift.deleting(&child);
-        match self
-            .namespaced::<K>()
-            .delete(name, &DeleteParams::background())
-            .await
-        {
-            Ok(_) => Ok(1),
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                self.ctx.drift.absent(&child);
-                Ok(0)
-            }
-            Err(e) => {
-                self.ctx.drift.absent(&child);
-                Err(e)
-            }
         }
     }
 }

@@ -1,0 +1,142 @@
+//! How long a cluster that cannot progress waits before it is worked again: a delay growing
+//! with its consecutive failures (jittered, capped), and a hold that its own status writes
+//! cannot bypass (each is a watch event); only a new spec generation or a host change can.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::SIPCluster;
+
+/// Retry delay after `attempts` consecutive failures: 2^n seconds, n capped at 8 (256 s), plus
+/// under a second of jitter so clusters that failed together do not retry together.
+pub fn delay(attempts: u32) -> Duration {
+    let base = 2u64.saturating_pow(attempts.min(8)).min(300);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis() as u64 % 1000);
+    Duration::from_millis(base * 1000 + jitter)
+}
+
+/// What a held cluster was held at.
+struct Hold {
+    until: Instant,
+    generation: Option<i64>,
+    host_epoch: u64,
+}
+
+/// Per-cluster failure counts and holds.
+#[derive(Default)]
+pub struct Backoff {
+    attempts: Mutex<HashMap<ObjectRef<SIPCluster>, u32>>,
+    holds: Mutex<HashMap<ObjectRef<SIPCluster>, Hold>>,
+}
+
+impl Backoff {
+    /// One more failure: the delay before the next try.
+    pub fn fail(&self, cluster: &SIPCluster) -> Duration {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = attempts.entry(ObjectRef::from_obj(cluster)).or_default();
+        *n += 1;
+        delay(*n)
+    }
+
+    /// A failure that holds the cluster: until the delay passes, it is not worked unless its
+    /// spec changes or a host changes (`host_epoch` moves) meanwhile.
+    pub fn hold(&self, cluster: &SIPCluster, host_epoch: u64) -> Duration {
+        let wait = self.fail(cluster);
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        holds.insert(
+            ObjectRef::from_obj(cluster),
+            Hold {
+                until: Instant::now() + wait,
+                generation: cluster.metadata.generation,
+                host_epoch,
+            },
+        );
+        wait
+    }
+
+    /// How long the cluster must still wait, if it is held and nothing it waits for changed.
+    pub fn held(&self, cluster: &SIPCluster, host_epoch: u64) -> Option<Duration> {
+        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        let hold = holds.get(&ObjectRef::from_obj(cluster))?;
+        let now = Instant::now();
+        let unchanged =
+            hold.generation == cluster.metadata.generation && hold.host_epoch == host_epoch;
+        (unchanged && hold.until > now).then(|| hold.until - now)
+    }
+
+    /// The cluster progressed: its count and hold are forgotten.
+    pub fn reset(&self, cluster: &SIPCluster) {
+        let key = ObjectRef::from_obj(cluster);
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        attempts.remove(&key);
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        holds.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(name: &str, generation: i64) -> SIPCluster {
+        let mut c = SIPCluster::new(name, Default::default());
+        c.metadata.namespace = Some("tenants".into());
+        c.metadata.generation = Some(generation);
+        c
+    }
+
+    #[test]
+    fn delays_grow_with_failures_and_stop_growing_after_eight() {
+        let cases = [(1, 2, "first"), (3, 8, "third"), (8, 256, "eighth"), (20, 256, "capped")];
+        for (attempts, low, msg) in cases {
+            let d = delay(attempts);
+            assert!(
+                d >= Duration::from_secs(low) && d < Duration::from_secs(low + 1),
+                "{msg}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hold_lasts_until_the_spec_or_a_host_changes() {
+        let backoff = Backoff::default();
+        let c = cluster("a", 1);
+        let wait = backoff.hold(&c, 7);
+        assert!(wait >= Duration::from_secs(2));
+        let cases = [
+            (
+                cluster("a", 1),
+                7,
+                true,
+                "its own status write changes nothing",
+            ),
+            (
+                cluster("a", 2),
+                7,
+                false,
+                "a new generation lets it through",
+            ),
+            (cluster("a", 1), 8, false, "a host change lets it through"),
+            (cluster("b", 1), 7, false, "other clusters are not held"),
+        ];
+        for (c, epoch, held, msg) in cases {
+            assert_eq!(backoff.held(&c, epoch).is_some(), held, "{msg}");
+        }
+        let again = backoff.hold(&c, 7);
+        assert!(
+            again >= Duration::from_secs(4),
+            "the second failure waits longer: {again:?}"
+        );
+        backoff.reset(&c);
+        assert!(backoff.held(&c, 7).is_none());
+        assert!(
+            backoff.fail(&c) < Duration::from_secs(3),
+            "reset starts over"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Applying and deleting the services' objects: server-side apply under the operator's field
+//! manager (a second apply changes nothing), each write told to the drift memory; deletion
+//! finds stale instances by the labels the operator sets and deletes only what this SIPCluster
+//! owns.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::controller::drift::{self, ChildRef};
+use crate::services::{self, Child, ServiceError, meta};
+
+use super::Turn;
+
+/// `(kind, name)` of a child.
+pub type ChildKey = (&'static str, String);
+
+impl Turn<'_> {
+    /// Applies a service's objects in two waves: first what its pods use (ServiceAccount,
+    /// ConfigMaps, Secrets), so they never start without it; then the Deployment and its
+    /// Service, which need nothing of each other. Objects of a wave are applied together. The
+    /// API server refusing one (a node port taken, a cluster IP outside the range) fails the
+    /// service, naming the first refused in render order; other errors end the turn.
+    pub(super) async fn apply_all(
+        &self,
+        id: services::ServiceId,
+        objects: &[Child],
+    ) -> kube::Result<Result<(), ServiceError>> {
+        let (first, second): (Vec<&Child>, Vec<&Child>) = objects
+            .iter()
+            .partition(|c| !matches!(c, Child::Service(_) | Child::Deployment(_)));
+        for wave in [first, second] {
+            let applied =
+                futures::future::join_all(wave.iter().map(|child| self.apply_child(child))).await;
+            for (child, applied) in wave.iter().zip(applied) {
+                match applied {
+                    Ok(()) => {}
+                    Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 409 | 422) => {
+                        return Ok(Err(ServiceError::Refused {
+                            service: id,
+                            object: child.describe(),
+                            detail: s.message,
+                        }));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn apply_child(&self, child: &Child) -> kube::Result<()> {
+        match child {
+            Child::ServiceAccount(o) => self.apply(o).await,
+            Child::ConfigMap(o) => self.apply(o).await,
+            Child::Secret(o) => self.apply(o).await,
+            Child::Service(o) => self.apply(o).await,
+            Child::Deployment(o) => self.apply(o).await,
+        }
+    }
+
+    async fn apply<K>(&self, object: &K) -> kube::Result<()>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let params = PatchParams::apply(&self.ctx.manager)
+            .force()
+            .validation_strict();
+        let kind = drift::kind_of::<K>();
+        let child = ChildRef::new(kind, &self.key.namespace, &object.name_any());
+        self.ctx.drift.writing(&child);
+        let applied = self
+            .namespaced::<K>()
+            .patch(&object.name_any(), &params, &Patch::Apply(object))
+            .await;
+        let version = applied
+            .as_ref()
+            .ok()
+            .and_then(|o| drift::version(kind, o.meta()));
+        self.ctx.drift.written(&child, version);
+        applied.map(drop)
+    }
+
+    /// Deletes the objects of this cluster's service instances that are not in `keep`;
+    /// returns how many. Every instance has exactly one Deployment, named like all its
+    /// objects, so the Deployments (listed by the labels the operator sets, deleted only when
+    /// this SIPCluster owns them) find the stale instances, and their other objects are
+    /// deleted by name. Secrets are never listed: the operator needs no list right on them.
+    /// (An object written before its Deployment by a turn that then crashed, or a service
+    /// removed before its first deployment was recorded in the status, is left to the
+    /// owner-reference garbage collection when the SIPCluster goes.)
+    pub(super) async fn prune(&self, keep: &BTreeSet<ChildKey>) -> kube::Result<usize> {
+        let uid = self.cluster.uid().unwrap_or_default();
+        let selector = meta::children_selector(&self.key.name);
+        let deployments = self
+            .namespaced::<Deployment>()
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await?;
+        let mut deleted = 0;
+        for object in deployments.items {
+            let name = object.name_any();
+            let owned = object.owner_references().iter().any(|o| o.uid == uid);
+            if !owned || keep.contains(&("Deployment", name.clone())) {
+                continue;
+            }
+            // The Deployment goes last: it is how a stale instance is found again if this turn
+            // stops midway.
+            deleted += self.delete::<Service>(&name).await?;
+            deleted += self.delete::<Secret>(&name).await?;
+            deleted += self.delete::<ConfigMap>(&name).await?;
+            deleted += self.delete::<ServiceAccount>(&name).await?;
+            deleted += self.delete::<Deployment>(&name).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes one object; 1 if it was there.
+    async fn delete<K>(&self, name: &str) -> kube::Result<usize>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let child = ChildRef::new(drift::kind_of::<K>(), &self.key.namespace, name);
+        self.ctx.drift.deleting(&child);
+        match self
+            .namespaced::<K>()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(1),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.ctx.drift.absent(&child);
+                Ok(0)
+            }
+            Err(e) => {
+                self.ctx.drift.absent(&child);
+                Err(e)
+            }
+        }
+    }
+}

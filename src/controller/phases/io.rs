@@ -1,0 +1,54 @@
+//! Requests the phases share: bounded overlap over one connection, and reads by name.
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+
+/// Requests for one cluster's objects that may be waiting on the API server at once: enough to
+/// overlap the round trips (they share one HTTP/2 connection), few enough that one cluster's
+/// turn does not crowd out the API server's other clients.
+const REQUESTS_IN_FLIGHT: usize = 4;
+
+/// The resourceVersion of an object, read as metadata only (`None`: it does not exist).
+pub async fn version_of<K>(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+) -> kube::Result<Option<String>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let found = Api::<K>::namespaced(client, namespace)
+        .get_metadata_opt(name)
+        .await?;
+    Ok(found.and_then(|o| o.metadata.resource_version))
+}
+
+/// `request` for each item, [`REQUESTS_IN_FLIGHT`] at a time; the results in the items' order.
+pub async fn overlapped<I, T, Fut>(
+    items: impl IntoIterator<Item = I>,
+    request: impl FnMut(I) -> Fut,
+) -> kube::Result<Vec<T>>
+where
+    Fut: Future<Output = kube::Result<T>>,
+{
+    stream::iter(items)
+        .map(request)
+        .buffered(REQUESTS_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+/// A Secret named by `(namespace, name)`; `None` when there is no reference or no Secret.
+pub async fn read_secret(
+    client: kube::Client,
+    reference: Option<(String, String)>,
+) -> kube::Result<Option<Secret>> {
+    match reference {
+        None => Ok(None),
+        Some((ns, name)) => Api::<Secret>::namespaced(client, &ns).get_opt(&name).await,
+    }
+}

@@ -1,0 +1,153 @@
+//! The work of each phase, one file each, on a working copy of the status ([`Turn`]). Each
+//! phase's work returns what it found as a [`Step`]: a machine event with a reason for the
+//! story, or a block. The phases' shared readers are here; the I/O helpers in `io.rs` and
+//! `apply.rs`.
+
+mod apply;
+mod decommissioning;
+mod deploying;
+mod extracting;
+mod gathering;
+mod io;
+mod labeling;
+mod ready;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::ObjectRef;
+
+use super::Context;
+use super::step::Step;
+use crate::api::{BareMetalHost, SIPCluster, SIPClusterStatus};
+use crate::scheduling::{ClusterKey, HostKey, HostView, Inputs, schedule};
+
+pub struct Turn<'a> {
+    pub ctx: &'a Context,
+    pub cluster: &'a SIPCluster,
+    pub key: ClusterKey,
+    pub status: SIPClusterStatus,
+}
+
+impl<'a> Turn<'a> {
+    /// A turn on `cluster`, starting from its persisted status.
+    pub fn new(ctx: &'a Context, cluster: &'a SIPCluster) -> Self {
+        Turn {
+            ctx,
+            cluster,
+            key: ClusterKey::new(
+                cluster.metadata.namespace.clone().unwrap_or_default(),
+                cluster.metadata.name.clone().unwrap_or_default(),
+            ),
+            status: cluster.status.clone().unwrap_or_default(),
+        }
+    }
+
+    fn hosts_snapshot(&self) -> Vec<Arc<HostView>> {
+        let hosts = self.ctx.hosts.state();
+        self.ctx
+            .views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot(&hosts)
+    }
+
+    /// Hosts in other SIPClusters' ledgers. To choose hosts (`fresh`) they are read from the
+    /// API server, not the cache: a claim written a moment ago by the previous reconcile must be
+    /// seen. To check members the cache serves: no one takes a host in this ledger, since every
+    /// cluster reads the ledgers fresh before choosing. At worst a stale cache shows a member
+    /// still in a ledger that released it; the regather that follows reads fresh and keeps it.
+    async fn claims_elsewhere(&self, fresh: bool) -> kube::Result<HashSet<HostKey>> {
+        let clusters: Vec<SIPCluster> = if fresh {
+            let all: Api<SIPCluster> = Api::all(self.ctx.client.clone());
+            all.list(&ListParams::default()).await?.items
+        } else {
+            self.ctx
+                .clusters
+                .state()
+                .iter()
+                .map(|c| (**c).clone())
+                .collect()
+        };
+        Ok(clusters
+            .iter()
+            .filter(|c| {
+                c.metadata.namespace.as_deref() != Some(&self.key.namespace)
+                    || c.metadata.name.as_deref() != Some(&self.key.name)
+            })
+            .flat_map(|c| c.status.iter().flat_map(|s| s.hosts.iter()))
+            .filter(|r| r.state.claims())
+            .map(HostKey::of_record)
+            .collect())
+    }
+
+    /// The decision on the current snapshot, without acting on it; `fresh`: see
+    /// [`Turn::claims_elsewhere`].
+    async fn decide(&self, fresh: bool) -> kube::Result<crate::scheduling::Decision> {
+        let started = std::time::Instant::now();
+        let hosts = self.hosts_snapshot();
+        let viewed = started.elapsed();
+        let claimed = self.claims_elsewhere(fresh).await?;
+        let listed = started.elapsed();
+        let decision = schedule(&Inputs {
+            cluster: &self.key,
+            spec: &self.cluster.spec,
+            ledger: &self.status.hosts,
+            hosts: &hosts,
+            claimed_elsewhere: &claimed,
+        });
+        tracing::debug!(
+            hosts = hosts.len(),
+            viewed = ?viewed,
+            claims_read = ?(listed - viewed),
+            decided = ?(started.elapsed() - listed),
+            "scheduled"
+        );
+        Ok(decision)
+    }
+
+    fn hosts_api(&self, namespace: &str) -> Api<BareMetalHost> {
+        Api::namespaced(self.ctx.client.clone(), namespace)
+    }
+
+    fn namespaced<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.ctx.client.clone(), &self.key.namespace)
+    }
+
+    /// The members as the cache holds them (`None`: gone from it).
+    fn members(&self) -> Vec<(HostKey, Option<Arc<BareMetalHost>>)> {
+        self.status
+            .hosts
+            .iter()
+            .filter(|h| h.state.is_member())
+            .map(|record| {
+                let key = HostKey::of_record(record);
+                let host = self
+                    .ctx
+                    .hosts
+                    .get(&ObjectRef::new(key.name()).within(key.namespace()));
+                (key, host)
+            })
+            .collect()
+    }
+
+    /// The work of the phase the cluster is in.
+    pub async fn work(&mut self, phase: crate::api::Phase) -> kube::Result<Option<Step>> {
+        use crate::api::Phase;
+        Ok(Some(match phase {
+            Phase::Gathering => self.gather().await?,
+            Phase::Extracting => self.extract().await?,
+            Phase::DeployingInfra => self.deploy().await?,
+            Phase::Labeling => self.label().await?,
+            Phase::Ready => self.check().await?,
+            // Decommissioning is worked by the finalizer's cleanup.
+            Phase::Decommissioning => return Ok(None),
+        }))
+    }
+}

@@ -1,0 +1,116 @@
+//! Ready: still what the spec asks for? A spec change or a lost host means choosing again; an
+//! object of the services changed or deleted by someone else, or a Secret or ConfigMap they
+//! are rendered from changed, means applying them again.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::runtime::reflector::ObjectRef;
+
+use crate::controller::drift::{ChildRef, EVERY_SERVICE_HAS};
+use crate::controller::sources::{SourceKind, Sources};
+use crate::controller::step::Step;
+use crate::machine::Event;
+
+use super::Turn;
+use super::io::{overlapped, version_of};
+
+impl Turn<'_> {
+    /// Ready: still what the spec asks for? A spec change or a lost host means choosing again;
+    /// an object of the services changed or deleted by someone else means applying them again.
+    pub async fn check(&mut self) -> kube::Result<Step> {
+        let decision = self.decide(false).await?;
+        if !decision.changes_nothing() {
+            let lost: Vec<String> = decision
+                .roles
+                .values()
+                .flat_map(|r| r.release.iter())
+                .map(|r| format!("{}: {}", r.key, r.reason))
+                .collect();
+            return Ok(Step::trouble(Event::Regather, "HostLost", lost.join("; ")));
+        }
+        let mut drifted = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
+        let (secrets, sources) = futures::try_join!(self.secrets_drifted(), self.sources_now())?;
+        drifted.extend(secrets);
+        if drifted.is_empty() {
+            // A deletion while the operator was not running has no event.
+            let namespace = &self.key.namespace;
+            let expected = self
+                .status
+                .services
+                .iter()
+                .filter(|s| s.ready)
+                .flat_map(|s| {
+                    EVERY_SERVICE_HAS.map(|kind| ChildRef::new(kind, namespace, &s.name))
+                });
+            drifted.extend(self.ctx.drift.missing(expected));
+        }
+        if self.status.sources_version.as_deref() != Some(sources.sum().as_str()) {
+            drifted.push(
+                "a Secret or ConfigMap they are rendered from changed (SSH keys, Dex \
+                 configuration, templates or BMC credentials)"
+                    .into(),
+            );
+        }
+        if drifted.is_empty() {
+            Ok(Step::go(Event::Done, "Ready", ""))
+        } else {
+            Ok(Step::trouble(
+                Event::Drift,
+                "ServiceDrift",
+                format!("{}: applying the services again", drifted.join(", ")),
+            ))
+        }
+    }
+
+    /// The services' Secrets, which the operator may not watch: read each (metadata only) and
+    /// compare with what it wrote.
+    async fn secrets_drifted(&self) -> kube::Result<Vec<String>> {
+        let (client, namespace) = (&self.ctx.client, &self.key.namespace);
+        let names: Vec<String> = self
+            .status
+            .services
+            .iter()
+            .filter(|s| s.ready)
+            .map(|s| s.name.clone())
+            .collect();
+        let found = overlapped(names.clone(), |name| {
+            let (client, namespace) = (client.clone(), namespace.clone());
+            async move { version_of::<Secret>(client, &namespace, &name).await }
+        })
+        .await?;
+        let mut drifted = Vec::new();
+        for (name, found) in names.into_iter().zip(found) {
+            let child = ChildRef::new("Secret", namespace, &name);
+            match found {
+                None => drifted.push(format!("Secret {name} deleted")),
+                Some(version) => {
+                    if !self.ctx.drift.matches(&child, &version) {
+                        drifted.push(format!("Secret {name} changed"));
+                    }
+                }
+            }
+        }
+        Ok(drifted)
+    }
+
+    /// The versions of what the services are rendered from, as they are now (metadata only).
+    async fn sources_now(&self) -> kube::Result<Sources> {
+        let refs = self.source_refs();
+        let client = &self.ctx.client;
+        let versions = overlapped(refs.clone(), |source| {
+            let client = client.clone();
+            async move {
+                let (ns, name) = (&source.namespace, &source.name);
+                match source.kind {
+                    SourceKind::Secret => version_of::<Secret>(client, ns, name).await,
+                    SourceKind::ConfigMap => version_of::<ConfigMap>(client, ns, name).await,
+                }
+            }
+        })
+        .await?;
+        let mut sources = Sources::default();
+        for (source, version) in refs.iter().zip(versions) {
+            sources.add(source, version);
+        }
+        Ok(sources)
+    }
+}

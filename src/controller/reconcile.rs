@@ -1,0 +1,210 @@
+//! One turn on one SIPCluster: the finalizer routes it to [`apply`] (work the phases) or
+//! [`cleanup`] (decommission); each step's outside event ([`step::observe`]) or phase work
+//! ([`Turn::work`]) goes to the machine and is recorded by [`commit`]. Failures go to
+//! [`error_policy`], which counts them and backs the cluster off.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+
+use super::announce::Announcer;
+use super::commit::commit;
+use super::phases::Turn;
+use super::step;
+use super::{Context, Error};
+use crate::api::{FINALIZER, SIPCluster};
+
+/// Phases one reconcile may walk through before yielding to other clusters.
+const MAX_STEPS: usize = 8;
+/// A turn that takes longer is abandoned (its writes so far are all guarded and persisted), so
+/// one stuck call cannot starve the other clusters.
+const TURN_LIMIT: Duration = Duration::from_secs(30);
+/// How often a Ready cluster is checked even without events.
+const READY_RESYNC: Duration = Duration::from_secs(300);
+
+#[tracing::instrument(skip_all, fields(
+    namespace = cluster.namespace().unwrap_or_default(),
+    name = cluster.name_any(),
+    phase = cluster.status.as_ref().and_then(|s| s.phase).unwrap_or_default().as_str(),
+))]
+pub async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cluster
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(cluster.name_any()))?;
+    let api: Api<SIPCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let turn = finalizer(&api, FINALIZER, cluster, |event| async {
+        match event {
+            Finalizer::Apply(c) => apply(&api, &c, &ctx).await,
+            Finalizer::Cleanup(c) => cleanup(&api, &c, &ctx).await,
+        }
+    });
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(TURN_LIMIT, turn).await {
+        Err(_) => Err(Error::Timeout(TURN_LIMIT)),
+        Ok(result) => result.map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        }),
+    };
+    match &result {
+        Ok(_) => ctx.metrics.reconciled("success", None, started.elapsed()),
+        Err(e) => ctx
+            .metrics
+            .reconciled("error", Some(e.label()), started.elapsed()),
+    }
+    result
+}
+
+pub fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    let phase = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .unwrap_or_default();
+    ctx.metrics.failure(phase, error.label());
+    if error.label() == "Conflict" {
+        // Someone wrote in between: decide again on fresh data, soon, without backing off.
+        tracing::info!(name = %cluster.name_any(), error = %error, "write conflict; retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
+    tracing::warn!(name = %cluster.name_any(), error = %error, "reconcile failed");
+    // Say it where people look: `kubectl describe` shows the Event (repeats are aggregated).
+    let note = error.to_string();
+    let reason = error.label();
+    let (events, target) = (ctx.clone(), cluster.clone());
+    tokio::spawn(async move {
+        events
+            .publish(&target, EventType::Warning, reason, note)
+            .await;
+    });
+    Action::requeue(ctx.backoff.fail(&cluster))
+}
+
+async fn apply(
+    api: &Api<SIPCluster>,
+    cluster: &SIPCluster,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    // The cache may lag behind this operator's own last status write; the phase and ledger
+    // must be the latest, so the turn starts from a fresh read of the object.
+    let Some(fresh) = api.get_opt(&cluster.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let cluster = &fresh;
+    if let Some(wait) = ctx
+        .backoff
+        .held(cluster, ctx.host_epoch.load(Ordering::Relaxed))
+    {
+        return Ok(Action::requeue(wait));
+    }
+    let mut told = Announcer::new(&ctx.recorder, cluster);
+    let result = advance(api, cluster, ctx, &mut told).await;
+    told.settle().await;
+    result
+}
+
+/// Walks the cluster through as many phases as it can go this turn, each step committed.
+async fn advance(
+    api: &Api<SIPCluster>,
+    cluster: &SIPCluster,
+    ctx: &Context,
+    told: &mut Announcer,
+) -> Result<Action, Error> {
+    let mut turn = Turn::new(ctx, cluster);
+    let mut resource_version = cluster.resource_version();
+    for _ in 0..MAX_STEPS {
+        let step_started = std::time::Instant::now();
+        let written = turn.status.clone();
+        let step = match step::observe(&written, cluster.metadata.generation, false) {
+            Some(step) => step,
+            None => match turn.work(written.phase.unwrap_or_default()).await? {
+                Some(step) => step,
+                None => return Ok(Action::await_change()),
+            },
+        };
+        tracing::debug!(reason = step.reason, elapsed = ?step_started.elapsed(), "phase work");
+        let (transition, version) = commit(
+            api,
+            cluster,
+            ctx,
+            told,
+            &written,
+            &mut turn.status,
+            &step,
+            resource_version,
+        )
+        .await?;
+        resource_version = version;
+        if step.blocked.is_some() {
+            let epoch = ctx.host_epoch.load(Ordering::Relaxed);
+            return Ok(Action::requeue(ctx.backoff.hold(cluster, epoch)));
+        }
+        if !transition.moves() {
+            ctx.backoff.reset(cluster);
+            return Ok(Action::requeue(READY_RESYNC));
+        }
+    }
+    // Still progressing: come back soon, after the others had their turn.
+    Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+async fn cleanup(
+    api: &Api<SIPCluster>,
+    cluster: &SIPCluster,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let mut told = Announcer::new(&ctx.recorder, cluster);
+    let result = decommission(api, cluster, ctx, &mut told).await;
+    told.settle().await;
+    result
+}
+
+/// Enters Decommissioning (once), then deletes the services and unlabels the ledger's hosts;
+/// the finalizer goes when this returns `await_change`.
+async fn decommission(
+    api: &Api<SIPCluster>,
+    cluster: &SIPCluster,
+    ctx: &Context,
+    told: &mut Announcer,
+) -> Result<Action, Error> {
+    let mut turn = Turn::new(ctx, cluster);
+    if let Some(step) = step::observe(&turn.status, cluster.metadata.generation, true) {
+        let written = turn.status.clone();
+        let version = cluster.resource_version();
+        commit(
+            api,
+            cluster,
+            ctx,
+            told,
+            &written,
+            &mut turn.status,
+            &step,
+            version,
+        )
+        .await?;
+    }
+    if !turn.remove_services().await? || !turn.decommission().await? {
+        return Ok(Action::requeue(ctx.backoff.fail(cluster)));
+    }
+    // Drift recorded before the deletion (someone removed an object first) goes with the
+    // cluster; the operator's own deletions are marked and never recorded.
+    let _ = ctx.drift.take(&ObjectRef::from_obj(cluster));
+    told.tell(
+        EventType::Normal,
+        "Decommissioned",
+        format!(
+            "services deleted, labels removed from {} hosts",
+            turn.status.hosts.len()
+        ),
+    )
+    .await;
+    Ok(Action::await_change())
+}

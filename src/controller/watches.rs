@@ -1,0 +1,219 @@
+//! What the operator watches, and whom each event wakes: the SIPClusters (the controller's own
+//! stream and cache), the BareMetalHosts (a cache; an event wakes the clusters it concerns),
+//! and the metadata of the services' objects (drift wakes the cluster that owns them).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use kube::Resource;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::drift::{self, Drift};
+use super::{Settings, relist};
+use crate::api::{BareMetalHost, Phase, SIPCluster};
+use crate::scheduling::HostView;
+use crate::services;
+
+/// SIPCluster events the controller may lag behind before the cache's watch waits for it.
+const CLUSTER_EVENTS: usize = 1024;
+
+/// The running watches and what they feed.
+pub struct Watches {
+    pub clusters: Store<SIPCluster>,
+    /// The SIPCluster events the controller is driven by.
+    pub cluster_events: ReflectHandle<SIPCluster>,
+    pub hosts: Store<BareMetalHost>,
+    /// Counts BareMetalHost events (a held cluster is let through when it moves).
+    pub host_epoch: Arc<AtomicU64>,
+    pub drift: Arc<Drift>,
+    /// Clusters woken by host events and drift.
+    pub woken: UnboundedReceiver<ObjectRef<SIPCluster>>,
+    /// The watch tasks, stopped when dropped.
+    pub tasks: Tasks,
+}
+
+/// Starts every watch.
+pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
+    let hosts_api: Api<BareMetalHost> = match &settings.host_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let clusters: Api<SIPCluster> = match &settings.cluster_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // The SIPCluster cache is driven by a task of its own, not by the controller, so the
+    // operator can wait for both caches before it starts working: kube's store readiness wakes
+    // only one waiter, and the controller is one.
+    let (cluster_store, cluster_writer) = reflector::store_shared(CLUSTER_EVENTS);
+    let cluster_events = cluster_writer
+        .subscribe()
+        .expect("a shared store hands out subscriptions");
+    let cluster_cache = watcher(clusters, watcher::Config::default())
+        .default_backoff()
+        .reflect_shared(cluster_writer)
+        .for_each(|event| {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "watching SIPClusters");
+            }
+            std::future::ready(())
+        });
+    // Host events and drift wake clusters through this channel: one watch per kind, whose
+    // events first update the cache the reconciler reads, then wake whom they concern.
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let host_epoch = Arc::new(AtomicU64::new(0));
+    let drift = Arc::new(Drift::default());
+
+    let (hosts, writer) = reflector::store();
+    let host_events = {
+        let (clusters, epoch, wake) = (cluster_store.clone(), host_epoch.clone(), wake.clone());
+        reflector(
+            writer,
+            watcher(hosts_api, watcher::Config::default())
+                .modify(slim)
+                .default_backoff(),
+        )
+        .touched_objects()
+        .for_each(move |host| {
+            if let Ok(host) = host {
+                epoch.fetch_add(1, Ordering::Relaxed);
+                for cluster in clusters_for_host(&clusters, &host) {
+                    let _ = wake.unbounded_send(cluster);
+                }
+            }
+            std::future::ready(())
+        })
+    };
+    let ns = settings.cluster_namespace.as_deref();
+    // The watches end with the controller (a replica that loses the lease stops them all).
+    let tasks = Tasks(vec![
+        tokio::spawn(cluster_cache),
+        tokio::spawn(host_events),
+        tokio::spawn(watch_children::<Deployment>(client, ns, &drift, &wake)),
+        tokio::spawn(watch_children::<Service>(client, ns, &drift, &wake)),
+        tokio::spawn(watch_children::<ConfigMap>(client, ns, &drift, &wake)),
+        tokio::spawn(watch_children::<ServiceAccount>(client, ns, &drift, &wake)),
+    ]);
+    Watches {
+        clusters: cluster_store,
+        cluster_events,
+        hosts,
+        host_epoch,
+        drift,
+        woken,
+        tasks,
+    }
+}
+
+/// Background tasks aborted when dropped.
+pub struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Keeps only what the operator reads of a host: managedFields and kubectl's last-applied
+/// annotation can outweigh the rest of the object, times every host watched.
+fn slim(host: &mut BareMetalHost) {
+    host.metadata.managed_fields = None;
+    if let Some(annotations) = host.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Watches the metadata of one kind of the services' objects (those the operator manages, by
+/// label) and wakes the SIPCluster whose objects drifted. Secrets are not watched: the
+/// operator has no right to list them; the Ready check reads its own Secrets instead.
+fn watch_children<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    drift: &Arc<Drift>,
+    wake: &UnboundedSender<ObjectRef<SIPCluster>>,
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    // Metadata only: what drift is judged by, and a fraction of the objects' size.
+    let api: Api<PartialObjectMeta<K>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let kind = drift::kind_of::<K>();
+    let config = watcher::Config::default().labels(&format!(
+        "{}={}",
+        services::meta::LABEL_MANAGED_BY,
+        services::meta::MANAGED_BY
+    ));
+    let (drift, wake) = (drift.clone(), wake.clone());
+    let mut seen = relist::Seen::default();
+    watcher(api, config)
+        .default_backoff()
+        .for_each(move |event| {
+            let changes = match &event {
+                Ok(event) => {
+                    if matches!(event, watcher::Event::InitDone) {
+                        drift.listed(kind);
+                    }
+                    seen.event(event)
+                }
+                Err(e) => {
+                    tracing::debug!(kind, error = %e, "watching the services' objects");
+                    Vec::new()
+                }
+            };
+            for (meta, gone) in changes {
+                if let Some(cluster) = drift.observe(kind, &meta, gone) {
+                    tracing::info!(kind, cluster = %cluster, "a service object drifted");
+                    let _ = wake.unbounded_send(cluster);
+                }
+            }
+            std::future::ready(())
+        })
+}
+
+/// The clusters a host event concerns: the one whose labels or ledger name it, and every
+/// cluster still gathering (the host may be what it waits for).
+fn clusters_for_host(
+    clusters: &Store<SIPCluster>,
+    host: &BareMetalHost,
+) -> Vec<ObjectRef<SIPCluster>> {
+    let view = HostView::from_host(host);
+    clusters
+        .state()
+        .iter()
+        .filter(|c| {
+            let status = c.status.as_ref();
+            let in_ledger = status.is_some_and(|s| {
+                s.hosts
+                    .iter()
+                    .any(|r| r.name == view.key.name() && r.namespace == view.key.namespace())
+            });
+            let labeled = view.labeled_for().is_some_and(|k| {
+                Some(&k.name) == c.metadata.name.as_ref()
+                    && Some(&k.namespace) == c.metadata.namespace.as_ref()
+            });
+            let gathering = status.and_then(|s| s.phase).unwrap_or_default() == Phase::Gathering;
+            in_ledger || labeled || gathering
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
