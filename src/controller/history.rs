@@ -1,5 +1,5 @@
-//! The status's memory of the story: bounded transition history and the claimed/wanted
-//! summaries `kubectl get` shows.
+//! The status's memory of the story: the log of transitions (bounded), which the phase is the
+//! fold of, and the claimed/wanted summaries `kubectl get` shows.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -26,6 +26,23 @@ pub fn record(
     status.history.drain(..excess);
 }
 
+/// Where the log leads: the phase after its last transition, found by replaying it. A log
+/// whose records do not join up (a record whose `from` is not where the previous one led) lost
+/// a transition: the gap is returned, as `(index, expected from, found from)`. The oldest
+/// record may start anywhere (the log is bounded; the status before it is the snapshot).
+pub fn fold(
+    log: &[TransitionRecord],
+) -> Result<Option<Phase>, (usize, Option<Phase>, Option<Phase>)> {
+    let mut at: Option<Phase> = log.first().and_then(|r| r.from);
+    for (i, record) in log.iter().enumerate() {
+        if record.from != at {
+            return Err((i, at, record.from));
+        }
+        at = Some(record.to);
+    }
+    Ok(at)
+}
+
 /// "claimed/wanted" for each role, from the ledger's members.
 pub fn summarize(status: &mut SIPClusterStatus, spec: &SIPClusterSpec) {
     let line = |role: NodeRole| {
@@ -44,6 +61,44 @@ pub fn summarize(status: &mut SIPClusterStatus, spec: &SIPClusterSpec) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn log(steps: &[(Option<Phase>, Phase)]) -> Vec<TransitionRecord> {
+        let mut s = SIPClusterStatus::default();
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        for (from, to) in steps {
+            record(&mut s, *from, *to, "R", "", &now);
+        }
+        s.history
+    }
+
+    #[test]
+    fn the_phase_is_the_fold_of_the_log() {
+        use Phase::*;
+        let created = [
+            (None, Gathering),
+            (Some(Gathering), Extracting),
+            (Some(Extracting), DeployingInfra),
+            (Some(DeployingInfra), Labeling),
+            (Some(Labeling), Ready),
+        ];
+        assert_eq!(fold(&log(&created)), Ok(Some(Ready)));
+        let mut scaled = created.to_vec();
+        scaled.extend([(Some(Ready), Gathering), (Some(Gathering), Decommissioning)]);
+        assert_eq!(fold(&log(&scaled)), Ok(Some(Decommissioning)));
+        assert_eq!(fold(&[]), Ok(None), "nothing happened yet");
+        let truncated = &log(&created)[2..];
+        assert_eq!(
+            fold(truncated),
+            Ok(Some(Ready)),
+            "a bounded log starts anywhere"
+        );
+        let gap = [(None, Gathering), (Some(Extracting), DeployingInfra)];
+        assert_eq!(
+            fold(&log(&gap)),
+            Err((1, Some(Gathering), Some(Extracting))),
+            "a lost transition is found"
+        );
+    }
 
     #[test]
     fn history_keeps_the_latest_within_the_bound() {

@@ -210,6 +210,11 @@ pub fn assert_uninterrupted_story(status: &sip::api::SIPClusterStatus, what: &st
         ],
         "{what}: the story must read as one uninterrupted pass"
     );
+    assert_eq!(
+        sip::controller::history::fold(&status.history),
+        Ok(status.phase),
+        "{what}: the phase is where the log leads"
+    );
 }
 
 /// Host name -> the SIPCluster its `cluster-name` label names, for every labeled host.

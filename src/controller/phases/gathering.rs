@@ -23,12 +23,47 @@ impl Turn<'_> {
                 why.join("; "),
             ));
         }
-        let added: usize = decision.roles.values().map(|r| r.add.len()).sum();
-        let released: usize = decision.roles.values().map(|r| r.release.len()).sum();
-        Ok(Step::go(
-            Event::Done,
-            "HostsChosen",
-            format!("{added} hosts added, {released} released"),
-        ))
+        // The story names the hosts: `kubectl describe` shows which were taken and let go.
+        let added: Vec<String> = decision
+            .roles
+            .iter()
+            .flat_map(|(role, r)| r.add.iter().map(move |p| format!("{} ({role})", p.key)))
+            .collect();
+        let released: Vec<String> = decision
+            .roles
+            .values()
+            .flat_map(|r| {
+                r.release
+                    .iter()
+                    .map(|r| format!("{} ({})", r.key, r.reason))
+            })
+            .collect();
+        let mut message = format!("{} hosts added, {} released", added.len(), released.len());
+        for (what, hosts) in [("added", added), ("released", released)] {
+            if !hosts.is_empty() {
+                message.push_str(&format!("; {what}: {}", names(&hosts)));
+            }
+        }
+        Ok(Step::go(Event::Done, "HostsChosen", message))
+    }
+}
+
+/// At most ten names, then how many more: the message goes into an Event too.
+fn names(hosts: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = hosts[..hosts.len().min(SHOWN)].join(", ");
+    if hosts.len() > SHOWN {
+        text.push_str(&format!(" and {} more", hosts.len() - SHOWN));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_host_lists_are_cut() {
+        let hosts: Vec<String> = (0..13).map(|i| format!("h{i}")).collect();
+        assert_eq!(super::names(&hosts[..2]), "h0, h1");
+        assert!(super::names(&hosts).ends_with("h9 and 3 more"));
     }
 }
