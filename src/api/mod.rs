@@ -4,6 +4,7 @@
 pub mod baremetalhost;
 mod schema;
 pub mod sipcluster;
+pub mod status;
 
 pub use baremetalhost::{BareMetalHost, BareMetalHostSpec, BareMetalHostStatus};
 pub use sipcluster::{
@@ -22,3 +23,5 @@ pub const LABEL_NODE_TYPE: &str = "sip.airshipit.org/node-type";
 pub const ANNOTATION_RELEASE: &str = "sip.airshipit.org/release";
 /// Finalizer that keeps a SIPCluster until its services and host labels are gone.
 pub const FINALIZER: &str = "sip.airship.airshipit.org/finalizer";
+/// The status condition that says whether the cluster is Ready (the predecessor's name).
+pub const CONDITION_READY: &str = "Ready";

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-pub const READY: &str = "Ready";
+pub const READY: &str = crate::api::CONDITION_READY;
 
 pub mod reason {
     pub const PROGRESSING: &str = "Progressing";

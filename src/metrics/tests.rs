@@ -9,6 +9,7 @@ use kube::runtime::reflector;
 use kube::runtime::watcher;
 
 use super::*;
+use crate::api::NodeRole;
 use crate::api::{
     HostRecord, HostState, NodeCount, NodeSet, SIPClusterSpec, SIPClusterStatus, TransitionRecord,
 };

@@ -10,6 +10,7 @@
 mod choose;
 mod decision;
 mod host;
+mod scan;
 
 pub use choose::{Inputs, schedule};
 pub use decision::{
