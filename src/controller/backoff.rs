@@ -92,7 +92,12 @@ mod tests {
 
     #[test]
     fn delays_grow_with_failures_and_stop_growing_after_eight() {
-        let cases = [(1, 2, "first"), (3, 8, "third"), (8, 256, "eighth"), (20, 256, "capped")];
+        let cases = [
+            (1, 2, "first"),
+            (3, 8, "third"),
+            (8, 256, "eighth"),
+            (20, 256, "capped"),
+        ];
         for (attempts, low, msg) in cases {
             let d = delay(attempts);
             assert!(
