@@ -49,6 +49,10 @@ struct RunArgs {
     /// Serve SIPClusters in this namespace only (default: all namespaces).
     #[arg(long, env = "SIP_CLUSTER_NAMESPACE")]
     cluster_namespace: Option<String>,
+    /// Follow a BareMetalHost's spec.networkData into other namespaces than the host's (off:
+    /// whoever may edit a host could otherwise have sip read any Secret through it).
+    #[arg(long, env = "SIP_NETWORK_DATA_ANY_NAMESPACE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    network_data_any_namespace: bool,
     /// Log format.
     #[arg(long, env = "SIP_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -167,6 +171,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         cluster_namespace: args.cluster_namespace,
         instance: args.instance,
         metrics: metrics.clone(),
+        network_data_any_namespace: args.network_data_any_namespace,
     };
     // SIGTERM (kubelet) or Ctrl-C: the controller finishes the step in hand, then stops.
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -68,6 +68,8 @@ pub struct Context {
     pub drift: Arc<Drift>,
     /// The scheduler's views of the cached hosts.
     views: Mutex<views::HostViews>,
+    /// Follow networkData references into other namespaces than the host's.
+    network_data_any_namespace: bool,
 }
 
 impl Context {
@@ -88,6 +90,9 @@ pub struct Settings {
     pub cluster_namespace: Option<String>,
     /// Reporter instance in Events (the pod name).
     pub instance: Option<String>,
+    /// Read a host's networkData Secret even outside the host's namespace (off by default: a
+    /// BareMetalHost editor could otherwise have the operator read any Secret).
+    pub network_data_any_namespace: bool,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -115,6 +120,7 @@ pub async fn run(
         host_epoch: watches.host_epoch,
         drift: watches.drift,
         views: Mutex::default(),
+        network_data_any_namespace: settings.network_data_any_namespace,
     });
     // The watches end with the controller (a replica that loses the lease stops them all).
     let _tasks = watches.tasks;

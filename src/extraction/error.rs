@@ -12,6 +12,11 @@ pub enum ExtractionError {
     NoNetworkDataRef { host: HostKey },
 
     #[error(
+        "host {host}: spec.networkData names Secret {secret}, outside the host's namespace; sip reads networkData only from the host's own namespace (whoever may edit a BareMetalHost could otherwise have it read any Secret): move the Secret there, or run sip with --network-data-any-namespace"
+    )]
+    NetworkDataElsewhere { host: HostKey, secret: String },
+
+    #[error(
         "host {host}: networkData Secret {secret} not found; create it or fix spec.networkData on the host"
     )]
     NetworkDataSecretMissing { host: HostKey, secret: String },

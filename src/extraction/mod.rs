@@ -83,6 +83,18 @@ pub fn network_data_secret_ref(host: &BareMetalHost) -> Option<(String, String)>
     Some((namespace, name.to_string()))
 }
 
+/// Refuses a networkData reference outside the host's namespace: the operator may read Secrets
+/// in every namespace it serves, so following such a reference would let whoever may edit a
+/// BareMetalHost read any Secret through it. `None`: the reference (if any) is the host's own.
+pub fn network_data_elsewhere(host: &BareMetalHost) -> Option<ExtractionError> {
+    let (namespace, name) = network_data_secret_ref(host)?;
+    let own = host.metadata.namespace.as_deref().unwrap_or_default();
+    (namespace != own).then(|| ExtractionError::NetworkDataElsewhere {
+        host: key_of(host),
+        secret: format!("{namespace}/{name}"),
+    })
+}
+
 /// `(namespace, name)` of the host's BMC credentials Secret (always the host's namespace).
 pub fn credentials_secret_ref(host: &BareMetalHost) -> Option<(String, String)> {
     let name = host

@@ -387,3 +387,27 @@ fn outcomes_are_recorded_in_the_ledger() {
     record_outcome(&mut r, &run(None, Some(&creds()), &svc));
     assert_eq!(r.state, HostState::Releasing);
 }
+
+#[test]
+fn network_data_outside_the_hosts_namespace_is_refused_unread() {
+    let mut h = host();
+    let own = h.metadata.namespace.clone().unwrap();
+    let cases = [
+        (None, false, "no namespace: the host's own"),
+        (Some(own.clone()), false, "the host's own, named"),
+        (Some(String::new()), false, "empty: the host's own"),
+        (Some("kube-system".to_string()), true, "another namespace"),
+    ];
+    for (namespace, refused, msg) in cases {
+        h.spec.network_data.as_mut().unwrap().namespace = namespace;
+        let got = network_data_elsewhere(&h);
+        assert_eq!(got.is_some(), refused, "{msg}");
+        if let Some(e) = got {
+            let text = e.to_string();
+            assert!(
+                text.contains("kube-system/") && text.contains("--network-data-any-namespace"),
+                "{msg}: {text}"
+            );
+        }
+    }
+}

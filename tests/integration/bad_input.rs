@@ -117,6 +117,20 @@ fn cases() -> Vec<Case> {
             expect: &["missing-nd not found", "create it"],
         },
         Case {
+            what: "networkData in another namespace",
+            spec: |_| {},
+            pool: Some(|h| {
+                (
+                    format!("bmh/{h}"),
+                    json!({"spec": {"networkData": {"name": format!("{h}-network-data"), "namespace": "kube-system"}}}),
+                )
+            }),
+            expect: &[
+                "outside the host's namespace",
+                "--network-data-any-namespace",
+            ],
+        },
+        Case {
             what: "hosts without networkData",
             spec: |_| {},
             pool: Some(|h| (format!("bmh/{h}"), json!({"spec": {"networkData": null}}))),

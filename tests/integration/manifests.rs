@@ -155,6 +155,7 @@ fn start(
         cluster_namespace: Some(env.namespace.clone()),
         instance: Some("rbac".into()),
         metrics: metrics.clone(),
+        ..Default::default()
     };
     let lease = sip::leader::LeaseSettings {
         name: "sip-operator".into(),

@@ -147,6 +147,7 @@ async fn prometheus_scrapes_the_operator_and_every_dashboard_query_returns_data(
         cluster_namespace: Some(env.namespace.clone()),
         instance: Some("observability".into()),
         metrics: metrics.clone(),
+        ..Default::default()
     };
     let operator = tokio::spawn(sip::controller::run(
         client,

@@ -36,10 +36,24 @@ impl Turn<'_> {
             };
             pending.push((i, host));
         }
+        // A networkData reference outside the host's namespace is refused unread.
+        let refused: Vec<_> = pending
+            .iter()
+            .map(|(_, host)| {
+                let allowed = self.ctx.network_data_any_namespace;
+                (!allowed)
+                    .then(|| extraction::network_data_elsewhere(host))
+                    .flatten()
+            })
+            .collect();
         // Each read waits a round trip and no read depends on another: they overlap, in order.
         let refs: Vec<_> = pending
             .iter()
-            .flat_map(|(_, host)| [network_data_secret_ref(host), credentials_secret_ref(host)])
+            .zip(&refused)
+            .flat_map(|((_, host), refused)| {
+                let network_data = network_data_secret_ref(host).filter(|_| refused.is_none());
+                [network_data, credentials_secret_ref(host)]
+            })
             .collect();
         let client = &self.ctx.client;
         let read = overlapped(refs, |r| read_secret(client.clone(), r)).await?;
@@ -50,15 +64,18 @@ impl Turn<'_> {
             .map(|_| (read.next().flatten(), read.next().flatten()))
             .collect();
         let mut unusable = Vec::new();
-        for ((i, host), (nd, cr)) in pending.iter().zip(&secrets) {
-            let outcome = extraction::extract(
-                host,
-                &needs,
-                HostSecrets {
-                    network_data: nd.as_ref(),
-                    credentials: cr.as_ref(),
-                },
-            );
+        for (((i, host), (nd, cr)), refused) in pending.iter().zip(&secrets).zip(refused) {
+            let outcome = match refused {
+                Some(e) => Err(e),
+                None => extraction::extract(
+                    host,
+                    &needs,
+                    HostSecrets {
+                        network_data: nd.as_ref(),
+                        credentials: cr.as_ref(),
+                    },
+                ),
+            };
             if let Err(e) = &outcome {
                 unusable.push(e.to_string());
             }
