@@ -21,15 +21,6 @@ use crate::common::{load_hosts, phase, sample_cluster, test_env, wait_for};
 const DASHBOARD: &str = include_str!("../../manifests/monitoring/sip-dashboard.json");
 const ALERTS: &str = include_str!("../../manifests/monitoring/alerts.yaml");
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .ok()?;
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
-}
-
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -116,14 +107,13 @@ fn write_prometheus_files(dir: &Path, target: SocketAddr) -> PathBuf {
 
 #[tokio::test]
 async fn prometheus_scrapes_the_operator_and_every_dashboard_query_returns_data() {
-    let (Some(prometheus), Some(promtool)) = (tool("prometheus"), tool("promtool")) else {
-        assert!(
-            std::env::var_os("SIP_REQUIRE_TOOLS").is_none(),
-            "prometheus and promtool are required (apt-get install prometheus)"
-        );
-        eprintln!("prometheus not installed: skipping the end-to-end metrics test");
+    let Some(tools) = crate::sandbox::tools() else {
         return;
     };
+    let (prometheus, promtool) = (
+        PathBuf::from(&tools["prometheus"]),
+        PathBuf::from(&tools["promtool"]),
+    );
     let env = test_env("observability").await;
     load_hosts(&env).await;
 

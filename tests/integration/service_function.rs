@@ -137,8 +137,9 @@ struct Keys {
 
 /// The tenant taken to Ready by the operator, with sip's jump host image (the default) and the
 /// user's key listed; the operator is stopped once it is, and the pod of `kind` read back.
-async fn ready_tenant(prefix: &str, kind: ServiceKind) -> (TestEnv, Pod, Keys, SIPCluster) {
-    tools();
+/// `None`: the tools are missing and `SIP_ALLOW_MISSING_TOOLS` says to skip.
+async fn ready_tenant(prefix: &str, kind: ServiceKind) -> Option<(TestEnv, Pod, Keys, SIPCluster)> {
+    tools()?;
     let env = test_env(prefix).await;
     let keys_dir = std::env::temp_dir().join(format!("sip-keys-{}", env.namespace));
     let keys = Keys {
@@ -180,7 +181,7 @@ async fn ready_tenant(prefix: &str, kind: ServiceKind) -> (TestEnv, Pod, Keys, S
     operator.abort();
     let name = object_name(CLUSTER, ServiceId { kind, index: 0 });
     let pod = Pod::read(&env.client, &env.namespace, &name).await;
-    (env, pod, keys, ready)
+    Some((env, pod, keys, ready))
 }
 
 /// The sandbox of the tenant's hosts, linked to the service's sandbox.
@@ -242,7 +243,10 @@ fn wait_for_log(lb: &Sandbox, text: &str, before: usize, limit: Duration) -> Dur
 #[tokio::test]
 async fn the_control_plane_balancer_follows_the_apiservers_health() {
     let (_env, pod, _keys, _) =
-        ready_tenant("fn-lb-cp", ServiceKind::LoadBalancerControlPlane).await;
+        match ready_tenant("fn-lb-cp", ServiceKind::LoadBalancerControlPlane).await {
+            Some(tenant) => tenant,
+            None => return,
+        };
     let mut lb = Sandbox::start("lb-control-plane", None);
     let mut tenant = tenant_side(&lb);
     let cert = rcgen::generate_simple_self_signed(vec!["kube-apiserver".to_string()]).unwrap();
@@ -329,7 +333,11 @@ async fn the_control_plane_balancer_follows_the_apiservers_health() {
 
 #[tokio::test]
 async fn the_worker_balancer_forwards_every_port_to_every_worker() {
-    let (_env, pod, _keys, ready) = ready_tenant("fn-lb-wk", ServiceKind::LoadBalancerWorker).await;
+    let (_env, pod, _keys, ready) =
+        match ready_tenant("fn-lb-wk", ServiceKind::LoadBalancerWorker).await {
+            Some(tenant) => tenant,
+            None => return,
+        };
     let range = ready.spec.services.load_balancer_worker[0].node_port_range;
     let ports: Vec<u16> = (range.start..=range.end).collect();
     let mut lb = Sandbox::start("lb-worker", None);
@@ -366,7 +374,7 @@ async fn the_worker_balancer_forwards_every_port_to_every_worker() {
 /// sushy-tools with its fake driver: every host's system, powered on, each behind its own BMC
 /// user (so a wrong host's credentials would be refused).
 fn start_bmcs(tenant: &mut Sandbox) {
-    let tools = tools();
+    let tools = tools().expect("the tools were found before the tenant was made");
     let mut auth = String::new();
     let mut systems = Vec::new();
     for (name, _, _, system) in HOSTS {
@@ -475,7 +483,10 @@ fn image_entrypoint(dockerfile: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_jump_host_logs_users_in_reaches_nodes_and_powers_hosts() {
-    let (_env, pod, keys, _) = ready_tenant("fn-jump", ServiceKind::JumpHost).await;
+    let (_env, pod, keys, _) = match ready_tenant("fn-jump", ServiceKind::JumpHost).await {
+        Some(tenant) => tenant,
+        None => return,
+    };
     let rootfs = repo_path("images/jump-host/rootfs");
     let mut jump = Sandbox::start(
         "jump-host",
