@@ -1,51 +1,54 @@
 //! Gathering: choose the hosts (a fresh read of every other cluster's ledger, so a claim just
 //! written is seen) and write the choice into the ledger; all or nothing.
 
-use crate::api::HostState;
+use crate::api::{HostRecord, HostState};
 use crate::controller::conditions::reason;
 use crate::controller::step::Step;
 use crate::machine::Event;
+use crate::scheduling::Decision;
 
 use super::Turn;
 
 impl Turn<'_> {
     pub async fn gather(&mut self) -> kube::Result<Step> {
         let decision = self.decide(true).await?;
-        self.status.hosts = decision.apply_to(&self.status.hosts);
-        if !decision.is_schedulable() {
-            let why: Vec<String> = decision.shortfalls().map(ToString::to_string).collect();
-            // Hosts found unusable get another chance after the backoff: their Secrets may
-            // have been fixed. They were never labeled, so dropping them loses nothing.
-            self.status.hosts.retain(|h| h.state != HostState::Unusable);
-            return Ok(Step::blocked(
-                reason::UNSCHEDULABLE,
-                "Unschedulable",
-                why.join("; "),
-            ));
-        }
-        // The story names the hosts: `kubectl describe` shows which were taken and let go.
-        let added: Vec<String> = decision
-            .roles
-            .iter()
-            .flat_map(|(role, r)| r.add.iter().map(move |p| format!("{} ({role})", p.key)))
-            .collect();
-        let released: Vec<String> = decision
-            .roles
-            .values()
-            .flat_map(|r| {
-                r.release
-                    .iter()
-                    .map(|r| format!("{} ({})", r.key, r.reason))
-            })
-            .collect();
-        let mut message = format!("{} hosts added, {} released", added.len(), released.len());
-        for (what, hosts) in [("added", added), ("released", released)] {
-            if !hosts.is_empty() {
-                message.push_str(&format!("; {what}: {}", names(&hosts)));
-            }
-        }
-        Ok(Step::go(Event::Done, "HostsChosen", message))
+        Ok(conclude(&decision, &mut self.status.hosts))
     }
+}
+
+/// The ledger after `decision`, and the step: all or nothing, so a shortfall changes no claim
+/// and says why (hosts found unusable get another chance after the backoff: their Secrets may
+/// have been fixed, and they were never labeled); else the hosts added and released, named.
+/// Pure.
+fn conclude(decision: &Decision, ledger: &mut Vec<HostRecord>) -> Step {
+    *ledger = decision.apply_to(ledger);
+    if !decision.is_schedulable() {
+        let why: Vec<String> = decision.shortfalls().map(ToString::to_string).collect();
+        ledger.retain(|h| h.state != HostState::Unusable);
+        return Step::blocked(reason::UNSCHEDULABLE, "Unschedulable", why.join("; "));
+    }
+    // The story names the hosts: `kubectl describe` shows which were taken and let go.
+    let added: Vec<String> = decision
+        .roles
+        .iter()
+        .flat_map(|(role, r)| r.add.iter().map(move |p| format!("{} ({role})", p.key)))
+        .collect();
+    let released: Vec<String> = decision
+        .roles
+        .values()
+        .flat_map(|r| {
+            r.release
+                .iter()
+                .map(|r| format!("{} ({})", r.key, r.reason))
+        })
+        .collect();
+    let mut message = format!("{} hosts added, {} released", added.len(), released.len());
+    for (what, hosts) in [("added", added), ("released", released)] {
+        if !hosts.is_empty() {
+            message.push_str(&format!("; {what}: {}", names(&hosts)));
+        }
+    }
+    Step::go(Event::Done, "HostsChosen", message)
 }
 
 /// At most ten names, then how many more: the message goes into an Event too.
@@ -60,6 +63,101 @@ fn names(hosts: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::api::NodeRole;
+    use crate::scheduling::{
+        Counts, HostKey, Pick, Release, ReleaseReason, RoleDecision, Shortfall,
+    };
+
+    fn record(name: &str, state: HostState) -> HostRecord {
+        HostRecord {
+            name: name.into(),
+            namespace: "metal3".into(),
+            uid: None,
+            role: NodeRole::Worker,
+            state,
+            reason: None,
+            topology_domain: None,
+            addresses: Default::default(),
+            bmc_address: None,
+        }
+    }
+
+    fn decision(role: RoleDecision) -> Decision {
+        Decision {
+            roles: [(NodeRole::Worker, role)].into(),
+        }
+    }
+
+    #[test]
+    fn chosen_hosts_enter_the_ledger_and_the_story_names_them() {
+        let mut ledger = vec![
+            record("wk-1", HostState::Labeled),
+            record("wk-2", HostState::Labeled),
+        ];
+        let d = decision(RoleDecision {
+            wanted: 2,
+            keep: vec![HostKey::new("metal3", "wk-1")],
+            add: vec![Pick {
+                key: HostKey::new("metal3", "wk-3"),
+                uid: None,
+                domain: None,
+            }],
+            release: vec![Release {
+                key: HostKey::new("metal3", "wk-2"),
+                reason: ReleaseReason::Surplus,
+            }],
+            shortfall: None,
+        });
+        let step = conclude(&d, &mut ledger);
+        assert_eq!(
+            (step.event, step.reason),
+            (Some(Event::Done), "HostsChosen")
+        );
+        assert!(
+            step.message
+                .starts_with("1 hosts added, 1 released; added: metal3/wk-3 (Worker)"),
+            "{}",
+            step.message
+        );
+        assert!(
+            step.message.contains("released: metal3/wk-2"),
+            "{}",
+            step.message
+        );
+        assert!(
+            ledger
+                .iter()
+                .any(|h| h.name == "wk-3" && h.state == HostState::Chosen)
+        );
+    }
+
+    #[test]
+    fn a_shortfall_claims_nothing_says_why_and_forgets_unusable_marks() {
+        let mut ledger = vec![record("wk-1", HostState::Unusable)];
+        let d = decision(RoleDecision {
+            wanted: 2,
+            shortfall: Some(Shortfall {
+                role: Some(NodeRole::Worker),
+                wanted: 2,
+                have: 0,
+                addable: 1,
+                topology_key: None,
+                invalid_selector: None,
+                counts: Counts::default(),
+            }),
+            ..RoleDecision::default()
+        });
+        let step = conclude(&d, &mut ledger);
+        assert_eq!(step.event, None);
+        assert_eq!(step.blocked, Some(reason::UNSCHEDULABLE));
+        assert!(step.message.contains("wanted 2"), "{}", step.message);
+        assert!(
+            ledger.iter().all(|h| h.state != HostState::Unusable),
+            "{ledger:?}"
+        );
+    }
+
     #[test]
     fn long_host_lists_are_cut() {
         let hosts: Vec<String> = (0..13).map(|i| format!("h{i}")).collect();
