@@ -214,11 +214,19 @@ impl Drift {
         }
     }
 
-    /// Of `children`, those known not to exist: deleted while no watch was looking (the
-    /// operator was not running), so no deletion event ever came.
-    pub fn missing(&self, children: impl IntoIterator<Item = ChildRef>) -> Vec<String> {
-        let inner = self.lock();
-        children
+    /// What drifted for `cluster` (taken), or, when nothing did, which of `expected` are missing
+    /// (deleted while the operator was not running): one look, so a deletion the watch reports
+    /// meanwhile is told as a deletion, not as missing.
+    pub fn take_or_missing(
+        &self,
+        cluster: &ObjectRef<SIPCluster>,
+        expected: impl IntoIterator<Item = ChildRef>,
+    ) -> Vec<String> {
+        let mut inner = self.lock();
+        if let Some(drifted) = inner.drifted.remove(cluster) {
+            return drifted.into_iter().collect();
+        }
+        expected
             .into_iter()
             .filter(|c| inner.listed.contains(c.kind) && !inner.present.contains(c))
             .map(|c| format!("{} {} missing", c.kind, c.name))
@@ -385,11 +393,12 @@ mod tests {
         let (deployment, service) = (child("Deployment"), child("Service"));
         let both = || [deployment.clone(), service.clone()];
         // Before its watch has listed, nothing can be said to be missing.
-        assert!(d.missing(both()).is_empty());
+        let look = || d.take_or_missing(&tenant(), both());
+        assert!(look().is_empty());
         d.listed("Deployment");
         d.listed("Service");
         assert_eq!(
-            d.missing(both()),
+            look(),
             [
                 "Deployment tenant-lb-cp missing",
                 "Service tenant-lb-cp missing"
@@ -399,9 +408,11 @@ mod tests {
         d.observe("Deployment", &meta("3", 1), false);
         d.writing(&service);
         d.written(&service, Some("4".into()));
-        assert!(d.missing(both()).is_empty());
+        assert!(look().is_empty());
+        // A deletion the watch saw is told as one (taken), then the object is missing.
         d.observe("Service", &meta("5", 0), true);
-        assert_eq!(d.missing(both()), ["Service tenant-lb-cp missing"]);
+        assert_eq!(look(), ["Service tenant-lb-cp deleted"]);
+        assert_eq!(look(), ["Service tenant-lb-cp missing"]);
     }
 
     #[tokio::test]

@@ -27,38 +27,28 @@ impl Turn<'_> {
                 .collect();
             return Ok(Step::trouble(Event::Regather, "HostLost", lost.join("; ")));
         }
-        let mut drifted = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
+        // What the service Secrets and the sources are now (reads), then what the watches saw
+        // meanwhile, or, when they saw nothing, objects missing since before a restart (a
+        // deletion while the operator was not running has no event).
         let (secrets, sources) = futures::try_join!(self.secrets_drifted(), self.sources_now())?;
+        let namespace = &self.key.namespace;
+        let expected = self
+            .status
+            .services
+            .iter()
+            .filter(|s| s.ready)
+            .flat_map(|s| EVERY_SERVICE_HAS.map(|kind| ChildRef::new(kind, namespace, &s.name)));
+        let mut drifted = self
+            .ctx
+            .drift
+            .take_or_missing(&ObjectRef::from_obj(self.cluster), expected);
         drifted.extend(secrets);
-        if drifted.is_empty() {
-            // A deletion while the operator was not running has no event.
-            let namespace = &self.key.namespace;
-            let expected = self
-                .status
-                .services
-                .iter()
-                .filter(|s| s.ready)
-                .flat_map(|s| {
-                    EVERY_SERVICE_HAS.map(|kind| ChildRef::new(kind, namespace, &s.name))
-                });
-            drifted.extend(self.ctx.drift.missing(expected));
-        }
-        if self.status.sources_version.as_deref() != Some(sources.sum().as_str()) {
-            drifted.push(
-                "a Secret or ConfigMap they are rendered from changed (SSH keys, Dex \
-                 configuration, templates or BMC credentials)"
-                    .into(),
-            );
-        }
-        if drifted.is_empty() {
-            Ok(Step::go(Event::Done, "Ready", ""))
-        } else {
-            Ok(Step::trouble(
-                Event::Drift,
-                "ServiceDrift",
-                format!("{}: applying the services again", drifted.join(", ")),
-            ))
-        }
+        let sum = sources.sum();
+        Ok(verdict(
+            drifted,
+            self.status.sources_version.as_deref(),
+            &sum,
+        ))
     }
 
     /// The services' Secrets, which the operator may not watch: read each (metadata only) and
@@ -112,5 +102,68 @@ impl Turn<'_> {
             sources.add(source, version);
         }
         Ok(sources)
+    }
+}
+
+/// Whether a Ready cluster's services must be applied again: anything that drifted, or a
+/// source whose versions (`now`) differ from those rendered (`rendered`). Pure.
+fn verdict(mut drifted: Vec<String>, rendered: Option<&str>, now: &str) -> Step {
+    if rendered != Some(now) {
+        drifted.push(
+            "a Secret or ConfigMap they are rendered from changed (SSH keys, Dex \
+             configuration, templates or BMC credentials)"
+                .into(),
+        );
+    }
+    if drifted.is_empty() {
+        Step::go(Event::Done, "Ready", "")
+    } else {
+        Step::trouble(
+            Event::Drift,
+            "ServiceDrift",
+            format!("{}: applying the services again", drifted.join(", ")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_or_changed_sources_apply_the_services_again() {
+        let changed = vec!["Deployment tenant-jump-host changed".to_string()];
+        let cases = [
+            (vec![], Some("v1"), "v1", Event::Done, "", "nothing changed"),
+            (
+                changed.clone(),
+                Some("v1"),
+                "v1",
+                Event::Drift,
+                "tenant-jump-host",
+                "an object",
+            ),
+            (
+                vec![],
+                Some("v1"),
+                "v2",
+                Event::Drift,
+                "rendered from changed",
+                "a source",
+            ),
+            (
+                vec![],
+                None,
+                "v1",
+                Event::Drift,
+                "rendered from changed",
+                "never recorded",
+            ),
+        ];
+        for (drifted, rendered, now, event, says, msg) in cases {
+            let step = verdict(drifted, rendered, now);
+            assert_eq!(step.event, Some(event), "{msg}");
+            assert!(step.message.contains(says), "{msg}: {}", step.message);
+        }
     }
 }
