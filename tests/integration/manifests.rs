@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
@@ -109,6 +110,15 @@ async fn client_with_rbac(env: &TestEnv, suffix: &str, edit: impl Fn(&mut Value)
                 d["roleRef"]["name"] = json!(name);
                 d["subjects"][0]["name"] = json!(name);
             }
+            // The leader-election Role lives in the operator's namespace, as kustomize puts it.
+            if d["kind"] == "Role" || d["kind"] == "RoleBinding" {
+                d["metadata"]["name"] = json!(format!("{name}-leader-election"));
+                d["metadata"]["namespace"] = json!(NAMESPACE);
+            }
+            if d["kind"] == "RoleBinding" {
+                d["roleRef"]["name"] = json!(format!("{name}-leader-election"));
+                d["subjects"][0]["name"] = json!(name);
+            }
             if d["kind"] == "ClusterRole" {
                 edit(&mut d);
             }
@@ -157,9 +167,10 @@ fn start(
         metrics: metrics.clone(),
         ..Default::default()
     };
+    // In the operator's namespace, where its Role grants the Lease rights; one per test.
     let lease = sip::leader::LeaseSettings {
-        name: "sip-operator".into(),
-        namespace: env.namespace.clone(),
+        name: format!("sip-operator-{}", env.namespace),
+        namespace: NAMESPACE.into(),
         identity: "rbac".into(),
         duration_seconds: 15,
     };
@@ -190,6 +201,14 @@ async fn the_operator_does_its_whole_job_with_only_its_service_accounts_rights()
     assert!(
         matches!(listed, Err(kube::Error::Api(ref s)) if s.code == 403),
         "{listed:?}"
+    );
+    // Nor can a Lease be read outside the operator's namespace.
+    let lease = Api::<Lease>::namespaced(client.clone(), &env.namespace)
+        .get_opt("sip-operator")
+        .await;
+    assert!(
+        matches!(lease, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "Lease rights are the operator namespace's only: {lease:?}"
     );
 
     let operator = start(&env, client, Arc::new(Metrics::new()));
