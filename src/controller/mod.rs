@@ -26,6 +26,7 @@ pub mod history;
 mod hosts;
 mod phases;
 mod reconcile;
+mod relevance;
 mod relist;
 mod sources;
 mod step;

@@ -16,6 +16,7 @@ use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store, reflector}
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::drift::{self, Drift};
+use super::relevance::Relevance;
 use super::{Settings, relist};
 use crate::api::{BareMetalHost, Phase, SIPCluster};
 use crate::scheduling::HostView;
@@ -74,6 +75,8 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let (hosts, writer) = reflector::store();
     let host_events = {
         let (clusters, epoch, wake) = (cluster_store.clone(), host_epoch.clone(), wake.clone());
+        let cache = hosts.clone();
+        let mut relevance = Relevance::default();
         reflector(
             writer,
             watcher(hosts_api, watcher::Config::default())
@@ -82,11 +85,18 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         )
         .touched_objects()
         .for_each(move |host| {
-            if let Ok(host) = host {
-                epoch.fetch_add(1, Ordering::Relaxed);
-                for cluster in clusters_for_host(&clusters, &host) {
-                    let _ = wake.unbounded_send(cluster);
+            match host {
+                Ok(host) => {
+                    // The reflector has applied the event: a host the cache lacks was deleted.
+                    let gone = cache.get(&ObjectRef::from_obj(&host)).is_none();
+                    if relevance.changed(&host, gone) {
+                        epoch.fetch_add(1, Ordering::Relaxed);
+                        for cluster in clusters_for_host(&clusters, &host) {
+                            let _ = wake.unbounded_send(cluster);
+                        }
+                    }
                 }
+                Err(e) => tracing::debug!(error = %e, "watching BareMetalHosts"),
             }
             std::future::ready(())
         })

@@ -1,0 +1,104 @@
+//! metal3 updates hosts' status often on a real fleet. A cluster blocked in Gathering must be
+//! retried on its backoff schedule, not on every status update of every host.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sip::api::{BareMetalHost, SIPCluster};
+use sip::metrics::Metrics;
+
+use crate::common::{load_hosts, sample_cluster, test_env, wait_for};
+
+/// Gathering turns that ended blocked (Unschedulable), from the operator's own counter.
+fn blocked_turns(metrics: &Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("sip_phase_failures_total{"))
+        .filter(|l| l.contains(r#"phase="Gathering""#) && l.contains(r#"reason="Unschedulable""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
+    let env = test_env("churn").await;
+    load_hosts(&env).await;
+    let metrics = Arc::new(Metrics::new());
+    let settings = sip::controller::Settings {
+        host_namespace: Some(env.namespace.clone()),
+        cluster_namespace: Some(env.namespace.clone()),
+        instance: Some("churn".into()),
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    let operator = tokio::spawn(sip::controller::run(
+        env.client.clone(),
+        settings,
+        std::future::pending(),
+    ));
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    // Six control-plane hosts, one per rack: the pool has four racks.
+    let cluster = sample_cluster(&env, "blocked", |m| {
+        m["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": 3, "standby": 3});
+    });
+    api.create(&PostParams::default(), &cluster).await.unwrap();
+    wait_for(&api, "blocked", "Unschedulable", |c| {
+        c.and_then(|c| c.status.as_ref())
+            .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "Unschedulable"))
+    })
+    .await;
+    let before = blocked_turns(&metrics);
+
+    // A host's status patched ten times a second for 20 s, as metal3 does while it inspects
+    // or provisions: nothing the operator reads changes.
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    let started = Instant::now();
+    let mut patches = 0u32;
+    while started.elapsed() < Duration::from_secs(20) {
+        let status = json!({"status": {
+            "operationalStatus": "OK",
+            "lastUpdated": format!("2026-12-02T00:00:{:02}Z", patches % 60),
+            "poweredOn": patches % 2 == 0,
+        }});
+        hosts
+            .patch_status("wk-1", &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+        patches += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let turns = blocked_turns(&metrics) - before;
+    // The backoff doubles from 2 s: within 20 s at most 2+4+8 = 14 s of waits, so 4 turns (the
+    // first may be due when the churn starts); a turn per event would be about 200.
+    eprintln!("figure: {patches} status patches in 20 s, {turns} blocked Gathering turns");
+    assert!(
+        turns <= 4,
+        "{turns} Gathering turns during {patches} status updates: the churn bypassed the backoff"
+    );
+
+    // A change the operator does read still lets the cluster through at once: a fifth rack.
+    let host = json!({
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "cp-5", "namespace": env.namespace, "labels": {
+            "vino.airshipit.org/flavor": "control-plane", "vino.airshipit.org/rack": "rack-5",
+            "vino.airshipit.org/host": "cp-server-5"}},
+        "spec": {"online": true, "bmc": {"address": "ipmi://10.23.0.15", "credentialsName": "cp-1-bmc-secret"},
+                 "networkData": {"name": "cp-1-network-data", "namespace": env.namespace}}
+    });
+    let at = blocked_turns(&metrics);
+    sip_envtest::apply_yaml(&env.client, &host.to_string(), &env.namespace)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while blocked_turns(&metrics) == at {
+        assert!(
+            Instant::now() < deadline,
+            "a new host did not wake the blocked cluster within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    operator.abort();
+}
