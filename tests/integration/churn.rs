@@ -61,7 +61,7 @@ async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
         let status = json!({"status": {
             "operationalStatus": "OK",
             "lastUpdated": format!("2026-12-02T00:00:{:02}Z", patches % 60),
-            "poweredOn": patches % 2 == 0,
+            "poweredOn": patches.is_multiple_of(2),
         }});
         hosts
             .patch_status("wk-1", &PatchParams::default(), &Patch::Merge(&status))
