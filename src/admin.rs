@@ -91,15 +91,26 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
                 (true, false) => "leader, syncing caches",
                 (false, _) => "standby",
             };
-            reply(StatusCode::OK, "text/plain", format!("ready: {role}\n"))
+            let body = format!("ready: {role}\n{}", watch_trouble(metrics));
+            reply(StatusCode::OK, "text/plain", body)
         }
         "/readyz" => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
-            "caches not synced\n".into(),
+            format!("caches not synced\n{}", watch_trouble(metrics)),
         ),
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
+}
+
+/// One line per failing watch (a missing CRD or right, an unreachable API server).
+fn watch_trouble(metrics: &Metrics) -> String {
+    metrics
+        .watches
+        .trouble()
+        .into_iter()
+        .map(|t| format!("watch failing: {t}\n"))
+        .collect()
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -172,6 +183,17 @@ mod tests {
             syncing.ends_with("ready: leader, syncing caches\n"),
             "{syncing}"
         );
+        metrics
+            .watches
+            .failed("baremetalhosts", "forbidden: needs list".into());
+        let failing = get(address, "GET", "/readyz").await;
+        assert!(
+            failing.ends_with(
+                "ready: leader, syncing caches\nwatch failing: baremetalhosts: forbidden: needs list\n"
+            ),
+            "{failing}"
+        );
+        metrics.watches.recovered("baremetalhosts");
         metrics.set_working(true);
         let working = get(address, "GET", "/readyz").await;
         assert!(working.ends_with("ready: leader\n"), "{working}");

@@ -187,6 +187,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let admin = tokio::spawn(admin);
     tracing::info!(%address, version = VERSION, "sip operator starting; admin server listening");
+    let gave_up = metrics.clone();
     let outcome = if args.leader_election {
         sip::leader::run_as_leader(
             client.clone(),
@@ -205,6 +206,10 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         // Nothing in memory is worth keeping: a restart resumes from the persisted phases.
         tracing::error!(error = %e, "stopping");
         return Err(e.into());
+    }
+    if let Some(reason) = gave_up.gave_up() {
+        tracing::error!(%reason, "the controller gave up; stopping");
+        return Err(reason.into());
     }
     let _ = admin.await;
     tracing::info!("sip operator stopped");

@@ -51,6 +51,9 @@ use crate::metrics::Metrics;
 
 /// Field manager and event reporter name.
 pub const MANAGER: &str = "sip-operator";
+/// How long the operator waits for its caches before it gives up (and its pod restarts, with
+/// the reason in its log and, until then, in `/readyz`).
+const CACHE_SYNC_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub struct Context {
     pub client: kube::Client,
@@ -127,9 +130,25 @@ pub async fn run(
     let _tasks = watches.tasks;
     settings.metrics.watch(cluster_store.clone(), hosts.clone());
     let started = std::time::Instant::now();
-    if hosts.wait_until_ready().await.is_err() || cluster_store.wait_until_ready().await.is_err() {
-        tracing::error!("the caches never became ready");
-        return;
+    let synced = async {
+        hosts.wait_until_ready().await.is_ok() && cluster_store.wait_until_ready().await.is_ok()
+    };
+    match tokio::time::timeout(CACHE_SYNC_LIMIT, synced).await {
+        Ok(true) => {}
+        Ok(false) => {
+            settings
+                .metrics
+                .give_up("the caches' writers are gone".into());
+            return;
+        }
+        Err(_) => {
+            let trouble = settings.metrics.watches.trouble().join("; ");
+            tracing::error!(%trouble, limit = ?CACHE_SYNC_LIMIT, "the caches did not sync; stopping");
+            settings.metrics.give_up(format!(
+                "the caches did not sync within {CACHE_SYNC_LIMIT:?}: {trouble}"
+            ));
+            return;
+        }
     }
     // A service object deleted while the operator was down is found missing by the first
     // Ready check only once the watches have listed what exists.

@@ -19,6 +19,7 @@ use super::drift::{self, Drift};
 use super::relevance::Relevance;
 use super::{Settings, relist};
 use crate::api::{BareMetalHost, Phase, SIPCluster};
+use crate::metrics::Metrics;
 use crate::scheduling::HostView;
 use crate::services;
 
@@ -42,6 +43,7 @@ pub struct Watches {
 
 /// Starts every watch.
 pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
+    let metrics = &settings.metrics;
     let hosts_api: Api<BareMetalHost> = match &settings.host_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -60,11 +62,20 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let cluster_cache = watcher(clusters, watcher::Config::default())
         .default_backoff()
         .reflect_shared(cluster_writer)
-        .for_each(|event| {
-            if let Err(e) = event {
-                tracing::debug!(error = %e, "watching SIPClusters");
+        .for_each({
+            let metrics = metrics.clone();
+            move |event| {
+                match event {
+                    Ok(_) => metrics.watches.recovered("sipclusters"),
+                    Err(e) => report(
+                        &metrics,
+                        "sipclusters",
+                        "sipclusters.airship.airshipit.org",
+                        &e,
+                    ),
+                }
+                std::future::ready(())
             }
-            std::future::ready(())
         });
     // Host events and drift wake clusters through this channel: one watch per kind, whose
     // events first update the cache the reconciler reads, then wake whom they concern.
@@ -76,6 +87,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let host_events = {
         let (clusters, epoch, wake) = (cluster_store.clone(), host_epoch.clone(), wake.clone());
         let cache = hosts.clone();
+        let metrics = metrics.clone();
         let mut relevance = Relevance::default();
         reflector(
             writer,
@@ -87,6 +99,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         .for_each(move |host| {
             match host {
                 Ok(host) => {
+                    metrics.watches.recovered("baremetalhosts");
                     // The reflector has applied the event: a host the cache lacks was deleted.
                     let gone = cache.get(&ObjectRef::from_obj(&host)).is_none();
                     if relevance.changed(&host, gone) {
@@ -96,7 +109,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
                         }
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "watching BareMetalHosts"),
+                Err(e) => report(&metrics, "baremetalhosts", "baremetalhosts.metal3.io", &e),
             }
             std::future::ready(())
         })
@@ -106,10 +119,18 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let tasks = Tasks(vec![
         tokio::spawn(cluster_cache),
         tokio::spawn(host_events),
-        tokio::spawn(watch_children::<Deployment>(client, ns, &drift, &wake)),
-        tokio::spawn(watch_children::<Service>(client, ns, &drift, &wake)),
-        tokio::spawn(watch_children::<ConfigMap>(client, ns, &drift, &wake)),
-        tokio::spawn(watch_children::<ServiceAccount>(client, ns, &drift, &wake)),
+        tokio::spawn(watch_children::<Deployment>(
+            client, ns, &drift, &wake, metrics,
+        )),
+        tokio::spawn(watch_children::<Service>(
+            client, ns, &drift, &wake, metrics,
+        )),
+        tokio::spawn(watch_children::<ConfigMap>(
+            client, ns, &drift, &wake, metrics,
+        )),
+        tokio::spawn(watch_children::<ServiceAccount>(
+            client, ns, &drift, &wake, metrics,
+        )),
     ]);
     Watches {
         clusters: cluster_store,
@@ -152,6 +173,7 @@ fn watch_children<K>(
     namespace: Option<&str>,
     drift: &Arc<Drift>,
     wake: &UnboundedSender<ObjectRef<SIPCluster>>,
+    metrics: &Arc<Metrics>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -173,20 +195,27 @@ where
         services::meta::LABEL_MANAGED_BY,
         services::meta::MANAGED_BY
     ));
-    let (drift, wake) = (drift.clone(), wake.clone());
+    let (drift, wake, metrics) = (drift.clone(), wake.clone(), metrics.clone());
+    let resource: &'static str = match kind {
+        "Deployment" => "deployments",
+        "Service" => "services",
+        "ConfigMap" => "configmaps",
+        _ => "serviceaccounts",
+    };
     let mut seen = relist::Seen::default();
     watcher(api, config)
         .default_backoff()
         .for_each(move |event| {
             let changes = match &event {
                 Ok(event) => {
+                    metrics.watches.recovered(resource);
                     if matches!(event, watcher::Event::InitDone) {
                         drift.listed(kind);
                     }
                     seen.event(event)
                 }
                 Err(e) => {
-                    tracing::debug!(kind, error = %e, "watching the services' objects");
+                    report(&metrics, resource, resource, e);
                     Vec::new()
                 }
             };
@@ -226,4 +255,56 @@ fn clusters_for_host(
         })
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
+}
+
+/// A failed list or watch (retried with backoff): logged at warn and counted, with what it
+/// means for whoever runs the operator; `/readyz` shows it until the watch recovers.
+fn report(metrics: &Metrics, resource: &'static str, full_name: &str, error: &watcher::Error) {
+    let why = describe(full_name, error);
+    tracing::warn!(resource, error = %why, "a watch of the operator's caches failed; retrying");
+    metrics.watches.failed(resource, why);
+}
+
+/// Names a missing CRD or a missing right; any other error as it is.
+fn describe(resource: &str, error: &watcher::Error) -> String {
+    let code = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
+        _ => None,
+    };
+    match code {
+        Some(404) => format!("{resource} not found: is its CRD installed? ({error})"),
+        Some(403) => format!(
+            "forbidden: the operator's ServiceAccount needs list and watch on {resource} ({error})"
+        ),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> watcher::Error {
+        let status = kube::core::Status::failure("refused", "Refused").with_code(code);
+        watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn a_missing_crd_or_right_is_named() {
+        let crd = describe("baremetalhosts.metal3.io", &api_error(404));
+        assert!(
+            crd.starts_with("baremetalhosts.metal3.io not found: is its CRD installed?"),
+            "{crd}"
+        );
+        let right = describe("baremetalhosts.metal3.io", &api_error(403));
+        assert!(
+            right.contains("needs list and watch on baremetalhosts.metal3.io"),
+            "{right}"
+        );
+        let other = describe("x", &api_error(500));
+        assert!(other.contains("refused"), "{other}");
+    }
 }

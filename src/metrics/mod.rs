@@ -6,6 +6,7 @@
 
 mod api;
 mod state;
+mod watches;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ use prometheus::{
 };
 
 pub use api::ApiMetricsLayer;
+pub use watches::{WATCHED, WatchHealth};
 
 use crate::api::{BareMetalHost, Phase, SIPCluster};
 
@@ -57,6 +59,10 @@ pub struct Metrics {
     sources: OnceLock<(Store<SIPCluster>, Store<BareMetalHost>)>,
     ready: AtomicBool,
     working: AtomicBool,
+    /// Failures of the caches' lists and watches.
+    pub watches: WatchHealth,
+    /// Why the controller gave up, when it did (the process then exits non-zero).
+    gave_up: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,6 +114,7 @@ fn histogram(
 impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
+        let watches = WatchHealth::new(&r);
         let plain_gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
             r.register(Box::new(g.clone())).expect("unique metric");
@@ -243,6 +250,8 @@ impl Metrics {
             sources: OnceLock::new(),
             ready: AtomicBool::new(false),
             working: AtomicBool::new(false),
+            watches,
+            gave_up: std::sync::Mutex::default(),
         }
         .with_zeroes()
     }
@@ -342,6 +351,19 @@ impl Metrics {
 
     pub fn is_working(&self) -> bool {
         self.working.load(Ordering::Acquire)
+    }
+
+    /// The controller stops for good, for `reason`.
+    pub fn give_up(&self, reason: String) {
+        *self.gave_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    /// Why the controller stopped for good, if it did.
+    pub fn gave_up(&self) -> Option<String> {
+        self.gave_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The Prometheus text exposition of every metric.

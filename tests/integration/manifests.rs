@@ -302,3 +302,51 @@ async fn without_one_right_the_operator_says_so_and_backs_off() {
     );
     operator.abort();
 }
+
+#[tokio::test]
+async fn without_the_right_to_watch_hosts_readyz_and_the_log_say_which() {
+    let env = test_env("rbac-no-watch").await;
+    // No list or watch on BareMetalHosts: the host cache cannot fill.
+    let client = client_with_rbac(&env, "-no-host-watch", |role| {
+        for rule in role["rules"].as_array_mut().unwrap() {
+            if rule["resources"][0] == "baremetalhosts" {
+                rule["verbs"] = json!(["get", "patch"]);
+            }
+        }
+    })
+    .await;
+    let metrics = Arc::new(Metrics::new());
+    let operator = start(&env, client, metrics.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let trouble = loop {
+        let trouble = metrics.watches.trouble();
+        if !trouble.is_empty() {
+            break trouble.join("; ");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no watch failure recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        trouble.starts_with("baremetalhosts: forbidden")
+            && trouble.contains("needs list and watch on baremetalhosts.metal3.io"),
+        "/readyz names the resource and the right: {trouble}"
+    );
+    assert!(
+        !metrics.is_working(),
+        "it cannot work without its host cache"
+    );
+    let counted = metrics.render().lines().any(|l| {
+        l.starts_with(r#"sip_watch_errors_total{resource="baremetalhosts"} "#) && !l.ends_with(" 0")
+    });
+    assert!(counted, "the failures are counted");
+    assert!(
+        crate::common::captured_logs()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("needs list and watch on baremetalhosts")),
+        "the log says which, at warn"
+    );
+    operator.abort();
+}
