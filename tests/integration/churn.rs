@@ -9,7 +9,7 @@ use serde_json::json;
 use sip::api::{BareMetalHost, SIPCluster};
 use sip::metrics::Metrics;
 
-use crate::common::{load_hosts, sample_cluster, test_env, wait_for};
+use crate::common::{fifth_rack_host, load_hosts, sample_cluster, test_env, wait_for};
 
 /// Gathering turns that ended blocked (Unschedulable), from the operator's own counter.
 fn blocked_turns(metrics: &Metrics) -> u64 {
@@ -80,16 +80,8 @@ async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
     );
 
     // A change the operator does read still lets the cluster through at once: a fifth rack.
-    let host = json!({
-        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
-        "metadata": {"name": "cp-5", "namespace": env.namespace, "labels": {
-            "vino.airshipit.org/flavor": "control-plane", "vino.airshipit.org/rack": "rack-5",
-            "vino.airshipit.org/host": "cp-server-5"}},
-        "spec": {"online": true, "bmc": {"address": "ipmi://10.23.0.15", "credentialsName": "cp-1-bmc-secret"},
-                 "networkData": {"name": "cp-1-network-data", "namespace": env.namespace}}
-    });
     let at = blocked_turns(&metrics);
-    sip_envtest::apply_yaml(&env.client, &host.to_string(), &env.namespace)
+    sip_envtest::apply_yaml(&env.client, &fifth_rack_host(&env), &env.namespace)
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);

@@ -301,3 +301,16 @@ pub async fn children_of(env: &TestEnv, cluster: &str) -> BTreeMap<String, Strin
     collect!(ServiceAccount, ConfigMap, Secret, Service, Deployment);
     out
 }
+
+/// A fifth rack's control-plane host (the sample pool has four racks), reusing cp-1's Secrets.
+pub fn fifth_rack_host(env: &TestEnv) -> String {
+    json!({
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "cp-5", "namespace": env.namespace, "labels": {
+            "vino.airshipit.org/flavor": "control-plane", "vino.airshipit.org/rack": "rack-5",
+            "vino.airshipit.org/host": "cp-server-5"}},
+        "spec": {"online": true, "bmc": {"address": "ipmi://10.23.0.15", "credentialsName": "cp-1-bmc-secret"},
+                 "networkData": {"name": "cp-1-network-data", "namespace": env.namespace}}
+    })
+    .to_string()
+}

@@ -15,8 +15,8 @@ use serde_json::json;
 use sip::api::{BareMetalHost, Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, children_of, labeled_hosts, load_hosts, phase, poke, sample_cluster, start_operator,
-    test_env, wait_for,
+    TestEnv, children_of, fifth_rack_host, labeled_hosts, load_hosts, phase, poke, sample_cluster,
+    start_operator, test_env, wait_for,
 };
 
 /// The sample SIPCluster named `name` in the test namespace, with its counts changed.
@@ -92,15 +92,7 @@ async fn an_unschedulable_cluster_says_why_and_recovers_when_a_host_appears() {
     );
 
     // A fifth rack appears: the cluster goes Ready without a restart.
-    let host = json!({
-        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
-        "metadata": {"name": "cp-5", "namespace": env.namespace, "labels": {
-            "vino.airshipit.org/flavor": "control-plane", "vino.airshipit.org/rack": "rack-5",
-            "vino.airshipit.org/host": "cp-server-5"}},
-        "spec": {"online": true, "bmc": {"address": "ipmi://10.23.0.15", "credentialsName": "cp-1-bmc-secret"},
-                 "networkData": {"name": "cp-1-network-data", "namespace": env.namespace}}
-    });
-    sip_envtest::apply_yaml(&env.client, &host.to_string(), &env.namespace)
+    sip_envtest::apply_yaml(&env.client, &fifth_rack_host(&env), &env.namespace)
         .await
         .unwrap();
     wait_for(&api, "big", "Ready after a host appeared", |c| {

@@ -69,19 +69,7 @@ mod tests {
         Counts, HostKey, Pick, Release, ReleaseReason, RoleDecision, Shortfall,
     };
 
-    fn record(name: &str, state: HostState) -> HostRecord {
-        HostRecord {
-            name: name.into(),
-            namespace: "metal3".into(),
-            uid: None,
-            role: NodeRole::Worker,
-            state,
-            reason: None,
-            topology_domain: None,
-            addresses: Default::default(),
-            bmc_address: None,
-        }
-    }
+    use crate::controller::phases::test_record as record;
 
     fn decision(role: RoleDecision) -> Decision {
         Decision {

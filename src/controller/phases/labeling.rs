@@ -124,21 +124,8 @@ fn conclude(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::NodeRole;
 
-    fn record(name: &str, state: HostState) -> HostRecord {
-        HostRecord {
-            name: name.into(),
-            namespace: "metal3".into(),
-            uid: None,
-            role: NodeRole::Worker,
-            state,
-            reason: None,
-            topology_domain: None,
-            addresses: Default::default(),
-            bmc_address: None,
-        }
-    }
+    use crate::controller::phases::test_record as record;
 
     fn ledger() -> Vec<HostRecord> {
         vec![

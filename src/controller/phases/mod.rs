@@ -151,3 +151,19 @@ impl<'a> Turn<'a> {
         }))
     }
 }
+
+/// A ledger entry for the phases' unit tests: a worker in `metal3`.
+#[cfg(test)]
+fn test_record(name: &str, state: crate::api::HostState) -> crate::api::HostRecord {
+    crate::api::HostRecord {
+        name: name.into(),
+        namespace: "metal3".into(),
+        uid: None,
+        role: crate::api::NodeRole::Worker,
+        state,
+        reason: None,
+        topology_domain: None,
+        addresses: Default::default(),
+        bmc_address: None,
+    }
+}
