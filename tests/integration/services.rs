@@ -575,3 +575,52 @@ async fn a_changed_secret_the_services_are_rendered_from_is_rendered_again() {
     assert!(!status_json.contains("second key"));
     operator.abort();
 }
+
+#[tokio::test]
+async fn pruning_deletes_only_what_the_cluster_owns() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let (env, operator, api, _) = sample_tenant_ready("prune-owned").await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    // Someone else's ServiceAccount that happens to bear the jump host's name.
+    let foreign = ServiceAccount {
+        metadata: kube::api::ObjectMeta {
+            name: Some("tenant-jump-host".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    accounts
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    patch_spec(
+        &api,
+        "tenant",
+        Patch::Json(
+            serde_json::from_value(json!([
+                {"op": "remove", "path": "/spec/services/jumpHost"}
+            ]))
+            .unwrap(),
+        ),
+    )
+    .await;
+    ready_at_current_generation(&api, "tenant").await;
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
+    assert!(
+        deployments
+            .get_opt("tenant-jump-host")
+            .await
+            .unwrap()
+            .is_none(),
+        "the jump host's own objects are pruned"
+    );
+    assert!(
+        accounts
+            .get_opt("tenant-jump-host")
+            .await
+            .unwrap()
+            .is_some(),
+        "an object of the same name the cluster does not own is left alone"
+    );
+    operator.abort();
+}

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -125,7 +125,7 @@ impl Turn<'_> {
         Ok(deleted)
     }
 
-    /// Deletes one object; 1 if it was there.
+    /// Deletes one object if this SIPCluster owns it; 1 if it did.
     async fn delete<K>(&self, name: &str) -> kube::Result<usize>
     where
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -133,15 +133,33 @@ impl Turn<'_> {
             + Clone
             + Debug,
     {
+        let api = self.namespaced::<K>();
+        // Only what this SIPCluster owns: an object of the same name someone else made stays.
+        let Some(found) = api.get_metadata_opt(name).await? else {
+            return Ok(0);
+        };
+        let owner = self.cluster.uid().unwrap_or_default();
+        if !found.owner_references().iter().any(|o| o.uid == owner) {
+            tracing::warn!(
+                kind = drift::kind_of::<K>(),
+                name,
+                "not deleting an object this SIPCluster does not own"
+            );
+            return Ok(0);
+        }
         let child = ChildRef::new(drift::kind_of::<K>(), &self.key.namespace, name);
         self.ctx.drift.deleting(&child);
-        match self
-            .namespaced::<K>()
-            .delete(name, &DeleteParams::background())
-            .await
-        {
+        // The object read, not one re-created under its name since.
+        let params = DeleteParams {
+            preconditions: found.uid().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(name, &params).await {
             Ok(_) => Ok(1),
-            Err(kube::Error::Api(s)) if s.code == 404 => {
+            Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => {
                 self.ctx.drift.absent(&child);
                 Ok(0)
             }
