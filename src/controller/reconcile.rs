@@ -71,9 +71,9 @@ pub fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) 
         .unwrap_or_default();
     ctx.metrics.failure(phase, error.label());
     if error.label() == "Conflict" {
-        // Someone wrote in between: decide again on fresh data, soon, without backing off.
+        // Someone wrote in between: decide again on fresh data, soon.
         tracing::info!(name = %cluster.name_any(), error = %error, "write conflict; retrying");
-        return Action::requeue(Duration::from_millis(200));
+        return Action::requeue(ctx.backoff.conflict(&cluster));
     }
     tracing::warn!(name = %cluster.name_any(), error = %error, "reconcile failed");
     // Say it where people look: `kubectl describe` shows the Event (repeats are aggregated).
