@@ -134,17 +134,70 @@ pub async fn load_hosts(env: &TestEnv) {
 }
 
 pub fn start_operator(env: &TestEnv) -> tokio::task::JoinHandle<()> {
+    start_metered_operator(env).0
+}
+
+/// The operator, and the metrics it records (to see that it reconciled).
+pub fn start_metered_operator(
+    env: &TestEnv,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<sip::metrics::Metrics>,
+) {
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
     let settings = sip::controller::Settings {
         host_namespace: Some(env.namespace.clone()),
         cluster_namespace: Some(env.namespace.clone()),
         instance: Some("test".into()),
+        metrics: metrics.clone(),
         ..Default::default()
     };
-    tokio::spawn(sip::controller::run(
+    let operator = tokio::spawn(sip::controller::run(
         env.client.clone(),
         settings,
         std::future::pending(),
-    ))
+    ));
+    (operator, metrics)
+}
+
+/// Reconciles the operator has finished, whatever their result.
+pub fn reconciles(metrics: &sip::metrics::Metrics) -> f64 {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("controller_runtime_reconcile_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Pokes the SIPCluster and waits until the operator has reconciled since: a test that then
+/// finds nothing written knows the operator looked.
+pub async fn poke_and_wait(
+    api: &Api<SIPCluster>,
+    name: &str,
+    value: &str,
+    metrics: &sip::metrics::Metrics,
+) {
+    // Quiet first (a Ready cluster's own last status write starts one more turn), so the
+    // reconcile counted next is the poke's.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut before = reconciles(metrics);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = reconciles(metrics);
+        if now == before || Instant::now() > deadline {
+            break;
+        }
+        before = now;
+    }
+    poke(api, name, value).await;
+    while reconciles(metrics) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the operator did not reconcile {name} after the poke"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until `check` holds for the SIPCluster, failing with what was last seen.

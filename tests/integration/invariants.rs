@@ -15,8 +15,8 @@ use serde_json::json;
 use sip::api::{BareMetalHost, Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, children_of, fifth_rack_host, labeled_hosts, load_hosts, phase, poke, sample_cluster,
-    start_operator, test_env, wait_for,
+    TestEnv, children_of, fifth_rack_host, labeled_hosts, load_hosts, phase, poke_and_wait,
+    sample_cluster, start_metered_operator, start_operator, test_env, wait_for,
 };
 
 /// The sample SIPCluster named `name` in the test namespace, with its counts changed.
@@ -313,7 +313,7 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
 async fn once_ready_a_forced_reconcile_writes_nothing() {
     let env = test_env("idempotent").await;
     load_hosts(&env).await;
-    let operator = start_operator(&env);
+    let (operator, metrics) = start_metered_operator(&env);
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(&PostParams::default(), &cluster(&env, "c", (1, 1), (1, 1)))
         .await
@@ -336,9 +336,9 @@ async fn once_ready_a_forced_reconcile_writes_nothing() {
     let children = children_of(&env, "c").await;
     assert!(!children.is_empty(), "the sample has services");
 
-    // An annotation change is an event for the cluster without a spec change.
-    poke(&api, "c", "1").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // An annotation change is an event for the cluster without a spec change; the operator
+    // reconciles it (counted), and writes nothing.
+    poke_and_wait(&api, "c", "1", &metrics).await;
     let after = api.get("c").await.unwrap();
     assert_eq!(
         after.status, ready.status,

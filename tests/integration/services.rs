@@ -14,8 +14,8 @@ use serde_json::json;
 use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, captured_logs, children_of, history_of, load_hosts, phase, poke, sample_cluster,
-    start_operator, test_env, wait_for,
+    TestEnv, captured_logs, children_of, history_of, load_hosts, phase, poke, poke_and_wait,
+    sample_cluster, start_metered_operator, start_operator, test_env, wait_for,
 };
 
 const DEX_CONFIG: &str = "- type: ldap\n  id: ldap\n  name: LDAP\n  config:\n    host: ldap.example:636\n    bindPW: ldap-bind-password-value\n";
@@ -385,10 +385,11 @@ async fn sample_tenant_ready(
     tokio::task::JoinHandle<()>,
     Api<SIPCluster>,
     SIPCluster,
+    std::sync::Arc<sip::metrics::Metrics>,
 ) {
     let env = test_env(prefix).await;
     load_hosts(&env).await;
-    let operator = start_operator(&env);
+    let (operator, metrics) = start_metered_operator(&env);
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(
         &PostParams::default(),
@@ -397,13 +398,13 @@ async fn sample_tenant_ready(
     .await
     .unwrap();
     let ready = ready_at_current_generation(&api, "tenant").await;
-    (env, operator, api, ready)
+    (env, operator, api, ready, metrics)
 }
 
 #[tokio::test]
 async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone() {
     use k8s_openapi::api::core::v1::Service;
-    let (env, operator, api, _) = sample_tenant_ready("drift").await;
+    let (env, operator, api, _, metrics) = sample_tenant_ready("drift").await;
     let ns = &env.namespace;
     let services: Api<Service> = Api::namespaced(env.client.clone(), ns);
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), ns);
@@ -507,14 +508,14 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
     .await;
     ready_at_current_generation(&api, "tenant").await;
 
-    // Repaired, it stays put: the operator's own writes are not drift.
+    // Repaired, it stays put: the operator's own writes are not drift. The poke is reconciled
+    // (counted) and writes nothing.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let settled = (
         children_of(&env, "tenant").await,
         api.get("tenant").await.unwrap().status,
     );
-    poke(&api, "tenant", "2").await;
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    poke_and_wait(&api, "tenant", "2", &metrics).await;
     let later = (
         children_of(&env, "tenant").await,
         api.get("tenant").await.unwrap().status,
@@ -525,7 +526,7 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
 
 #[tokio::test]
 async fn a_changed_secret_the_services_are_rendered_from_is_rendered_again() {
-    let (env, operator, api, ready) = sample_tenant_ready("rotation").await;
+    let (env, operator, api, ready, _) = sample_tenant_ready("rotation").await;
     let recorded = ready.status.unwrap().sources_version;
     assert!(
         recorded.is_some(),
@@ -579,7 +580,7 @@ async fn a_changed_secret_the_services_are_rendered_from_is_rendered_again() {
 #[tokio::test]
 async fn pruning_deletes_only_what_the_cluster_owns() {
     use k8s_openapi::api::core::v1::ServiceAccount;
-    let (env, operator, api, _) = sample_tenant_ready("prune-owned").await;
+    let (env, operator, api, _, _) = sample_tenant_ready("prune-owned").await;
     let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.namespace);
     // Someone else's ServiceAccount that happens to bear the jump host's name.
     let foreign = ServiceAccount {
