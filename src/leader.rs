@@ -1,10 +1,16 @@
 //! High availability: replicas compete for a `coordination.k8s.io` Lease and only the holder
 //! runs the controller. The Lease is not a fence (optimistic concurrency on every write stays
 //! the real guard); it keeps a standby from doing the same work twice. A leader that loses the
-//! Lease stops at once and exits, so a restart begins from the persisted phases.
+//! Lease, or cannot renew it in time (its own deadline: last renewal + duration - a fifth),
+//! stops at once, dropping the turn in flight, and exits, so a restart begins from the
+//! persisted phases.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 
 use kube_lease_manager::LeaseManagerBuilder;
 
@@ -27,8 +33,8 @@ pub struct LeaseSettings {
 pub enum LeaderError {
     #[error("lease {0}: {1}")]
     Lease(String, kube_lease_manager::LeaseManagerError),
-    #[error("lost lease {0} to another replica")]
-    Lost(String),
+    #[error("lost lease {0}: {1}")]
+    Lost(String, String),
 }
 
 /// Waits for the Lease, then runs `work` until `shutdown` (Ok) or until the Lease is lost
@@ -47,7 +53,7 @@ where
     let what = format!("{}/{}", lease.namespace, lease.name);
     // Renew at a third of the duration left, as client-go does.
     let grace = (lease.duration_seconds / 3).max(1);
-    let manager = LeaseManagerBuilder::new(client, &lease.name)
+    let manager = LeaseManagerBuilder::new(client.clone(), &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(&lease.identity)
         .with_duration(lease.duration_seconds)
@@ -80,27 +86,79 @@ where
     tracing::info!(lease = %what, "leading: starting the controller");
     metrics.set_leader(true);
 
+    // Leadership ends when the library says so, or at this replica's own deadline (its last
+    // renewal plus the duration, less a margin), whichever comes first: the library keeps
+    // reporting leadership while its renewals fail.
+    let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(None::<String>);
     let mut watch_loss = leader.clone();
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lost_flag = lost.clone();
+    let leases: Api<Lease> = Api::namespaced(client, &lease.namespace);
+    let guard = tokio::spawn(async move {
+        let reason = tokio::select! {
+            _ = watch_loss.wait_for(|held| !*held) => "the lease manager lost it".to_string(),
+            reason = fence(leases, lease.name, lease.identity, lease.duration_seconds) => reason,
+        };
+        let _ = lost_tx.send(Some(reason));
+    });
     let mut stopped_for_work = stopped;
     let stop_work: std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>> =
         Box::pin(async move {
-            tokio::select! {
-                _ = watch_loss.wait_for(|held| !*held) => {
-                    lost_flag.store(true, std::sync::atomic::Ordering::Release);
-                }
-                _ = stopped_for_work.wait_for(|s| *s) => {}
-            }
+            let _ = stopped_for_work.wait_for(|s| *s).await;
         });
-    work(stop_work).await;
+    // A shutdown lets the step in hand finish; a loss drops the work at once, so a turn in
+    // flight writes nothing more.
+    let lost = tokio::select! {
+        _ = work(stop_work) => None,
+        reason = lost_rx.wait_for(|r| r.is_some()) => reason.ok().and_then(|r| r.clone()),
+    };
+    guard.abort();
+    metrics.set_working(false);
     metrics.set_leader(false);
     // Dropping the receiver makes the lease task release the Lease before it ends.
     drop(leader);
     let _ = lease_task.await;
-    if lost.load(std::sync::atomic::Ordering::Acquire) {
-        Err(LeaderError::Lost(what))
-    } else {
-        Ok(())
+    match lost {
+        Some(reason) => Err(LeaderError::Lost(what, reason)),
+        None => Ok(()),
+    }
+}
+
+/// Resolves when this replica must stop leading: the Lease names another holder or is gone,
+/// or its last renewal (`renewTime`, written with this process's clock) is older than the
+/// duration less a fifth. Reads the Lease every fifth of the duration; a failed read keeps the
+/// deadline it had.
+async fn fence(
+    leases: Api<Lease>,
+    name: String,
+    identity: String,
+    duration_seconds: u64,
+) -> String {
+    let duration = Duration::from_secs(duration_seconds);
+    let (poll, margin) = (duration / 5, duration / 5);
+    let mut deadline = Instant::now() + duration - margin;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return format!(
+                "not renewed for {:?}; stopping before it expires",
+                duration - margin
+            );
+        }
+        tokio::time::sleep(poll.min(deadline - now)).await;
+        let read = tokio::time::timeout(poll, leases.get_opt(&name)).await;
+        let Ok(Ok(found)) = read else { continue };
+        let Some(spec) = found.and_then(|l| l.spec) else {
+            return "the Lease was deleted".into();
+        };
+        if spec.holder_identity.as_deref() != Some(identity.as_str()) {
+            let holder = spec.holder_identity.unwrap_or_default();
+            return format!("the Lease is held by {holder:?}");
+        }
+        if let Some(renewed) = spec.renew_time {
+            let age = k8s_openapi::jiff::Timestamp::now().duration_since(renewed.0);
+            let age = Duration::try_from(age).unwrap_or_default();
+            deadline = (Instant::now() + duration - margin)
+                .checked_sub(age)
+                .unwrap_or_else(Instant::now);
+        }
     }
 }

@@ -353,3 +353,102 @@ async fn without_the_right_to_watch_hosts_readyz_and_the_log_say_which() {
     );
     operator.abort();
 }
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
+    let env = test_env("rbac-fence").await;
+    load_hosts(&env).await;
+    let suffix = "-fence";
+    let client = client_with_rbac(&env, suffix, |_| {}).await;
+    let metrics = Arc::new(Metrics::new());
+    let settings = sip::controller::Settings {
+        host_namespace: Some(env.namespace.clone()),
+        cluster_namespace: Some(env.namespace.clone()),
+        instance: Some("fenced".into()),
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    let duration = 6;
+    let lease = sip::leader::LeaseSettings {
+        name: format!("sip-operator-{}", env.namespace),
+        namespace: NAMESPACE.into(),
+        identity: "fenced".into(),
+        duration_seconds: duration,
+    };
+    let leader = tokio::spawn({
+        let (client, metrics) = (client.clone(), metrics.clone());
+        async move {
+            sip::leader::run_as_leader(
+                client.clone(),
+                lease,
+                metrics,
+                std::future::pending(),
+                |stop| sip::controller::run(client, settings, stop),
+            )
+            .await
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !metrics.is_working() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never started working"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Its renewals start failing (the right to patch the Lease is taken away) while it runs.
+    let role = format!("sip-operator{suffix}-leader-election");
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(env.client.clone(), NAMESPACE)
+        .patch(
+            &role,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"rules": [{
+                "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get"],
+            }]})),
+        )
+        .await
+        .unwrap();
+    let revoked = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(3 * duration), leader)
+        .await
+        .expect("the leader kept working past its lease")
+        .unwrap();
+    let stopped_at = k8s_openapi::jiff::Timestamp::now();
+    let took = revoked.elapsed();
+    let error = ended.expect_err("losing the lease is an error").to_string();
+    eprintln!(
+        "figure: stopped {took:.1?} after its renewals began to fail (lease {duration} s): {error}"
+    );
+    assert!(
+        error.contains("not renewed"),
+        "its own deadline stopped it: {error}"
+    );
+    // Before the Lease expires for the others: its last renewal plus the duration.
+    let renewed = Api::<Lease>::namespaced(env.client.clone(), NAMESPACE)
+        .get(&format!("sip-operator-{}", env.namespace))
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.renew_time)
+        .expect("the Lease was renewed")
+        .0;
+    let expires = renewed + std::time::Duration::from_secs(duration);
+    assert!(
+        stopped_at < expires,
+        "stopped at {stopped_at}, after the Lease expired at {expires}"
+    );
+    assert!(!metrics.is_working() && !metrics.is_leader());
+
+    // Fenced, it writes nothing: a SIPCluster created now is never touched.
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "late", |_| {}),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let late = api.get("late").await.unwrap();
+    assert!(late.status.is_none() && late.metadata.finalizers.is_none());
+}
