@@ -27,6 +27,10 @@ use crate::metrics::ApiMetricsLayer;
 /// connection is cut by the controller's turn limit.
 const PING_WHEN_IDLE: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
+/// Every request gets its response head within this, or fails (and is retried by the turn,
+/// with backoff): an API server that accepts and never answers cannot stall the operator. A
+/// watch answers its head at once and streams after, so it is bounded the same way.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,6 +42,14 @@ pub enum Error {
 
 /// Builds the client `sip run` uses, its requests counted in `metrics`.
 pub fn build(config: Config, metrics: ApiMetricsLayer) -> Result<Client, Error> {
+    build_with(config, metrics, REQUEST_TIMEOUT)
+}
+
+fn build_with(
+    config: Config,
+    metrics: ApiMetricsLayer,
+    request_timeout: Duration,
+) -> Result<Client, Error> {
     if config.proxy_url.is_some() {
         // The connector below would ignore the proxy and connect directly. kube's own client
         // (HTTP/1.1) refuses it with an error naming the crate feature it needs, which is the
@@ -87,6 +99,7 @@ pub fn build(config: Config, metrics: ApiMetricsLayer) -> Result<Client, Error> 
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(BoxError::from)
+        .layer(tower::timeout::TimeoutLayer::new(request_timeout))
         .service(hyper);
     Ok(Client::new(service, config.default_namespace))
 }
@@ -99,6 +112,39 @@ mod tests {
         let mut config = Config::new("https://127.0.0.1:6443".parse().unwrap());
         config.proxy_url = proxy.map(|p| p.parse().unwrap());
         config
+    }
+
+    #[tokio::test]
+    async fn a_request_the_server_never_answers_fails_in_time() {
+        // Accepts, reads, never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let config = Config::new(format!("http://{address}").parse().unwrap());
+        let client = build_with(
+            config,
+            ApiMetricsLayer::new(Default::default()),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), api.get_opt("x")).await;
+        let error = outcome
+            .expect("the client's own timeout ends the request")
+            .expect_err("nothing was answered");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(error.to_string().contains("timed out"), "{error}");
+        server.abort();
     }
 
     // Client::new spawns its request buffer: a runtime is needed.
