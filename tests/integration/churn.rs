@@ -81,9 +81,13 @@ async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
 
     // A change the operator does read still lets the cluster through at once: a fifth rack.
     let at = blocked_turns(&metrics);
-    sip_envtest::apply_yaml(&env.client, &fifth_rack_host(&env), &env.namespace)
-        .await
-        .unwrap();
+    sip_envtest::apply_yaml(
+        &env.client,
+        &fifth_rack_host(&env.namespace),
+        &env.namespace,
+    )
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
     while blocked_turns(&metrics) == at {
         assert!(

@@ -113,6 +113,11 @@ impl TestEnv {
 /// The sample inventory, moved into the test's namespace, with the Secret the sample
 /// SIPCluster's jump host needs.
 pub async fn load_hosts(env: &TestEnv) {
+    load_hosts_into(&env.client, &env.namespace).await;
+}
+
+/// [`load_hosts`] for any client and namespace (a test with a control plane of its own).
+pub async fn load_hosts_into(client: &kube::Client, namespace: &str) {
     let docs: Vec<String> = yaml_documents(SAMPLE_HOSTS)
         .into_iter()
         .chain(std::iter::once(document_of_kind(
@@ -121,14 +126,14 @@ pub async fn load_hosts(env: &TestEnv) {
         )))
         .filter(|d| d["kind"] != "Namespace")
         .map(|mut d| {
-            d["metadata"]["namespace"] = json!(env.namespace);
+            d["metadata"]["namespace"] = json!(namespace);
             if d["kind"] == "BareMetalHost" {
-                d["spec"]["networkData"]["namespace"] = json!(env.namespace);
+                d["spec"]["networkData"]["namespace"] = json!(namespace);
             }
             serde_json::to_string(&d).unwrap()
         })
         .collect();
-    apply_yaml(&env.client, &docs.join("\n---\n"), &env.namespace)
+    apply_yaml(client, &docs.join("\n---\n"), namespace)
         .await
         .unwrap();
 }
@@ -356,14 +361,14 @@ pub async fn children_of(env: &TestEnv, cluster: &str) -> BTreeMap<String, Strin
 }
 
 /// A fifth rack's control-plane host (the sample pool has four racks), reusing cp-1's Secrets.
-pub fn fifth_rack_host(env: &TestEnv) -> String {
+pub fn fifth_rack_host(namespace: &str) -> String {
     json!({
         "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
-        "metadata": {"name": "cp-5", "namespace": env.namespace, "labels": {
+        "metadata": {"name": "cp-5", "namespace": namespace, "labels": {
             "vino.airshipit.org/flavor": "control-plane", "vino.airshipit.org/rack": "rack-5",
             "vino.airshipit.org/host": "cp-server-5"}},
         "spec": {"online": true, "bmc": {"address": "ipmi://10.23.0.15", "credentialsName": "cp-1-bmc-secret"},
-                 "networkData": {"name": "cp-1-network-data", "namespace": env.namespace}}
+                 "networkData": {"name": "cp-1-network-data", "namespace": namespace}}
     })
     .to_string()
 }

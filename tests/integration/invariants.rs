@@ -92,9 +92,13 @@ async fn an_unschedulable_cluster_says_why_and_recovers_when_a_host_appears() {
     );
 
     // A fifth rack appears: the cluster goes Ready without a restart.
-    sip_envtest::apply_yaml(&env.client, &fifth_rack_host(&env), &env.namespace)
-        .await
-        .unwrap();
+    sip_envtest::apply_yaml(
+        &env.client,
+        &fifth_rack_host(&env.namespace),
+        &env.namespace,
+    )
+    .await
+    .unwrap();
     wait_for(&api, "big", "Ready after a host appeared", |c| {
         phase(c) == Some(Phase::Ready)
     })

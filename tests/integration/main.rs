@@ -14,6 +14,7 @@ mod leader;
 mod lifecycle;
 mod manifests;
 mod observability;
+mod outage;
 mod pod;
 mod resume;
 mod sandbox;

@@ -29,6 +29,8 @@ pub struct ControlPlane {
     /// How long the start took, binaries already built.
     pub startup: Duration,
     processes: Vec<Supervised>,
+    /// How kube-apiserver was started, to start it again.
+    api_server: (PathBuf, Vec<String>),
 }
 
 impl ControlPlane {
@@ -97,40 +99,42 @@ impl ControlPlane {
         )?);
 
         let server = format!("https://127.0.0.1:{api_port}");
+        let api_server_args: Vec<String> = vec![
+            format!("--etcd-servers={etcd_url}"),
+            format!("--secure-port={api_port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--cert-dir={}", dir.join("certs").display()),
+            format!("--tls-cert-file={}", pki.serving_cert.display()),
+            format!("--tls-private-key-file={}", pki.serving_key.display()),
+            format!("--token-auth-file={}", pki.token_file.display()),
+            "--authorization-mode=RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!(
+                "--service-account-key-file={}",
+                pki.service_account_pub.display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            // 4,096 node ports, so the band kube-apiserver keeps for ports a client
+            // names (the lowest 128: 30000-30127) is as large as it gets; ports it picks
+            // itself come from above it, so tests that name ports there never collide
+            // with Services whose ports the API server chose (KEP-3668).
+            "--service-node-port-range=30000-34095".into(),
+            "--allow-privileged=true".into(),
+            // One client at a time in tests: fairness queues only add latency.
+            "--enable-priority-and-fairness=false".into(),
+        ];
+        let api_server_program = binaries::tool(&bin_dir, "kube-apiserver")?;
         processes.insert(
             0,
             Supervised::spawn(
                 "kube-apiserver",
-                &binaries::tool(&bin_dir, "kube-apiserver")?,
-                &[
-                    format!("--etcd-servers={etcd_url}"),
-                    format!("--secure-port={api_port}"),
-                    "--bind-address=127.0.0.1".into(),
-                    "--advertise-address=127.0.0.1".into(),
-                    format!("--cert-dir={}", dir.join("certs").display()),
-                    format!("--tls-cert-file={}", pki.serving_cert.display()),
-                    format!("--tls-private-key-file={}", pki.serving_key.display()),
-                    format!("--token-auth-file={}", pki.token_file.display()),
-                    "--authorization-mode=RBAC".into(),
-                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                    format!(
-                        "--service-account-key-file={}",
-                        pki.service_account_pub.display()
-                    ),
-                    format!(
-                        "--service-account-signing-key-file={}",
-                        pki.service_account_key.display()
-                    ),
-                    "--service-cluster-ip-range=10.96.0.0/16".into(),
-                    // 4,096 node ports, so the band kube-apiserver keeps for ports a client
-                    // names (the lowest 128: 30000-30127) is as large as it gets; ports it picks
-                    // itself come from above it, so tests that name ports there never collide
-                    // with Services whose ports the API server chose (KEP-3668).
-                    "--service-node-port-range=30000-34095".into(),
-                    "--allow-privileged=true".into(),
-                    // One client at a time in tests: fairness queues only add latency.
-                    "--enable-priority-and-fairness=false".into(),
-                ],
+                &api_server_program,
+                &api_server_args,
                 dir.join("kube-apiserver.log"),
                 None,
             )?,
@@ -146,6 +150,7 @@ impl ControlPlane {
             bin_dir,
             startup: Duration::ZERO,
             processes,
+            api_server: (api_server_program, api_server_args),
         };
         cp.wait_ready().await?;
         let client = cp.client().await?;
@@ -207,6 +212,17 @@ impl ControlPlane {
         } else {
             bail!("/readyz answered {body:?}")
         }
+    }
+
+    /// Stops kube-apiserver, leaves it down for `down`, and starts it again on the same port
+    /// and etcd: what a control-plane upgrade or crash does to the operator.
+    pub async fn restart_api_server(&mut self, down: Duration) -> Result<()> {
+        self.processes[0].stop();
+        tokio::time::sleep(down).await;
+        let (program, args) = &self.api_server;
+        let log = self.dir.join("kube-apiserver.restarted.log");
+        self.processes[0] = Supervised::spawn("kube-apiserver", program, args, log, None)?;
+        self.wait_ready().await
     }
 
     /// Stops every process and removes the directory.

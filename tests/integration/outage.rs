@@ -1,0 +1,107 @@
+//! The API server goes away while a cluster is being created and comes back (a control-plane
+//! upgrade, a crash): the operator rides it out without a restart, its watches see what
+//! changed since, and it takes the cluster to Ready, the story intact.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use sip::api::{Phase, SIPCluster};
+use sip::metrics::{ApiMetricsLayer, Metrics};
+use sip_envtest::{ControlPlane, create_namespace};
+
+use crate::common::{
+    SAMPLE_SIPCLUSTER, assert_uninterrupted_story, document_of_kind, fifth_rack_host,
+    load_hosts_into,
+};
+
+async fn phase_of(api: &Api<SIPCluster>) -> Option<Phase> {
+    api.get_opt("tenant")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|c| c.status?.phase)
+}
+
+#[tokio::test]
+async fn the_operator_rides_out_an_api_server_restart_mid_creation() {
+    // A control plane of its own: the shared one serves the other tests.
+    let mut cp = ControlPlane::start().await.expect("a control plane");
+    let admin = cp.client().await.unwrap();
+    let namespace = create_namespace(&admin, "outage").await.unwrap();
+    load_hosts_into(&admin, &namespace).await;
+
+    // The operator as `sip run` builds it: the HTTP/2 client, one connection.
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let client = sip::client::build(config, ApiMetricsLayer::new(metrics.clone())).unwrap();
+    let settings = sip::controller::Settings {
+        host_namespace: Some(namespace.clone()),
+        cluster_namespace: Some(namespace.clone()),
+        instance: Some("outage".into()),
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    let operator = tokio::spawn(sip::controller::run(
+        client,
+        settings,
+        std::future::pending(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !metrics.is_working() {
+        assert!(Instant::now() < deadline, "the operator never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The predecessor's sample, as written (this control plane has no other Services), with
+    // five control-plane hosts wanted: the pool has four racks, so it waits in Gathering.
+    let mut cluster = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+    cluster["metadata"]["namespace"] = json!(namespace);
+    cluster["metadata"]["name"] = json!("tenant");
+    cluster["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": 3, "standby": 2});
+    let cluster: SIPCluster = serde_json::from_value(cluster).unwrap();
+    let api: Api<SIPCluster> = Api::namespaced(admin.clone(), &namespace);
+    api.create(&PostParams::default(), &cluster).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while phase_of(&api).await != Some(Phase::Gathering) {
+        assert!(
+            Instant::now() < deadline,
+            "the operator never started the cluster"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let at = Phase::Gathering;
+    cp.restart_api_server(Duration::from_secs(3)).await.unwrap();
+
+    // Back, a fifth rack appears: only a watch that came back sees it.
+    let admin = cp.client().await.unwrap();
+    sip_envtest::apply_yaml(&admin, &fifth_rack_host(&namespace), &namespace)
+        .await
+        .unwrap();
+    let restarted = Instant::now();
+    let admin = cp.client().await.unwrap();
+    let api: Api<SIPCluster> = Api::namespaced(admin, &namespace);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if phase_of(&api).await == Some(Phase::Ready) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not Ready 90 s after the API server came back (it went away in {at:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "figure: Ready {:.1?} after the API server came back and a host appeared (it went away in {at:?})",
+        restarted.elapsed()
+    );
+    let status = api.get("tenant").await.unwrap().status.unwrap();
+    assert_uninterrupted_story(&status, "through an API server restart");
+    assert!(!operator.is_finished(), "the operator was not restarted");
+    operator.abort();
+}
