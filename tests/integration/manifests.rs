@@ -452,3 +452,77 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
     let late = api.get("late").await.unwrap();
     assert!(late.status.is_none() && late.metadata.finalizers.is_none());
 }
+
+#[tokio::test]
+async fn a_leader_whose_lease_another_replica_takes_stops_at_once() {
+    let env = test_env("lease-taken").await;
+    load_hosts(&env).await;
+    let metrics = Arc::new(Metrics::new());
+    let settings = sip::controller::Settings {
+        host_namespace: Some(env.namespace.clone()),
+        cluster_namespace: Some(env.namespace.clone()),
+        instance: Some("old".into()),
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    let duration = 10;
+    let lease = sip::leader::LeaseSettings {
+        name: "sip-operator".into(),
+        namespace: env.namespace.clone(),
+        identity: "old".into(),
+        duration_seconds: duration,
+    };
+    let client = env.client.clone();
+    let leader = tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            sip::leader::run_as_leader(
+                client.clone(),
+                lease,
+                metrics,
+                std::future::pending(),
+                |stop| sip::controller::run(client, settings, stop),
+            )
+            .await
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !metrics.is_working() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never started working"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Another replica writes the Lease as its own (a clock-skewed standby, a manual takeover).
+    // MicroTime: exactly six fractional digits.
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    Api::<Lease>::namespaced(env.client.clone(), &env.namespace)
+        .patch(
+            "sip-operator",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {
+                "holderIdentity": "intruder", "renewTime": now, "acquireTime": now,
+                "leaseDurationSeconds": 60,
+            }})),
+        )
+        .await
+        .unwrap();
+    let taken = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(duration), leader)
+        .await
+        .expect("the old leader kept working on a Lease someone else holds")
+        .unwrap();
+    let took = taken.elapsed();
+    let error = ended.expect_err("losing the lease is an error").to_string();
+    eprintln!("figure: stopped {took:.1?} after another replica took the Lease: {error}");
+    assert!(error.contains("lost lease"), "{error}");
+    assert!(
+        took < Duration::from_secs(duration) / 2,
+        "it stops within a fifth of the duration (one read of the Lease), not at expiry: {took:?}"
+    );
+    assert!(!metrics.is_working() && !metrics.is_leader());
+}
