@@ -1,7 +1,6 @@
 //! metal3 updates hosts' status often on a real fleet. A cluster blocked in Gathering must be
 //! retried on its backoff schedule, not on every status update of every host.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -9,7 +8,9 @@ use serde_json::json;
 use sip::api::{BareMetalHost, SIPCluster};
 use sip::metrics::Metrics;
 
-use crate::common::{fifth_rack_host, load_hosts, sample_cluster, test_env, wait_for};
+use crate::common::{
+    fifth_rack_host, load_hosts, sample_cluster, start_metered_operator, test_env, wait_for,
+};
 
 /// Gathering turns that ended blocked (Unschedulable), from the operator's own counter.
 fn blocked_turns(metrics: &Metrics) -> u64 {
@@ -26,19 +27,7 @@ fn blocked_turns(metrics: &Metrics) -> u64 {
 async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
     let env = test_env("churn").await;
     load_hosts(&env).await;
-    let metrics = Arc::new(Metrics::new());
-    let settings = sip::controller::Settings {
-        host_namespace: Some(env.namespace.clone()),
-        cluster_namespace: Some(env.namespace.clone()),
-        instance: Some("churn".into()),
-        metrics: metrics.clone(),
-        ..Default::default()
-    };
-    let operator = tokio::spawn(sip::controller::run(
-        env.client.clone(),
-        settings,
-        std::future::pending(),
-    ));
+    let (operator, metrics) = start_metered_operator(&env);
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     // Six control-plane hosts, one per rack: the pool has four racks.
     let cluster = sample_cluster(&env, "blocked", |m| {

@@ -360,42 +360,10 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
     load_hosts(&env).await;
     let suffix = "-fence";
     let client = client_with_rbac(&env, suffix, |_| {}).await;
-    let metrics = Arc::new(Metrics::new());
-    let settings = sip::controller::Settings {
-        host_namespace: Some(env.namespace.clone()),
-        cluster_namespace: Some(env.namespace.clone()),
-        instance: Some("fenced".into()),
-        metrics: metrics.clone(),
-        ..Default::default()
-    };
     let duration = 6;
-    let lease = sip::leader::LeaseSettings {
-        name: format!("sip-operator-{}", env.namespace),
-        namespace: NAMESPACE.into(),
-        identity: "fenced".into(),
-        duration_seconds: duration,
-    };
-    let leader = tokio::spawn({
-        let (client, metrics) = (client.clone(), metrics.clone());
-        async move {
-            sip::leader::run_as_leader(
-                client.clone(),
-                lease,
-                metrics,
-                std::future::pending(),
-                |stop| sip::controller::run(client, settings, stop),
-            )
-            .await
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !metrics.is_working() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never started working"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let lease_name = format!("sip-operator-{}", env.namespace);
+    let (leader, metrics) =
+        leading(&env, client, (NAMESPACE, &lease_name), "fenced", duration).await;
 
     // Its renewals start failing (the right to patch the Lease is taken away) while it runs.
     let role = format!("sip-operator{suffix}-leader-election");
@@ -426,7 +394,7 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
     );
     // Before the Lease expires for the others: its last renewal plus the duration.
     let renewed = Api::<Lease>::namespaced(env.client.clone(), NAMESPACE)
-        .get(&format!("sip-operator-{}", env.namespace))
+        .get(&lease_name)
         .await
         .unwrap()
         .spec
@@ -457,43 +425,16 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
 async fn a_leader_whose_lease_another_replica_takes_stops_at_once() {
     let env = test_env("lease-taken").await;
     load_hosts(&env).await;
-    let metrics = Arc::new(Metrics::new());
-    let settings = sip::controller::Settings {
-        host_namespace: Some(env.namespace.clone()),
-        cluster_namespace: Some(env.namespace.clone()),
-        instance: Some("old".into()),
-        metrics: metrics.clone(),
-        ..Default::default()
-    };
     let duration = 10;
-    let lease = sip::leader::LeaseSettings {
-        name: "sip-operator".into(),
-        namespace: env.namespace.clone(),
-        identity: "old".into(),
-        duration_seconds: duration,
-    };
-    let client = env.client.clone();
-    let leader = tokio::spawn({
-        let metrics = metrics.clone();
-        async move {
-            sip::leader::run_as_leader(
-                client.clone(),
-                lease,
-                metrics,
-                std::future::pending(),
-                |stop| sip::controller::run(client, settings, stop),
-            )
-            .await
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !metrics.is_working() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never started working"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let namespace = env.namespace.clone();
+    let (leader, metrics) = leading(
+        &env,
+        env.client.clone(),
+        (&namespace, "sip-operator"),
+        "old",
+        duration,
+    )
+    .await;
 
     // Another replica writes the Lease as its own (a clock-skewed standby, a manual takeover).
     // MicroTime: exactly six fractional digits.
@@ -525,4 +466,54 @@ async fn a_leader_whose_lease_another_replica_takes_stops_at_once() {
         "it stops within a fifth of the duration (one read of the Lease), not at expiry: {took:?}"
     );
     assert!(!metrics.is_working() && !metrics.is_leader());
+}
+
+/// `sip run`'s leader election around the controller, with `client`, holding `lease` for
+/// `duration` seconds as `identity`; returns once it works, with its outcome to await.
+async fn leading(
+    env: &TestEnv,
+    client: kube::Client,
+    lease: (&str, &str),
+    identity: &str,
+    duration: u64,
+) -> (
+    tokio::task::JoinHandle<Result<(), sip::leader::LeaderError>>,
+    Arc<Metrics>,
+) {
+    let metrics = Arc::new(Metrics::new());
+    let settings = sip::controller::Settings {
+        host_namespace: Some(env.namespace.clone()),
+        cluster_namespace: Some(env.namespace.clone()),
+        instance: Some(identity.into()),
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    let lease = sip::leader::LeaseSettings {
+        name: lease.1.into(),
+        namespace: lease.0.into(),
+        identity: identity.into(),
+        duration_seconds: duration,
+    };
+    let leader = tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            sip::leader::run_as_leader(
+                client.clone(),
+                lease,
+                metrics,
+                std::future::pending(),
+                |stop| sip::controller::run(client, settings, stop),
+            )
+            .await
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !metrics.is_working() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never started working"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (leader, metrics)
 }
