@@ -24,7 +24,7 @@ use crate::metrics::ApiMetricsLayer;
 /// answered in time: a dead peer otherwise goes unnoticed until a watch times out (client-go
 /// uses the same 30 s and 15 s). This replaces kube's per-connection read timeout, which a
 /// connection shared by watches and requests cannot use; a request that hangs on a live
-/// connection is cut by the controller's turn limit.
+/// connection is cut by [`REQUEST_TIMEOUT`].
 const PING_WHEN_IDLE: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
 /// Every request gets its response head within this, or fails (and is retried by the turn,

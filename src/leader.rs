@@ -37,8 +37,9 @@ pub enum LeaderError {
     Lost(String, String),
 }
 
-/// Waits for the Lease, then runs `work` until `shutdown` (Ok) or until the Lease is lost
-/// (Err: the caller exits). `work` gets a future that resolves when it must stop.
+/// Waits for the Lease, then runs `work` until `shutdown` (Ok: `work`'s stop future resolves
+/// and the step in hand finishes) or until leadership is lost (Err: `work` is dropped at once,
+/// and the caller exits).
 pub async fn run_as_leader<W, F>(
     client: kube::Client,
     lease: LeaseSettings,

@@ -11,10 +11,10 @@
 //!    is recorded: history, condition, one guarded status write, then metrics and the Event
 //!    (`announce.rs`).
 //!
-//! Around them: `hosts.rs` (guarded label patches), `drift.rs` and `relist.rs` (what the
-//! operator wrote of the services' objects, and what others changed), `sources.rs` (versions of
-//! what the services are rendered from), `views.rs` (the scheduler's host views), `history.rs`
-//! and `conditions.rs` (the status records).
+//! Around them: `relevance.rs` (which host events matter), `hosts.rs` (guarded label patches),
+//! `drift.rs` and `relist.rs` (what the operator wrote of the services' objects, and what others
+//! changed), `sources.rs` (versions of what the services are rendered from), `views.rs` (the
+//! scheduler's host views), `history.rs` and `conditions.rs` (the status records).
 
 mod announce;
 mod backoff;
