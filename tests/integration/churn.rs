@@ -9,18 +9,14 @@ use sip::api::{BareMetalHost, SIPCluster};
 use sip::metrics::Metrics;
 
 use crate::common::{
-    fifth_rack_host, load_hosts, sample_cluster, start_metered_operator, test_env, wait_for,
+    fifth_rack_host, load_hosts, metric_sum, sample_cluster, start_metered_operator, test_env,
+    wait_for,
 };
 
 /// Gathering turns that ended blocked (Unschedulable), from the operator's own counter.
 fn blocked_turns(metrics: &Metrics) -> u64 {
-    metrics
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("sip_phase_failures_total{"))
-        .filter(|l| l.contains(r#"phase="Gathering""#) && l.contains(r#"reason="Unschedulable""#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    let labels = [r#"phase="Gathering""#, r#"reason="Unschedulable""#];
+    metric_sum(metrics, "sip_phase_failures_total", &labels) as u64
 }
 
 #[tokio::test]

@@ -150,13 +150,7 @@ pub fn start_metered_operator(
     std::sync::Arc<sip::metrics::Metrics>,
 ) {
     let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
-    let settings = sip::controller::Settings {
-        host_namespace: Some(env.namespace.clone()),
-        cluster_namespace: Some(env.namespace.clone()),
-        instance: Some("test".into()),
-        metrics: metrics.clone(),
-        ..Default::default()
-    };
+    let settings = operator_settings(&env.namespace, "test", &metrics);
     let operator = tokio::spawn(sip::controller::run(
         env.client.clone(),
         settings,
@@ -165,14 +159,37 @@ pub fn start_metered_operator(
     (operator, metrics)
 }
 
-/// Reconciles the operator has finished, whatever their result.
-pub fn reconciles(metrics: &sip::metrics::Metrics) -> f64 {
+/// The operator's settings in a test: hosts and SIPClusters of `namespace` only, reporting as
+/// `instance`, recording into `metrics`.
+pub fn operator_settings(
+    namespace: &str,
+    instance: &str,
+    metrics: &std::sync::Arc<sip::metrics::Metrics>,
+) -> sip::controller::Settings {
+    sip::controller::Settings {
+        host_namespace: Some(namespace.into()),
+        cluster_namespace: Some(namespace.into()),
+        instance: Some(instance.into()),
+        metrics: metrics.clone(),
+        ..Default::default()
+    }
+}
+
+/// The sum of a metric's series whose labels contain every one of `labels` (`name="value"`),
+/// from the operator's own exposition.
+pub fn metric_sum(metrics: &sip::metrics::Metrics, name: &str, labels: &[&str]) -> f64 {
     metrics
         .render()
         .lines()
-        .filter(|l| l.starts_with("controller_runtime_reconcile_total{"))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Reconciles the operator has finished, whatever their result.
+pub fn reconciles(metrics: &sip::metrics::Metrics) -> f64 {
+    metric_sum(metrics, "controller_runtime_reconcile_total", &[])
 }
 
 /// Pokes the SIPCluster and waits until the operator has reconciled since: a test that then

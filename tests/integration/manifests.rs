@@ -14,7 +14,8 @@ use sip::api::{Phase, SIPCluster};
 use sip::metrics::Metrics;
 
 use crate::common::{
-    TestEnv, labeled_hosts, load_hosts, phase, sample_cluster, test_env, wait_for, yaml_documents,
+    TestEnv, labeled_hosts, load_hosts, metric_sum, operator_settings, phase, sample_cluster,
+    test_env, wait_for, yaml_documents,
 };
 
 const RBAC: &str = include_str!("../../manifests/base/rbac.yaml");
@@ -163,13 +164,7 @@ fn start(
     client: kube::Client,
     metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<()> {
-    let settings = sip::controller::Settings {
-        host_namespace: Some(env.namespace.clone()),
-        cluster_namespace: Some(env.namespace.clone()),
-        instance: Some("rbac".into()),
-        metrics: metrics.clone(),
-        ..Default::default()
-    };
+    let settings = operator_settings(&env.namespace, "rbac", &metrics);
     // In the operator's namespace, where its Role grants the Lease rights; one per test.
     let lease = sip::leader::LeaseSettings {
         name: format!("sip-operator-{}", env.namespace),
@@ -289,13 +284,7 @@ async fn without_one_right_the_operator_says_so_and_backs_off() {
         Some(Phase::Labeling)
     );
     // Backing off, not spinning: a handful of attempts in ten seconds.
-    let errors = || {
-        let text = metrics.render();
-        text.lines()
-            .find(|l| l.starts_with("controller_runtime_reconcile_errors_total{"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let errors = || metric_sum(&metrics, "controller_runtime_reconcile_errors_total", &[]);
     let before = errors();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let during = errors() - before;
@@ -481,13 +470,7 @@ async fn leading(
     Arc<Metrics>,
 ) {
     let metrics = Arc::new(Metrics::new());
-    let settings = sip::controller::Settings {
-        host_namespace: Some(env.namespace.clone()),
-        cluster_namespace: Some(env.namespace.clone()),
-        instance: Some(identity.into()),
-        metrics: metrics.clone(),
-        ..Default::default()
-    };
+    let settings = operator_settings(&env.namespace, identity, &metrics);
     let lease = sip::leader::LeaseSettings {
         name: lease.1.into(),
         namespace: lease.0.into(),

@@ -16,7 +16,7 @@ use sip::metrics::{ApiMetricsLayer, Metrics};
 use sip_envtest::Supervised;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{load_hosts, phase, sample_cluster, test_env, wait_for};
+use crate::common::{load_hosts, operator_settings, phase, sample_cluster, test_env, wait_for};
 
 const DASHBOARD: &str = include_str!("../../manifests/monitoring/sip-dashboard.json");
 const ALERTS: &str = include_str!("../../manifests/monitoring/alerts.yaml");
@@ -132,13 +132,7 @@ async fn prometheus_scrapes_the_operator_and_every_dashboard_query_returns_data(
     .await
     .unwrap();
     tokio::spawn(server);
-    let settings = sip::controller::Settings {
-        host_namespace: Some(env.namespace.clone()),
-        cluster_namespace: Some(env.namespace.clone()),
-        instance: Some("observability".into()),
-        metrics: metrics.clone(),
-        ..Default::default()
-    };
+    let settings = operator_settings(&env.namespace, "observability", &metrics);
     let operator = tokio::spawn(sip::controller::run(
         client,
         settings,

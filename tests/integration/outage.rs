@@ -13,7 +13,7 @@ use sip_envtest::{ControlPlane, create_namespace};
 
 use crate::common::{
     SAMPLE_SIPCLUSTER, assert_uninterrupted_story, document_of_kind, fifth_rack_host,
-    load_hosts_into,
+    load_hosts_into, operator_settings,
 };
 
 async fn phase_of(api: &Api<SIPCluster>) -> Option<Phase> {
@@ -39,13 +39,7 @@ async fn the_operator_rides_out_an_api_server_restart_mid_creation() {
         .unwrap();
     let metrics = Arc::new(Metrics::new());
     let client = sip::client::build(config, ApiMetricsLayer::new(metrics.clone())).unwrap();
-    let settings = sip::controller::Settings {
-        host_namespace: Some(namespace.clone()),
-        cluster_namespace: Some(namespace.clone()),
-        instance: Some("outage".into()),
-        metrics: metrics.clone(),
-        ..Default::default()
-    };
+    let settings = operator_settings(&namespace, "outage", &metrics);
     let operator = tokio::spawn(sip::controller::run(
         client,
         settings,

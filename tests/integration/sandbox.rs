@@ -82,7 +82,7 @@ impl Sandbox {
     /// fresh image has), and `image` laid over it.
     pub fn start(name: &str, image: Option<Image<'_>>) -> Sandbox {
         assert!(
-            nix_is_root(),
+            is_root(),
             "the function tests make namespaces and must run as root"
         );
         let dir = std::env::temp_dir().join(format!(
@@ -284,7 +284,7 @@ impl Drop for Sandbox {
     }
 }
 
-fn nix_is_root() -> bool {
+fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -393,7 +393,8 @@ fn start_bmcs(tenant: &mut Sandbox) {
         &config,
         format!(
             "import logging\n# Every reset request is logged at INFO, the ResetType named.\nlogging.getLogger('sushy_tools').setLevel(logging.INFO)\nSUSHY_EMULATOR_FAKE_SYSTEMS = {}\nSUSHY_EMULATOR_AUTH_FILE = {:?}\nSUSHY_EMULATOR_STATE_DIR = {:?}\n",
-            serde_json::Value::Array(systems).to_string().replace("true", "True").replace("false", "False"),
+            // JSON with strings, lists and objects only is a Python literal too.
+            serde_json::Value::Array(systems),
             auth_file.display().to_string(),
             tenant.dir.join("sushy-state").display().to_string(),
         ),

@@ -87,6 +87,17 @@ async fn ready_at_current_generation(api: &Api<SIPCluster>, name: &str) -> SIPCl
     .unwrap()
 }
 
+/// The jump host taken out of the spec of `tenant`.
+async fn remove_jump_host(api: &Api<SIPCluster>) {
+    let patch = json!([{"op": "remove", "path": "/spec/services/jumpHost"}]);
+    patch_spec(
+        api,
+        "tenant",
+        Patch::Json(serde_json::from_value(patch).unwrap()),
+    )
+    .await;
+}
+
 async fn patch_spec(api: &Api<SIPCluster>, name: &str, patch: Patch<serde_json::Value>) {
     api.patch(name, &PatchParams::default(), &patch)
         .await
@@ -219,17 +230,7 @@ async fn services_are_applied_owned_updated_pruned_and_deleted() {
     );
 
     // A service removed from the spec loses its objects; the others stay.
-    patch_spec(
-        &api,
-        "tenant",
-        Patch::Json(
-            serde_json::from_value(json!([
-                {"op": "remove", "path": "/spec/services/jumpHost"}
-            ]))
-            .unwrap(),
-        ),
-    )
-    .await;
+    remove_jump_host(&api).await;
     ready_at_current_generation(&api, "tenant").await;
     let pruned = children_of(&env, "tenant").await;
     assert!(
@@ -594,17 +595,7 @@ async fn pruning_deletes_only_what_the_cluster_owns() {
         .create(&PostParams::default(), &foreign)
         .await
         .unwrap();
-    patch_spec(
-        &api,
-        "tenant",
-        Patch::Json(
-            serde_json::from_value(json!([
-                {"op": "remove", "path": "/spec/services/jumpHost"}
-            ]))
-            .unwrap(),
-        ),
-    )
-    .await;
+    remove_jump_host(&api).await;
     ready_at_current_generation(&api, "tenant").await;
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
     assert!(
