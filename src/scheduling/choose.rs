@@ -14,6 +14,7 @@ use kube::core::{Selector, SelectorExt};
 
 use crate::api::{HostRecord, NodeRole, NodeSet, SIPClusterSpec};
 
+use super::adopt;
 use super::decision::{Decision, LostReason, Release, ReleaseReason, RoleDecision, Shortfall};
 use super::host::{ClusterKey, HostKey, HostView};
 use super::scan::RoleScan;
@@ -78,6 +79,18 @@ where
     S: BuildHasher + Sync,
     H: Borrow<HostView> + Sync,
 {
+    // Hosts labeled for this cluster that its ledger lacks are reviewed as members (kept while
+    // they fit, released otherwise) and enter the ledger with the decision.
+    let strays = adopt::strays(inputs);
+    if !strays.is_empty() {
+        let ledger: Vec<HostRecord> = inputs.ledger.iter().chain(&strays).cloned().collect();
+        let mut decision = schedule(&Inputs {
+            ledger: &ledger,
+            ..*inputs
+        });
+        decision.adopted = strays;
+        return decision;
+    }
     let roles: [RoleSpec<'_>; 2] =
         NodeRole::ALL.map(|role| role_spec(role, inputs.spec.nodes.get(&role)));
 

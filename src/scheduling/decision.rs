@@ -10,6 +10,9 @@ use super::host::HostKey;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {
     pub roles: BTreeMap<NodeRole, RoleDecision>,
+    /// Hosts labeled for the cluster that its ledger lacked (left by the predecessor), as
+    /// they enter the ledger; the roles' decisions keep or release them like members.
+    pub adopted: Vec<HostRecord>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -182,15 +185,19 @@ impl Decision {
 
     /// True when the ledger already is what the spec asks for.
     pub fn changes_nothing(&self) -> bool {
-        self.roles
-            .values()
-            .all(|r| r.add.is_empty() && r.release.is_empty())
+        self.adopted.is_empty()
+            && self
+                .roles
+                .values()
+                .all(|r| r.add.is_empty() && r.release.is_empty())
     }
 
-    /// The ledger after this decision: added hosts appended as `Chosen`, released members
-    /// turned `Releasing` (their labels go before they leave), everything else untouched.
+    /// The ledger after this decision: adopted hosts appended, added hosts appended as
+    /// `Chosen`, released members turned `Releasing` (their labels go before they leave),
+    /// everything else untouched.
     pub fn apply_to(&self, ledger: &[HostRecord]) -> Vec<HostRecord> {
         let mut out: Vec<HostRecord> = ledger.to_vec();
+        out.extend(self.adopted.iter().cloned());
         for (role, decision) in &self.roles {
             for release in &decision.release {
                 if let Some(record) = out

@@ -7,11 +7,13 @@
 //! present and non-empty and its domain unused by the role; one host never serves two roles;
 //! claims are all or nothing.
 
+mod adopt;
 mod choose;
 mod decision;
 mod host;
 mod scan;
 
+pub use adopt::ADOPTED;
 pub use choose::{Inputs, schedule};
 pub use decision::{
     Counts, Decision, LostReason, Pick, Release, ReleaseReason, RoleDecision, Shortfall,

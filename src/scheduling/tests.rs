@@ -283,16 +283,104 @@ fn hosts_claimed_by_another_cluster_are_excluded() {
 }
 
 #[test]
-fn a_host_labeled_for_this_cluster_but_not_in_its_ledger_is_free_for_it() {
+fn a_host_labeled_for_this_cluster_but_not_in_its_ledger_is_adopted() {
     let hosts = vec![
         host("cp-a")
             .flavor("cp")
             .rack("r1")
             .labeled_for("tenant", "cluster-a")
             .build(),
+        host("cp-b").flavor("cp").rack("r0").build(),
     ];
     let d = run(&spec(Some(role("cp", Some(RACK), 1, 0)), None), &[], &hosts);
-    assert_eq!(added(&d, CP), ["cp-a"]);
+    assert!(added(&d, CP).is_empty(), "{d:?}");
+    assert_eq!(d.roles[&CP].keep, [HostKey::new("metal3", "cp-a")]);
+    let ledger = d.apply_to(&[]);
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].name, "cp-a");
+    assert_eq!(
+        ledger[0].reason.as_deref(),
+        Some(crate::scheduling::ADOPTED)
+    );
+    assert_eq!(ledger[0].topology_domain.as_deref(), Some("r1"));
+    // Once in the ledger, the next decision changes nothing.
+    assert!(
+        run(
+            &spec(Some(role("cp", Some(RACK), 1, 0)), None),
+            &ledger,
+            &hosts
+        )
+        .changes_nothing()
+    );
+}
+
+/// The predecessor's hosts, as it leaves them: labeled, no ledger. Each is adopted while it
+/// fits; what does not fit, or is more than wanted, is released (its labels removed), and
+/// only the shortfall is chosen anew.
+#[test]
+fn the_predecessors_hosts_are_adopted_and_what_does_not_fit_is_released() {
+    let ours = |name: &str, node_type: &str| {
+        host(name)
+            .labeled_for("tenant", "cluster-a")
+            .label(crate::api::LABEL_NODE_TYPE, node_type)
+    };
+    let hosts = vec![
+        ours("cp-1", "ControlPlane").flavor("cp").rack("r1").build(),
+        // Two in one rack: the second breaks the topology rule.
+        ours("cp-2", "ControlPlane").flavor("cp").rack("r1").build(),
+        // No longer matches the role's selector.
+        ours("cp-3", "ControlPlane")
+            .flavor("gpu")
+            .rack("r3")
+            .build(),
+        ours("wk-1", "Worker").flavor("worker").server("s1").build(),
+        ours("wk-2", "Worker").flavor("worker").server("s2").build(),
+        ours("wk-3", "Worker").flavor("worker").server("s3").build(),
+        host("cp-9").flavor("cp").rack("r9").build(),
+    ];
+    let s = spec(
+        Some(role("cp", Some(RACK), 2, 0)),
+        Some(role("worker", Some(SERVER), 1, 1)),
+    );
+    let d = run(&s, &[], &hosts);
+    assert!(d.is_schedulable(), "{d:?}");
+    assert_eq!(d.adopted.len(), 6);
+    assert_eq!(d.roles[&CP].keep, [HostKey::new("metal3", "cp-1")]);
+    assert_eq!(added(&d, CP), ["cp-9"], "only the shortfall is chosen anew");
+    assert_eq!(
+        released(&d, CP),
+        [
+            ("cp-2".into(), ReleaseReason::Lost(LostReason::DomainShared)),
+            (
+                "cp-3".into(),
+                ReleaseReason::Lost(LostReason::NoLongerMatches)
+            ),
+        ]
+    );
+    assert_eq!(
+        d.roles[&W].keep,
+        [
+            HostKey::new("metal3", "wk-1"),
+            HostKey::new("metal3", "wk-2")
+        ]
+    );
+    assert_eq!(released(&d, W), [("wk-3".into(), ReleaseReason::Surplus)]);
+    assert!(added(&d, W).is_empty());
+    let ledger = d.apply_to(&[]);
+    let releasing: Vec<&str> = ledger
+        .iter()
+        .filter(|r| r.state == HostState::Releasing)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        releasing,
+        ["cp-2", "cp-3", "wk-3"],
+        "released hosts lose their labels"
+    );
+    // The same inventory in another order decides the same.
+    let mut reversed = hosts.clone();
+    reversed.reverse();
+    assert_eq!(run(&s, &[], &reversed), d);
 }
 
 #[test]

@@ -42,8 +42,23 @@ fn conclude(decision: &Decision, ledger: &mut Vec<HostRecord>) -> Step {
                 .map(|r| format!("{} ({})", r.key, r.reason))
         })
         .collect();
+    let adopted: Vec<String> = decision
+        .adopted
+        .iter()
+        .map(|r| format!("{}/{} ({})", r.namespace, r.name, r.role))
+        .collect();
     let mut message = format!("{} hosts added, {} released", added.len(), released.len());
-    for (what, hosts) in [("added", added), ("released", released)] {
+    if !adopted.is_empty() {
+        message.push_str(&format!(
+            ", {} adopted (labeled for this cluster by its predecessor)",
+            adopted.len()
+        ));
+    }
+    for (what, hosts) in [
+        ("adopted", adopted),
+        ("added", added),
+        ("released", released),
+    ] {
         if !hosts.is_empty() {
             message.push_str(&format!("; {what}: {}", names(&hosts)));
         }
@@ -74,6 +89,7 @@ mod tests {
     fn decision(role: RoleDecision) -> Decision {
         Decision {
             roles: [(NodeRole::Worker, role)].into(),
+            ..Decision::default()
         }
     }
 
