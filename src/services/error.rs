@@ -24,6 +24,14 @@ pub enum ServiceError {
         detail: String,
     },
     #[error(
+        "{service}: the Go template from {origin} (the predecessor's syntax) cannot be rendered: {detail} (see the README's \"Migrating from airshipit/sip\")"
+    )]
+    GoTemplate {
+        service: ServiceId,
+        origin: String,
+        detail: String,
+    },
+    #[error(
         "{service}: the template from {origin} rendered an empty configuration; it must produce a haproxy.cfg"
     )]
     EmptyConfig { service: ServiceId, origin: String },

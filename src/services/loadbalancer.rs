@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
+use super::gotemplate;
 use super::template::{self, Template};
 use super::{Child, Facts, ServiceError, ServiceId, address, host_part, members, meta, pod};
 use crate::api::{NodeRole, ServiceCommon};
@@ -67,6 +68,19 @@ impl<'a> Model<'a> {
             container_port: None,
             ports: None,
         }
+    }
+}
+
+impl Model<'_> {
+    /// What the predecessor's Go templates saw: its ports (named as it named them) and the
+    /// servers.
+    fn predecessors(&self, ports: &[(String, u16)]) -> gotemplate::Value {
+        let servers: Vec<(String, String)> = self
+            .servers
+            .iter()
+            .map(|s| (s.name.clone(), s.ip.clone()))
+            .collect();
+        gotemplate::load_balancer_model(ports, &servers)
     }
 }
 
@@ -150,7 +164,9 @@ pub fn control_plane(
         CONTROL_PLANE_TEMPLATE_KEY,
         CONTROL_PLANE_TEMPLATE,
     )?;
-    let config = template::render(id, &template, &model)?;
+    let config = template::render(id, &template, &model, || {
+        model.predecessors(&[("http".into(), KUBE_API_PORT)])
+    })?;
     let ports = vec![pod::port("kube-api".into(), KUBE_API_PORT, spec.node_port)];
     Ok(haproxy(facts, id, name, common, config, ports))
 }
@@ -172,7 +188,13 @@ pub fn worker(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
         )
     };
     let template = pick_worker(facts, id)?;
-    let config = template::render(id, &template, &model)?;
+    let config = template::render(id, &template, &model, || {
+        let named: Vec<(String, u16)> = port_list
+            .iter()
+            .map(|p| (format!("port-{p}"), *p))
+            .collect();
+        model.predecessors(&named)
+    })?;
     // Each port is published as the same node port, as the predecessor did.
     let ports = port_list
         .iter()

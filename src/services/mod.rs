@@ -6,6 +6,7 @@
 mod auth;
 mod child;
 mod error;
+mod gotemplate;
 mod jumphost;
 mod loadbalancer;
 pub mod meta;

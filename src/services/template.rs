@@ -1,5 +1,8 @@
 //! HAProxy configuration templates: a built-in default per load balancer, or the predecessor's
-//! per-namespace ConfigMap override, rendered with Jinja syntax (minijinja).
+//! per-namespace ConfigMap override, rendered with Jinja syntax (minijinja), or, for a
+//! ConfigMap written for the predecessor, with Go's template syntax over its data model
+//! (`super::gotemplate`). The annotation `sip.airshipit.org/template-syntax: go|jinja` says
+//! which; without it the text tells.
 
 use std::collections::BTreeMap;
 
@@ -7,15 +10,28 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use super::{ServiceError, ServiceId};
+use super::{ServiceError, ServiceId, gotemplate};
 
 /// Bounds the work one template may do (a loop over a huge range is a user error, not a hang).
 const FUEL: u64 = 5_000_000;
+
+/// A ConfigMap's annotation naming its template syntax: `go` or `jinja`.
+pub const ANNOTATION_SYNTAX: &str = "sip.airshipit.org/template-syntax";
+
+/// The template languages a ConfigMap may be written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// sip's own (minijinja).
+    Jinja,
+    /// The predecessor's: Go's html/template over `{ContainerPorts, Servers}`.
+    Go,
+}
 
 /// A template and where it came from, for error messages.
 pub struct Template<'a> {
     pub origin: String,
     pub text: &'a str,
+    pub syntax: Syntax,
 }
 
 /// The override in `config_maps[name][key]` when that ConfigMap exists, else the built-in.
@@ -31,6 +47,7 @@ pub fn pick<'a>(
         return Ok(Template {
             origin: "the built-in default".into(),
             text: built_in,
+            syntax: Syntax::Jinja,
         });
     };
     let text = cm.data.as_ref().and_then(|d| d.get(key)).ok_or_else(|| {
@@ -40,15 +57,61 @@ pub fn pick<'a>(
             key,
         }
     })?;
+    let origin = format!("ConfigMap {namespace}/{name} key {key}");
+    let annotated = cm
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_SYNTAX));
+    let syntax = match annotated.map(String::as_str) {
+        None if gotemplate::looks_like_go(text) => Syntax::Go,
+        None | Some("jinja") => Syntax::Jinja,
+        Some("go") => Syntax::Go,
+        Some(other) => {
+            return Err(ServiceError::Template {
+                service,
+                origin,
+                detail: format!(
+                    "annotation {ANNOTATION_SYNTAX}: {other:?} names no syntax; use \"go\" or \"jinja\""
+                ),
+            });
+        }
+    };
     Ok(Template {
-        origin: format!("ConfigMap {namespace}/{name} key {key}"),
+        origin,
         text,
+        syntax,
     })
 }
 
-/// Renders `template` with `data`; an unknown variable, a syntax error or an empty result is an
-/// error naming the template's origin.
+/// Renders `template`: Jinja with `data`, Go with the predecessor's model `go_data`. An unknown
+/// variable, a syntax error or an empty result is an error naming the template's origin.
 pub fn render(
+    service: ServiceId,
+    template: &Template<'_>,
+    data: impl Serialize,
+    go_data: impl FnOnce() -> gotemplate::Value,
+) -> Result<String, ServiceError> {
+    let rendered = match template.syntax {
+        Syntax::Jinja => render_jinja(service, template, data)?,
+        Syntax::Go => {
+            gotemplate::render(template.text, &go_data()).map_err(|e| ServiceError::GoTemplate {
+                service,
+                origin: template.origin.clone(),
+                detail: e.to_string(),
+            })?
+        }
+    };
+    if rendered.trim().is_empty() {
+        return Err(ServiceError::EmptyConfig {
+            service,
+            origin: template.origin.clone(),
+        });
+    }
+    Ok(rendered)
+}
+
+fn render_jinja(
     service: ServiceId,
     template: &Template<'_>,
     data: impl Serialize,
@@ -60,20 +123,12 @@ pub fn render(
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_fuel(Some(FUEL));
-    let rendered = env
-        .render_str(template.text, data)
+    env.render_str(template.text, data)
         .map_err(|e| ServiceError::Template {
             service,
             origin: template.origin.clone(),
             detail: e.to_string(),
-        })?;
-    if rendered.trim().is_empty() {
-        return Err(ServiceError::EmptyConfig {
-            service,
-            origin: template.origin.clone(),
-        });
-    }
-    Ok(rendered)
+        })
 }
 
 #[cfg(test)]
@@ -91,6 +146,7 @@ mod tests {
         Template {
             origin: "test".into(),
             text,
+            syntax: Syntax::Jinja,
         }
     }
 
@@ -117,9 +173,11 @@ mod tests {
             ),
         ];
         for (text, needle, what) in cases {
-            let err = render(ID, &t(text), json!({"servers": [{"name": "a"}]}))
-                .expect_err(what)
-                .to_string();
+            let err = render(ID, &t(text), json!({"servers": [{"name": "a"}]}), || {
+                gotemplate::Value::Nil
+            })
+            .expect_err(what)
+            .to_string();
             assert!(err.contains(needle), "{what}: {err}");
             assert!(err.contains("loadBalancerControlPlane[0]"), "{what}: {err}");
             assert!(err.contains("test"), "{what}: {err}");

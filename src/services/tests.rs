@@ -428,6 +428,58 @@ fn configs_follow_the_members_not_the_ledger_order() {
 
 pub const OVERRIDE: &str = "global\n  log stdout format raw local0\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nlisten api\n  bind *:{{ containerPort }}\n{% for s in servers %}\n  server {{ s.name }} {{ s.host }}:{{ s.port }} check\n{% endfor %}\n";
 
+/// A worker template in the predecessor's style (Go syntax over its model).
+const GO_WORKER: &str = "global
+  log stdout format raw local0 notice
+defaults
+  mode tcp
+  timeout connect 30s
+  timeout client 600s
+  timeout server 600s
+{{- $servers := .Servers }}
+{{- range .ContainerPorts }}
+{{- $port := . }}
+frontend {{ $port.Name }}-frontend
+  bind *:{{ $port.ContainerPort }}
+  default_backend {{ $port.Name }}-backend
+backend {{ $port.Name }}-backend
+  option tcp-check
+  default-server check
+{{- range $servers }}
+  server {{ .Name }} {{ .IP }}:{{ $port.ContainerPort }}
+{{ end -}}
+{{ end -}}
+";
+
+#[test]
+fn a_config_map_written_for_the_predecessor_renders_as_it_did_there() {
+    let mut f = Fixture::new();
+    f.config_maps.insert(
+        "loadbalancerworker".into(),
+        config_map(WORKER_TEMPLATE_KEY, GO_WORKER),
+    );
+    let children = f.only(ServiceKind::LoadBalancerWorker).unwrap();
+    let cfg = data(secret_of(&children), "haproxy.cfg");
+    assert!(
+        cfg.contains("\nfrontend port-30002-frontend\n  bind *:30002\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("\n  server wk-1 192.168.100.21:30002\n"),
+        "{cfg}"
+    );
+    // The annotation overrides what the text suggests: Jinja read as Jinja, Go as Go.
+    let mut cm = config_map(WORKER_TEMPLATE_KEY, GO_WORKER);
+    cm.metadata.annotations = Some(BTreeMap::from([(
+        template::ANNOTATION_SYNTAX.to_string(),
+        "jinja".to_string(),
+    )]));
+    let mut f = Fixture::new();
+    f.config_maps.insert("loadbalancerworker".into(), cm);
+    let err = f.render()[1].objects.as_ref().unwrap_err().to_string();
+    assert!(err.contains("templates use Jinja syntax"), "{err}");
+}
+
 fn config_map(key: &str, text: &str) -> ConfigMap {
     ConfigMap {
         data: Some(BTreeMap::from([(key.to_string(), text.to_string())])),
@@ -452,7 +504,7 @@ fn a_template_config_map_overrides_the_built_in_and_its_errors_are_clear() {
     let cases = [
         (
             config_map(CONTROL_PLANE_TEMPLATE_KEY, "{{ range .Servers }}"),
-            "ConfigMap tenants/loadbalancercontrolplane key loadBalancerControlPlane.cfg is invalid",
+            "the Go template from ConfigMap tenants/loadbalancercontrolplane key loadBalancerControlPlane.cfg (the predecessor's syntax) cannot be rendered: line 1: Go template syntax: range without {{end}}",
         ),
         (
             config_map(CONTROL_PLANE_TEMPLATE_KEY, "{{ ports }}"),
@@ -923,6 +975,16 @@ fn haproxy_accepts_every_rendered_configuration() {
         "loadbalancercontrolplane".into(),
         config_map(CONTROL_PLANE_TEMPLATE_KEY, OVERRIDE),
     );
+    // ConfigMaps written for the predecessor, in its Go template syntax.
+    let mut predecessors = Fixture::new();
+    predecessors.config_maps.insert(
+        "loadbalancercontrolplane".into(),
+        config_map(CONTROL_PLANE_TEMPLATE_KEY, gotemplate::tests::CONTROL_PLANE),
+    );
+    predecessors.config_maps.insert(
+        "loadbalancerworker".into(),
+        config_map(WORKER_TEMPLATE_KEY, GO_WORKER),
+    );
     let mut empty = Fixture::new();
     empty.hosts.clear();
     let dir = std::env::temp_dir().join(format!("sip-haproxy-{}", std::process::id()));
@@ -931,6 +993,7 @@ fn haproxy_accepts_every_rendered_configuration() {
     for (what, f) in [
         ("default", Fixture::new()),
         ("overridden", overridden),
+        ("the predecessor's", predecessors),
         ("no members", empty),
     ] {
         for r in f
@@ -959,5 +1022,5 @@ fn haproxy_accepts_every_rendered_configuration() {
         }
     }
     std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(checked, 6);
+    assert_eq!(checked, 8);
 }

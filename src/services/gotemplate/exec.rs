@@ -1,0 +1,228 @@
+//! Runs a parsed Go template over a [`Value`], as Go's `html/template` ran the predecessor's
+//! templates: every action's output HTML-escaped, `if` and `with` by Go's truth, variables
+//! scoped to their block, `$` the data.
+
+use super::parse::{BlockKind, Command, Node, Operand, Pipeline};
+use super::{Error, Value};
+
+/// Bounds the output: a runaway template is an error, not a memory hog.
+const MAX_OUTPUT: usize = 4 << 20;
+
+/// What `html/template` does to an action's output in text context.
+fn escape_html(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '\0' => out.push('\u{FFFD}'),
+            '"' => out.push_str("&#34;"),
+            '&' => out.push_str("&amp;"),
+            '\'' => out.push_str("&#39;"),
+            '+' => out.push_str("&#43;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+}
+
+pub struct Exec {
+    vars: Vec<(String, Value)>,
+    pub out: String,
+}
+
+impl Exec {
+    pub fn new(root: &Value) -> Self {
+        Exec {
+            vars: vec![("$".into(), root.clone())],
+            out: String::new(),
+        }
+    }
+
+    pub fn run(&mut self, nodes: &[Node], dot: &Value) -> Result<(), Error> {
+        for node in nodes {
+            match node {
+                Node::Text(t) => self.out.push_str(t),
+                Node::Output {
+                    vars,
+                    assign,
+                    pipeline,
+                    line,
+                } => {
+                    let value = self.pipeline(pipeline, dot, *line)?;
+                    match vars.first() {
+                        None => escape_html(&value.to_string(), &mut self.out),
+                        Some(name) if *assign => self.assign(name, value, *line)?,
+                        Some(name) => self.declare(name, value),
+                    }
+                }
+                Node::Block {
+                    kind,
+                    vars,
+                    pipeline,
+                    body,
+                    otherwise,
+                    line,
+                } => {
+                    let mark = self.vars.len();
+                    let value = self.pipeline(pipeline, dot, *line)?;
+                    let result = self.block(*kind, vars, value, body, otherwise, dot, *line);
+                    self.vars.truncate(mark);
+                    result?;
+                }
+            }
+            if self.out.len() > MAX_OUTPUT {
+                return Err(Error::run(0, "the output passed 4 MiB"));
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &mut self,
+        kind: BlockKind,
+        vars: &[String],
+        value: Value,
+        body: &[Node],
+        otherwise: &[Node],
+        dot: &Value,
+        line: usize,
+    ) -> Result<(), Error> {
+        match kind {
+            BlockKind::If if value.truth() => self.run(body, dot),
+            BlockKind::With if value.truth() => {
+                if let Some(name) = vars.first() {
+                    self.declare(name, value.clone());
+                }
+                self.run(body, &value)
+            }
+            BlockKind::If | BlockKind::With => self.run(otherwise, dot),
+            BlockKind::Range => {
+                let items = match value {
+                    Value::List(items) => items,
+                    Value::Nil => Vec::new(),
+                    other => {
+                        return Err(Error::run(
+                            line,
+                            &format!("range can't iterate over {other}"),
+                        ));
+                    }
+                };
+                if items.is_empty() {
+                    return self.run(otherwise, dot);
+                }
+                let mark = self.vars.len();
+                for (i, item) in items.iter().enumerate() {
+                    self.vars.truncate(mark);
+                    match vars {
+                        [element] => self.declare(element, item.clone()),
+                        [index, element] => {
+                            self.declare(index, Value::Int(i as i64));
+                            self.declare(element, item.clone());
+                        }
+                        _ => {}
+                    }
+                    self.run(body, item)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn declare(&mut self, name: &str, value: Value) {
+        self.vars.push((name.to_string(), value));
+    }
+
+    /// `=`: the innermost variable of that name takes the value, even from an inner block.
+    fn assign(&mut self, name: &str, value: Value, line: usize) -> Result<(), Error> {
+        let slot = self
+            .vars
+            .iter_mut()
+            .rev()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| Error::run(line, &format!("undefined variable {name}")))?;
+        slot.1 = value;
+        Ok(())
+    }
+
+    fn variable(&self, name: &str, line: usize) -> Result<Value, Error> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| Error::run(line, &format!("undefined variable {name}")))
+    }
+
+    fn pipeline(&mut self, pipeline: &Pipeline, dot: &Value, line: usize) -> Result<Value, Error> {
+        let mut last: Option<Value> = None;
+        for command in pipeline {
+            last = Some(self.command(command, dot, last, line)?);
+        }
+        Ok(last.unwrap_or(Value::Nil))
+    }
+
+    fn command(
+        &mut self,
+        command: &Command,
+        dot: &Value,
+        piped: Option<Value>,
+        line: usize,
+    ) -> Result<Value, Error> {
+        let (head, rest) = command
+            .operands
+            .split_first()
+            .ok_or_else(|| Error::syntax(line, "empty command"))?;
+        if let Operand::Function(name) = head
+            && matches!(name.as_str(), "and" | "or")
+            && piped.is_none()
+        {
+            // Go evaluates them lazily: `and (len .S) (index .S 0)` stops at an empty list.
+            let mut last = Value::Nil;
+            for operand in rest {
+                last = self.operand(operand, dot, line)?;
+                if last.truth() == (name == "or") {
+                    break;
+                }
+            }
+            return Ok(last);
+        }
+        if let Operand::Function(name) = head {
+            let mut args = rest
+                .iter()
+                .map(|o| self.operand(o, dot, line))
+                .collect::<Result<Vec<_>, _>>()?;
+            args.extend(piped);
+            return super::funcs::call(name, &args, line);
+        }
+        if !rest.is_empty() || piped.is_some() {
+            return Err(Error::run(
+                line,
+                "only a function takes arguments (methods are not supported)",
+            ));
+        }
+        self.operand(head, dot, line)
+    }
+
+    fn operand(&mut self, operand: &Operand, dot: &Value, line: usize) -> Result<Value, Error> {
+        match operand {
+            Operand::Field(path) => dot.field(path, line),
+            Operand::Variable(name, path) => self.variable(name, line)?.field(path, line),
+            Operand::Group(pipeline, path) => self.pipeline(pipeline, dot, line)?.field(path, line),
+            Operand::Function(name) => super::funcs::call(name, &[], line),
+            Operand::Str(s) => Ok(Value::Str(s.clone())),
+            Operand::Int(i) => Ok(Value::Int(*i)),
+            Operand::Bool(b) => Ok(Value::Bool(*b)),
+            Operand::Nil => Ok(Value::Nil),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn html_escaping_is_html_templates() {
+        let mut out = String::new();
+        super::escape_html("a<b>&'\"+\0", &mut out);
+        assert_eq!(out, "a&lt;b&gt;&amp;&#39;&#34;&#43;\u{FFFD}");
+    }
+}

@@ -1,0 +1,410 @@
+//! The actions of a Go template parsed into a tree: output, variable declarations, `if`,
+//! `range` and `with` (each with `else`, `else if`), and pipelines of fields, variables,
+//! literals and functions. Anything else Go has is refused here, by name.
+
+use super::Error;
+use super::lex::Piece;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    Text(String),
+    /// `{{ pipeline }}`, or a declaration (`:=`) or assignment (`=`) when `vars` is set
+    /// (prints nothing).
+    Output {
+        vars: Vec<String>,
+        assign: bool,
+        pipeline: Pipeline,
+        line: usize,
+    },
+    Block {
+        kind: BlockKind,
+        vars: Vec<String>,
+        pipeline: Pipeline,
+        body: Vec<Node>,
+        otherwise: Vec<Node>,
+        line: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    If,
+    Range,
+    With,
+}
+
+/// Commands joined by `|`: each result is the last argument of the next command.
+pub type Pipeline = Vec<Command>;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    pub operands: Vec<Operand>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operand {
+    /// `.A.B` (empty: `.` itself).
+    Field(Vec<String>),
+    /// `$x.A.B`; `$` alone is named "$".
+    Variable(String, Vec<String>),
+    Function(String),
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    Nil,
+    /// `(pipeline).A.B`
+    Group(Pipeline, Vec<String>),
+}
+
+const UNSUPPORTED: [&str; 5] = ["define", "template", "block", "break", "continue"];
+
+/// Splits an action into words: strings stay whole, `(`, `)`, `|`, `,` stand alone.
+fn words(action: &str, line: usize) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = action.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if matches!(c, '(' | ')' | '|' | ',') {
+            out.push(c.to_string());
+            i += 1;
+        } else if matches!(c, '"' | '`' | '\'') {
+            let start = i;
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                if chars[i] == '\\' && c != '`' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            if i >= chars.len() {
+                return Err(Error::syntax(line, "unterminated quoted string"));
+            }
+            i += 1;
+            out.push(chars[start..i].iter().collect());
+        } else {
+            let start = i;
+            while i < chars.len()
+                && !chars[i].is_whitespace()
+                && !matches!(chars[i], '(' | ')' | '|' | ',')
+            {
+                i += 1;
+            }
+            out.push(chars[start..i].iter().collect());
+        }
+    }
+    Ok(out)
+}
+
+fn unquote(word: &str, line: usize) -> Result<String, Error> {
+    if let Some(raw) = word.strip_prefix('`') {
+        return Ok(raw.trim_end_matches('`').to_string());
+    }
+    if word.starts_with('\'') {
+        return Err(Error::unsupported(
+            line,
+            "character constants ('x')",
+            "use a \"string\"",
+        ));
+    }
+    let body = &word[1..word.len() - 1];
+    let mut out = String::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('\\') => out.push('\\'),
+            Some('"') => out.push('"'),
+            other => {
+                return Err(Error::unsupported(
+                    line,
+                    &format!(
+                        "the escape \\{}",
+                        other.map(String::from).unwrap_or_default()
+                    ),
+                    "write the character itself",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `.A.B` → ["A", "B"]; `.` → [].
+fn path(chain: &str) -> Vec<String> {
+    chain
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+struct Words<'a> {
+    words: &'a [String],
+    at: usize,
+    line: usize,
+}
+
+impl Words<'_> {
+    fn peek(&self) -> Option<&str> {
+        self.words.get(self.at).map(String::as_str)
+    }
+
+    fn pipeline(&mut self) -> Result<Pipeline, Error> {
+        let mut commands = vec![self.command()?];
+        while self.peek() == Some("|") {
+            self.at += 1;
+            commands.push(self.command()?);
+        }
+        Ok(commands)
+    }
+
+    fn command(&mut self) -> Result<Command, Error> {
+        let mut operands = Vec::new();
+        while let Some(word) = self.peek() {
+            if word == "|" || word == ")" {
+                break;
+            }
+            operands.push(self.operand()?);
+        }
+        if operands.is_empty() {
+            return Err(Error::syntax(self.line, "missing command in a pipeline"));
+        }
+        Ok(Command { operands })
+    }
+
+    fn operand(&mut self) -> Result<Operand, Error> {
+        let line = self.line;
+        let word = self.words[self.at].clone();
+        self.at += 1;
+        Ok(match word.as_str() {
+            "(" => {
+                let inner = self.pipeline()?;
+                if self.peek() != Some(")") {
+                    return Err(Error::syntax(line, "unclosed '('"));
+                }
+                self.at += 1;
+                // `(pipeline).Field` comes as the word `.Field` right after `)`.
+                let fields = match self.peek().filter(|w| w.starts_with('.')).map(path) {
+                    Some(fields) => {
+                        self.at += 1;
+                        fields
+                    }
+                    None => Vec::new(),
+                };
+                Operand::Group(inner, fields)
+            }
+            "true" => Operand::Bool(true),
+            "false" => Operand::Bool(false),
+            "nil" => Operand::Nil,
+            w if w.starts_with('.') => Operand::Field(path(w)),
+            w if w.starts_with('$') => {
+                let (name, fields) = w.split_once('.').map_or((w, ""), |(n, f)| (n, f));
+                Operand::Variable(name.to_string(), path(fields))
+            }
+            w if w.starts_with(['"', '`', '\'']) => Operand::Str(unquote(w, line)?),
+            w if w.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') => {
+                Operand::Int(w.parse().map_err(|_| {
+                    Error::unsupported(line, &format!("the number {w}"), "use a whole number")
+                })?)
+            }
+            w if w.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                Operand::Function(w.to_string())
+            }
+            w => return Err(Error::syntax(line, &format!("unexpected {w:?}"))),
+        })
+    }
+}
+
+/// `$a, $b := ...` / `$a = ...` at the start of `words`: the names, whether it assigns
+/// (`=`) rather than declares, and where the pipeline starts.
+fn declaration(words: &[String]) -> (Vec<String>, bool, usize) {
+    let is_var = |w: &String| w.starts_with('$') && !w.contains('.');
+    match words {
+        [a, op, ..] if is_var(a) && (op == ":=" || op == "=") => (vec![a.clone()], op == "=", 2),
+        [a, comma, b, op, ..] if is_var(a) && comma == "," && is_var(b) && op == ":=" => {
+            (vec![a.clone(), b.clone()], false, 4)
+        }
+        _ => (Vec::new(), false, 0),
+    }
+}
+
+fn pipeline_of(words: &[String], line: usize) -> Result<Pipeline, Error> {
+    let mut w = Words { words, at: 0, line };
+    let pipeline = w.pipeline()?;
+    if let Some(extra) = w.peek() {
+        return Err(Error::syntax(line, &format!("unexpected {extra:?}")));
+    }
+    Ok(pipeline)
+}
+
+/// Where a list of nodes stopped: the end of the input, `{{end}}`, or `{{else ...}}` (its
+/// words after `else`).
+enum Stop {
+    Eof,
+    End,
+    Else(Vec<String>, usize),
+}
+
+struct Parser {
+    pieces: std::vec::IntoIter<Piece>,
+}
+
+impl Parser {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop), Error> {
+        let mut nodes = Vec::new();
+        while let Some(piece) = self.pieces.next() {
+            let (action, line) = match piece {
+                Piece::Text(t) => {
+                    nodes.push(Node::Text(t));
+                    continue;
+                }
+                Piece::Action(a, line) => (a, line),
+            };
+            let words = words(&action, line)?;
+            let Some(first) = words.first().map(String::as_str) else {
+                return Err(Error::syntax(line, "empty action"));
+            };
+            match first {
+                "end" if words.len() == 1 => return Ok((nodes, Stop::End)),
+                "else" => return Ok((nodes, Stop::Else(words[1..].to_vec(), line))),
+                "if" | "range" | "with" => nodes.push(self.block(first, &words[1..], line)?),
+                w if UNSUPPORTED.contains(&w) => {
+                    return Err(Error::unsupported(
+                        line,
+                        &format!("{{{{{w}}}}}"),
+                        "sip renders one template without sub-templates or loop control; inline it, or write the template in Jinja",
+                    ));
+                }
+                _ => {
+                    let (vars, assign, at) = declaration(&words);
+                    nodes.push(Node::Output {
+                        vars,
+                        assign,
+                        pipeline: pipeline_of(&words[at..], line)?,
+                        line,
+                    });
+                }
+            }
+        }
+        Ok((nodes, Stop::Eof))
+    }
+
+    fn block(&mut self, keyword: &str, words: &[String], line: usize) -> Result<Node, Error> {
+        let kind = match keyword {
+            "if" => BlockKind::If,
+            "range" => BlockKind::Range,
+            _ => BlockKind::With,
+        };
+        let (vars, assign, at) = declaration(words);
+        if (kind == BlockKind::If && !vars.is_empty()) || assign {
+            return Err(Error::syntax(
+                line,
+                &format!("{keyword} cannot assign variables"),
+            ));
+        }
+        let pipeline = pipeline_of(&words[at..], line)?;
+        let (body, stop) = self.list()?;
+        let otherwise = match stop {
+            Stop::End => Vec::new(),
+            Stop::Eof => {
+                return Err(Error::syntax(
+                    line,
+                    &format!("{keyword} without {{{{end}}}}"),
+                ));
+            }
+            Stop::Else(rest, else_line) if rest.is_empty() => {
+                let (otherwise, stop) = self.list()?;
+                if !matches!(stop, Stop::End) {
+                    return Err(Error::syntax(else_line, "else without {{end}}"));
+                }
+                otherwise
+            }
+            // `else if ...` / `else with ...`: a nested block sharing this one's `end`.
+            Stop::Else(rest, else_line) if matches!(rest[0].as_str(), "if" | "with") => {
+                vec![self.block(&rest[0].clone(), &rest[1..], else_line)?]
+            }
+            Stop::Else(rest, else_line) => {
+                return Err(Error::syntax(
+                    else_line,
+                    &format!("unexpected else {}", rest[0]),
+                ));
+            }
+        };
+        Ok(Node::Block {
+            kind,
+            vars,
+            pipeline,
+            body,
+            otherwise,
+            line,
+        })
+    }
+}
+
+pub fn parse(pieces: Vec<Piece>) -> Result<Vec<Node>, Error> {
+    let mut parser = Parser {
+        pieces: pieces.into_iter(),
+    };
+    match parser.list()? {
+        (nodes, Stop::Eof) => Ok(nodes),
+        (_, Stop::End) => Err(Error::syntax(0, "{{end}} without a block to end")),
+        (_, Stop::Else(_, line)) => Err(Error::syntax(line, "{{else}} outside a block")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::gotemplate::lex::pieces;
+
+    fn tree(text: &str) -> Result<Vec<Node>, Error> {
+        parse(pieces(text)?)
+    }
+
+    #[test]
+    fn declarations_ranges_and_groups_parse() {
+        let nodes =
+            tree("{{ $s := .Servers }}{{ range $i, $p := .Ports }}{{ (index $s 0).IP }}{{ end }}")
+                .unwrap();
+        assert!(matches!(&nodes[0], Node::Output { vars, .. } if vars == &["$s"]));
+        let Node::Block {
+            kind, vars, body, ..
+        } = &nodes[1]
+        else {
+            panic!("{nodes:?}")
+        };
+        assert_eq!(
+            (*kind, vars.as_slice()),
+            (BlockKind::Range, &["$i".to_string(), "$p".to_string()][..])
+        );
+        let Node::Output { pipeline, .. } = &body[0] else {
+            panic!("{body:?}")
+        };
+        assert!(matches!(&pipeline[0].operands[0], Operand::Group(_, f) if f == &["IP"]));
+    }
+
+    #[test]
+    fn what_go_has_and_sip_does_not_is_named() {
+        let cases = [
+            ("{{ define \"x\" }}{{ end }}", "{{define}}"),
+            ("{{ template \"x\" . }}", "{{template}}"),
+            ("{{ range .A }}{{ break }}{{ end }}", "{{break}}"),
+            ("{{ if .A }}x", "if without {{end}}"),
+            ("{{ end }}", "{{end}} without a block"),
+            ("{{ 'x' }}", "character constants"),
+            ("{{ 1.5 }}", "the number 1.5"),
+        ];
+        for (text, needle) in cases {
+            let err = tree(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+}

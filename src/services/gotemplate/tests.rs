@@ -1,0 +1,185 @@
+use std::process::Command;
+
+use serde_json::{Value as Json, json};
+
+use super::*;
+
+/// A control-plane template in the predecessor's style: its variables, nested ranges and
+/// trim markers.
+pub const CONTROL_PLANE: &str = "global
+  log stdout format raw local0 notice
+defaults
+  mode tcp
+  timeout connect 30s
+{{- $servers := .Servers }}
+{{- range .ContainerPorts }}
+{{- $port := . }}
+frontend {{ $port.Name }}-in
+  bind *:{{ $port.ContainerPort }}
+  default_backend {{ $port.Name }}-out
+backend {{ $port.Name }}-out
+  option httpchk GET /readyz
+{{- range $servers }}
+  server {{ .Name }} {{ .IP }}:{{ $port.ContainerPort }} check check-ssl verify none
+{{ end -}}
+{{ end -}}
+";
+
+type Ports = Vec<(String, u16)>;
+type Servers = Vec<(String, String)>;
+
+fn models() -> Vec<(Ports, Servers)> {
+    let cp_ports = vec![("http".to_string(), 6443)];
+    let worker_ports = (30002..=30004).map(|p| (format!("port-{p}"), p)).collect();
+    let servers = vec![
+        ("cp-1".to_string(), "192.0.2.11".to_string()),
+        // Names a person may write, and what html/template made of them.
+        ("cp&2".to_string(), "2001:db8::12".to_string()),
+        ("cp'3+x".to_string(), "192.0.2.13".to_string()),
+    ];
+    vec![
+        (cp_ports.clone(), servers.clone()),
+        (worker_ports, servers),
+        (cp_ports, Vec::new()),
+    ]
+}
+
+fn templates() -> Vec<&'static str> {
+    vec![
+        CONTROL_PLANE,
+        "{{ range $i, $s := .Servers }}{{ $i }}={{ $s.Name }};{{ else }}none{{ end }}",
+        "{{ if eq (len .Servers) 0 }}empty{{ else if gt (len .Servers) 2 }}many{{ else }}few{{ end }}",
+        "{{ with index .Servers 0 }}{{ .IP }}{{ end }}",
+        "{{ with .Servers }}{{ len . }}{{ else }}no servers{{ end }}",
+        "{{ printf \"%s:%d %v %q %%\" (index .ContainerPorts 0).Name (index .ContainerPorts 0).ContainerPort true \"q\" }}",
+        "{{ .Servers | len }} {{ len .ContainerPorts | printf \"%d ports\" }}",
+        "{{ and .Servers \"yes\" }} {{ or \"\" \"fallback\" }} {{ not .Servers }}",
+        "{{ print 1 2 \"a\" 3 \"b\" }}|{{ println \"x\" 1 }}",
+        "{{ index .ContainerPorts 0 }}",
+        "{{ $x := \"a\" }}{{ if true }}{{ $x := \"b\" }}{{ $x }}{{ end }}{{ $x }}",
+        "{{ $x := \"a\" }}{{ range .Servers }}{{ $x = .Name }}{{ end }}{{ $x }}",
+        "a  {{- \" b \" -}}  c{{/* a comment */}}{{- /* trimmed */ -}}  d",
+        "{{ \"}}\" }} {{ `raw\\n` }} {{ \"tab\\there\" }}",
+        "{{ range .ContainerPorts }}{{ $.Servers | len }}{{ .ContainerPort }},{{ end }}",
+        "{{ if and (ge (len .Servers) 1) (ne (index .Servers 0).Name \"x\") }}yes{{ end }}",
+        "{{ lt 1 2 }} {{ le 2 2 }} {{ gt \"b\" \"a\" }} {{ eq 1 2 3 1 }}",
+        "{{ .Nope }}",
+        "{{ (index .Servers 0).Nope }}",
+        "{{ range .Servers }}{{ .IP }}",
+    ]
+}
+
+fn json_model(ports: &Ports, servers: &Servers) -> Json {
+    json!({
+        "ContainerPorts": ports.iter().map(|(n, p)| json!({"Name": n, "ContainerPort": p})).collect::<Vec<_>>(),
+        "Servers": servers.iter().map(|(n, ip)| json!({"Name": n, "IP": ip})).collect::<Vec<_>>(),
+    })
+}
+
+#[test]
+fn the_predecessors_style_renders_as_it_did() {
+    let (ports, servers) = &models()[0];
+    let out = render(CONTROL_PLANE, &load_balancer_model(ports, servers)).unwrap();
+    assert!(
+        out.contains("\nfrontend http-in\n  bind *:6443\n  default_backend http-out\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  server cp-1 192.0.2.11:6443 check check-ssl verify none\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  server cp&amp;2 2001:db8::12:6443"),
+        "escaped as html/template did: {out}"
+    );
+    assert!(
+        out.contains("  server cp&#39;3&#43;x 192.0.2.13:6443"),
+        "{out}"
+    );
+}
+
+#[test]
+fn what_cannot_be_honoured_is_named_with_its_line() {
+    let data = load_balancer_model(&[], &[]);
+    let cases = [
+        ("a\n<b>{{ .Servers }}</b>", "line 2: HTML markup"),
+        ("{{ template \"x\" }}", "{{template}} is not supported"),
+        ("{{ html .Servers }}", "the function html is not supported"),
+        ("{{ printf \"%x\" 1 }}", "the printf verb %x"),
+        (
+            "x\n{{ .Servers.Name }}",
+            "line 2: can't evaluate field Name",
+        ),
+        ("{{ range .Servers }}", "range without {{end}}"),
+    ];
+    for (text, needle) in cases {
+        let err = render(text, &data).unwrap_err().to_string();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+}
+
+#[test]
+fn go_templates_are_told_from_jinja() {
+    let cases = [
+        (CONTROL_PLANE, true, "the predecessor's style"),
+        ("{{ range .Servers }}x{{ end }}", true, "a range"),
+        ("{{ $x := 1 }}", true, "a variable"),
+        (
+            "{% for s in servers %}{{ s.name }}{% endfor %}",
+            false,
+            "a Jinja loop",
+        ),
+        ("{{ containerPort }}", false, "a Jinja variable"),
+        ("plain text", false, "no action at all"),
+    ];
+    for (text, go, msg) in cases {
+        assert_eq!(looks_like_go(text), go, "{msg}");
+    }
+}
+
+/// Every template over every model, rendered here and by Go's own html/template
+/// (`tools/gotemplate-oracle`, run with the Go toolchain the project requires): the same text,
+/// or an error on both sides.
+#[test]
+fn rendering_matches_gos_html_template() {
+    let mut requests = Vec::new();
+    let mut ours = Vec::new();
+    for text in templates() {
+        for (ports, servers) in models() {
+            requests.push(json!({"template": text, "data": json_model(&ports, &servers)}));
+            ours.push((text, render(text, &load_balancer_model(&ports, &servers))));
+        }
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/gotemplate-oracle");
+    let mut child = Command::new("go")
+        .args(["run", "."])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the Go toolchain (go) is required to build the control plane and this oracle");
+    serde_json::to_writer(child.stdin.take().unwrap(), &requests).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the oracle failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let theirs: Vec<Json> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(theirs.len(), ours.len());
+    let mut errors_on_both = 0;
+    for ((text, mine), go) in ours.iter().zip(&theirs) {
+        match (mine, go.get("out").and_then(Json::as_str)) {
+            (Ok(mine), Some(go)) => assert_eq!(mine, go, "template {text:?}"),
+            (Err(_), None) => errors_on_both += 1,
+            (mine, _) => panic!("template {text:?}: sip gave {mine:?}, Go gave {go}"),
+        }
+    }
+    // The failing templates fail for every model, `index .Servers 0` for the empty one.
+    assert!(errors_on_both >= 9, "{errors_on_both}");
+    assert!(
+        ours.len() - errors_on_both >= 40,
+        "most renderings compared text"
+    );
+}

@@ -1,0 +1,3 @@
+module sip/tools/gotemplate-oracle
+
+go 1.22
