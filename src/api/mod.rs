@@ -2,11 +2,14 @@
 //! it writes onto other objects.
 
 pub mod baremetalhost;
+pub mod legacy;
+mod nodes;
 mod schema;
 pub mod sipcluster;
 pub mod status;
 
 pub use baremetalhost::{BareMetalHost, BareMetalHostSpec, BareMetalHostStatus};
+pub use nodes::NodeSets;
 pub use sipcluster::{
     Auth, AuthStorage, HostRecord, HostState, JumpHost, LoadBalancerControlPlane,
     LoadBalancerWorker, NodeCount, NodeRole, NodeSet, Phase, SIPCluster, SIPClusterSpec,

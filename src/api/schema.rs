@@ -79,3 +79,40 @@ pub fn conditions(generator: &mut SchemaGenerator) -> Schema {
         "x-kubernetes-list-map-keys": ["type"],
     })
 }
+
+/// Adds `field` to an object schema's `required` list and drops the default schemars derived
+/// for it: a field read with a serde default (so a stored object from before the schema
+/// tightened still reads) stays required at admission, and the API server never fills it in.
+fn require(schema: &mut Schema, field: &str) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    if let Some(property) = object
+        .get_mut("properties")
+        .and_then(|p| p.get_mut(field))
+        .and_then(|p| p.as_object_mut())
+    {
+        property.remove("default");
+    }
+    let required = object
+        .entry("required")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    if let Some(list) = required.as_array_mut()
+        && !list.iter().any(|f| f == field)
+    {
+        list.push(field.into());
+        list.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    }
+}
+
+pub fn require_node_interface_id(schema: &mut Schema) {
+    require(schema, "nodeInterfaceId");
+}
+
+pub fn require_node_port_range(schema: &mut Schema) {
+    require(schema, "nodePortRange");
+}
+
+pub fn require_node_ssh_private_keys(schema: &mut Schema) {
+    require(schema, "nodeSSHPrivateKeys");
+}

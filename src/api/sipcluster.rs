@@ -8,6 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::nodes::NodeSets;
 use super::schema;
 
 pub use super::status::{
@@ -36,9 +37,9 @@ pub use super::status::{
 #[serde(rename_all = "camelCase")]
 pub struct SIPClusterSpec {
     /// Hosts wanted per role. Keys: `ControlPlane`, `Worker`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "NodeSets::is_empty")]
     #[schemars(schema_with = "schema::node_sets")]
-    pub nodes: BTreeMap<NodeRole, NodeSet>,
+    pub nodes: NodeSets,
 
     /// Support services deployed into the SIPCluster's namespace.
     #[serde(default)]
@@ -137,8 +138,12 @@ pub struct Services {
 }
 
 /// Fields every service shares (the predecessor's inlined `SIPClusterService`).
+// Fields admission requires but the predecessor did not are read with a default, so an object
+// stored before the schema tightened still reads (`super::legacy` names the problem); the
+// schema keeps them required (`schema::require_*`).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = schema::require_node_interface_id)]
 pub struct ServiceCommon {
     /// Container image of the service; each service has a documented default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +153,7 @@ pub struct ServiceCommon {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_labels: BTreeMap<String, String>,
     /// The networkData link `id` whose address the service uses to reach each host.
+    #[serde(default)]
     #[schemars(length(min = 1))]
     pub node_interface_id: String,
     /// A fixed cluster IP for the service's Kubernetes Service.
@@ -169,10 +175,12 @@ pub struct LoadBalancerControlPlane {
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = schema::require_node_port_range)]
 pub struct LoadBalancerWorker {
     #[serde(flatten)]
     pub common: ServiceCommon,
     /// Ports balanced to every worker host, each published as the same NodePort.
+    #[serde(default)]
     pub node_port_range: PortRange,
 }
 
@@ -189,6 +197,7 @@ pub struct PortRange {
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = schema::require_node_ssh_private_keys)]
 pub struct JumpHost {
     #[serde(flatten)]
     pub common: ServiceCommon,
@@ -202,7 +211,7 @@ pub struct JumpHost {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_authorized_keys: Vec<String>,
     /// Name of a Secret in the SIPCluster's namespace holding the private keys for the nodes.
-    #[serde(rename = "nodeSSHPrivateKeys")]
+    #[serde(default, rename = "nodeSSHPrivateKeys")]
     #[schemars(length(min = 1))]
     pub node_ssh_private_keys: String,
 }
@@ -347,12 +356,13 @@ mod tests {
     }
 
     #[test]
-    fn unknown_roles_are_refused_when_read() {
-        let err = serde_json::from_value::<SIPClusterSpec>(serde_json::json!({
+    fn unknown_roles_read_but_are_set_aside() {
+        let spec = serde_json::from_value::<SIPClusterSpec>(serde_json::json!({
             "nodes": {"Master": {}}
         }))
-        .unwrap_err();
-        assert!(err.to_string().contains("Master"), "{err}");
+        .unwrap();
+        assert!(spec.nodes.get(&NodeRole::ControlPlane).is_none());
+        assert_eq!(spec.nodes.unknown, ["Master"]);
     }
 
     #[test]

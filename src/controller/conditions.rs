@@ -12,6 +12,8 @@ pub mod reason {
     pub const UNABLE_TO_APPLY_LABELS: &str = "UnableToApplyLabels";
     pub const UNABLE_TO_DECOMMISSION: &str = "UnableToDecommission";
     pub const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
+    /// New in sip: the stored spec holds what the schema now refuses (see `api::legacy`).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
 }
 
 /// Sets a condition, keeping `lastTransitionTime` unless the status changes.

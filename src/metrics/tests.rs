@@ -35,7 +35,8 @@ fn cluster(name: &str, phase: Phase, reason: &str, hosts: &[(&str, NodeRole)]) -
                     }),
                     ..NodeSet::default()
                 },
-            )]),
+            )])
+            .into(),
             ..SIPClusterSpec::default()
         },
     );

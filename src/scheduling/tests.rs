@@ -82,7 +82,7 @@ pub(super) fn spec(cp: Option<NodeSet>, worker: Option<NodeSet>) -> SIPClusterSp
         nodes.insert(NodeRole::Worker, w);
     }
     SIPClusterSpec {
-        nodes,
+        nodes: nodes.into(),
         ..Default::default()
     }
 }

@@ -11,6 +11,7 @@ mod jumphost;
 mod loadbalancer;
 pub mod meta;
 mod pod;
+pub mod predecessor;
 mod template;
 
 #[cfg(test)]

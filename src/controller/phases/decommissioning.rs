@@ -1,5 +1,6 @@
-//! Decommissioning: delete every object of the services, then unlabel exactly the ledger's
-//! hosts; the finalizer goes once both are done.
+//! Decommissioning: delete every object of the services, then unlabel the ledger's hosts (and
+//! any host still labeled for the cluster that the ledger lacks); the finalizer goes once both
+//! are done.
 
 use std::collections::BTreeSet;
 
@@ -11,15 +12,26 @@ impl Turn<'_> {
     /// Decommissioning: deletes every child. True when none is left.
     pub async fn remove_services(&mut self) -> kube::Result<bool> {
         self.prune(&BTreeSet::new()).await?;
+        // The predecessor's too, when the cluster goes before sip replaced them.
+        let mut removed = Vec::new();
+        for found in &mut self.predecessors_leftovers().await?.found {
+            removed.extend(self.remove_predecessors(found, true).await?);
+        }
+        self.tell_removed(&removed).await;
         self.status.services.clear();
         Ok(true)
     }
 
-    /// Decommissioning: unlabel exactly the ledger's hosts. True when all are done.
+    /// Decommissioning: unlabel the ledger's hosts, and any other host labeled for this
+    /// cluster (the predecessor's, never adopted because the cluster went first). True when all
+    /// are done.
     pub async fn decommission(&mut self) -> kube::Result<bool> {
         let manager = self.ctx.manager.as_str();
+        let mut records = self.status.hosts.clone();
+        let strays = self.decide(false).await?.adopted;
+        records.extend(strays);
         let mut done = true;
-        for record in &self.status.hosts {
+        for record in &records {
             let api = self.hosts_api(&record.namespace);
             done &= hosts::unlabel(&api, record, &self.key, manager).await?;
         }

@@ -21,6 +21,7 @@ use crate::services::{self, Facts, ServiceError};
 use super::Turn;
 use super::apply::ChildKey;
 use super::io::{overlapped, read_secret};
+use super::predecessor::Leftovers;
 
 /// Each member's BMC credentials, or why they cannot be read.
 type MemberCredentials = BTreeMap<HostKey, Result<BmcCredentials, String>>;
@@ -33,10 +34,11 @@ impl Turn<'_> {
         let _ = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
         let spec = &self.cluster.spec;
         // What rendering reads is read at once.
-        let (secrets, config_maps, (credentials, credential_versions)) = futures::try_join!(
+        let (secrets, config_maps, (credentials, credential_versions), mut leftovers) = futures::try_join!(
             self.referenced_secrets(),
             self.template_config_maps(),
             self.member_credentials(),
+            self.leftovers_until_applied(),
         )?;
         // The versions of exactly what is rendered: a change after this read is a change.
         let namespace = &self.key.namespace;
@@ -87,12 +89,43 @@ impl Turn<'_> {
                 desired.extend(objects.iter().map(|c| (c.kind(), c.name().to_string())));
             }
         }
+        // The predecessor's Services hold the node ports sip's ask for: they go first, once
+        // their replacement rendered (a replacement that failed leaves theirs serving).
+        let mut removed = Vec::new();
+        for found in &mut leftovers.found {
+            let replacement = rendered
+                .iter()
+                .find(|r| r.id.kind == found.legacy.replaced_by && r.id.index == 0);
+            match replacement {
+                None => removed.extend(self.remove_predecessors(found, true).await?),
+                Some(r) if r.objects.is_ok() => {
+                    removed.extend(self.remove_predecessors(found, false).await?)
+                }
+                Some(_) => {}
+            }
+        }
         // Services do not depend on each other: each applies its objects in order while the
         // others apply theirs.
         let outcomes = futures::future::join_all(rendered.iter().map(|r| self.apply_service(r)))
             .await
             .into_iter()
             .collect::<kube::Result<Vec<_>>>()?;
+        let applied: Vec<services::ServiceId> = rendered
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_ok())
+            .map(|(r, _)| r.id)
+            .collect();
+        for found in &mut leftovers.found {
+            let id = services::ServiceId {
+                kind: found.legacy.replaced_by,
+                index: 0,
+            };
+            if applied.contains(&id) {
+                removed.extend(self.remove_predecessors(found, true).await?);
+            }
+        }
+        self.tell_removed(&removed).await;
         for (r, outcome) in rendered.into_iter().zip(outcomes) {
             statuses.push(ServiceStatus {
                 service: r.id.kind.field().into(),
@@ -136,6 +169,17 @@ impl Turn<'_> {
             n => format!("{applied} services applied, {n} objects of removed services deleted"),
         };
         Ok(Step::go(Event::Done, "InfraDeployed", message))
+    }
+
+    /// What the predecessor left, looked for until every service has been applied once (a
+    /// cluster sip made from the start pays this once).
+    async fn leftovers_until_applied(&self) -> kube::Result<Leftovers> {
+        let services = &self.status.services;
+        if services.is_empty() || services.iter().any(|s| !s.ready) {
+            self.predecessors_leftovers().await
+        } else {
+            Ok(Leftovers::default())
+        }
     }
 
     /// The Secrets the spec names (authorized keys and the like) that exist, by name.

@@ -10,6 +10,7 @@ mod extracting;
 mod gathering;
 mod io;
 mod labeling;
+mod predecessor;
 mod ready;
 
 use std::collections::HashSet;
@@ -137,9 +138,18 @@ impl<'a> Turn<'a> {
             .collect()
     }
 
-    /// The work of the phase the cluster is in.
+    /// The work of the phase the cluster is in; none while the spec holds what the schema now
+    /// refuses (an object stored under the predecessor's looser schema).
     pub async fn work(&mut self, phase: crate::api::Phase) -> kube::Result<Option<Step>> {
         use crate::api::Phase;
+        let problems = crate::api::legacy::problems(&self.cluster.spec);
+        if !problems.is_empty() && phase != Phase::Decommissioning {
+            return Ok(Some(Step::blocked(
+                super::conditions::reason::INVALID_SPEC,
+                "InvalidSpec",
+                problems.join("; "),
+            )));
+        }
         Ok(Some(match phase {
             Phase::Gathering => self.gather().await?,
             Phase::Extracting => self.extract().await?,

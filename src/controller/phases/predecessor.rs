@@ -1,0 +1,179 @@
+//! The Go predecessor's service objects, replaced by sip's: found by their names and marks
+//! (`services::predecessor`), removed in the order that frees their node ports for sip's
+//! Services, each deletion told in an Event. Objects of those names that the predecessor did
+//! not make are left alone and reported.
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{DeleteParams, Preconditions};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::services::predecessor::{self, Legacy};
+
+use super::Turn;
+
+/// One predecessor instance as found: its objects `(kind, uid)`, the Service apart.
+#[derive(Debug)]
+pub(super) struct Found {
+    pub legacy: Legacy,
+    service: Option<String>,
+    others: Vec<(&'static str, String)>,
+}
+
+/// What the predecessor left in the namespace.
+#[derive(Debug, Default)]
+pub(super) struct Leftovers {
+    pub found: Vec<Found>,
+    /// Objects with the predecessor's names that it did not make: `"Kind name"`.
+    pub foreign: Vec<String>,
+}
+
+impl Turn<'_> {
+    /// Looks for the predecessor's objects: its Deployment and Service of each instance, and,
+    /// where one of them is its, the Secret and ConfigMap it mounted.
+    pub(super) async fn predecessors_leftovers(&self) -> kube::Result<Leftovers> {
+        let mut leftovers = Leftovers::default();
+        for legacy in predecessor::instances(&self.key.name) {
+            let name = legacy.name.clone();
+            let (deployments, services) = (
+                self.namespaced::<Deployment>(),
+                self.namespaced::<Service>(),
+            );
+            let (deployment, service) =
+                futures::try_join!(deployments.get_opt(&name), services.get_opt(&name))?;
+            let mut found = Found {
+                legacy,
+                service: None,
+                others: Vec::new(),
+            };
+            let deployment = match deployment {
+                Some(d) if predecessor::deployment_is_its(&d, &name) => {
+                    found
+                        .others
+                        .push(("Deployment", d.uid().unwrap_or_default()));
+                    Some(d)
+                }
+                Some(_) => {
+                    leftovers.foreign.push(format!("Deployment {name}"));
+                    None
+                }
+                None => None,
+            };
+            match service {
+                Some(s) if predecessor::service_is_its(&s, &name) => {
+                    found.service = s.uid();
+                }
+                Some(_) => leftovers.foreign.push(format!("Service {name}")),
+                None => {}
+            }
+            if deployment.is_none() && found.service.is_none() {
+                continue;
+            }
+            for kind in found.legacy.kinds.iter().filter(|k| **k != "Deployment") {
+                let meta = match *kind {
+                    "Secret" => self
+                        .namespaced::<Secret>()
+                        .get_metadata_opt(&name)
+                        .await?
+                        .map(|m| m.metadata),
+                    _ => self
+                        .namespaced::<ConfigMap>()
+                        .get_metadata_opt(&name)
+                        .await?
+                        .map(|m| m.metadata),
+                };
+                match meta {
+                    Some(m) if predecessor::config_is_its(&m, &name, deployment.as_ref()) => {
+                        found.others.push((kind, m.uid.unwrap_or_default()));
+                    }
+                    Some(_) => leftovers.foreign.push(format!("{kind} {name}")),
+                    None => {}
+                }
+            }
+            leftovers.found.push(found);
+        }
+        if !leftovers.foreign.is_empty() {
+            self.ctx
+                .publish(
+                    self.cluster,
+                    EventType::Warning,
+                    "PredecessorObjectKept",
+                    format!(
+                        "left alone, not made by airshipit/sip (owner references or labels differ): {}; delete them if they are its",
+                        leftovers.foreign.join(", ")
+                    ),
+                )
+                .await;
+        }
+        Ok(leftovers)
+    }
+
+    /// Deletes the predecessor's Service of `found` (it holds the node port sip's Service
+    /// asks for); with `all`, its other objects too. Returns what it deleted, `"Kind name"`.
+    pub(super) async fn remove_predecessors(
+        &self,
+        found: &mut Found,
+        all: bool,
+    ) -> kube::Result<Vec<String>> {
+        let name = found.legacy.name.clone();
+        let mut removed = Vec::new();
+        if let Some(uid) = found.service.take()
+            && self.delete_uid::<Service>(&name, uid).await?
+        {
+            removed.push(format!("Service {name}"));
+        }
+        if all {
+            for (kind, uid) in std::mem::take(&mut found.others) {
+                let deleted = match kind {
+                    "Deployment" => self.delete_uid::<Deployment>(&name, uid).await?,
+                    "Secret" => self.delete_uid::<Secret>(&name, uid).await?,
+                    _ => self.delete_uid::<ConfigMap>(&name, uid).await?,
+                };
+                if deleted {
+                    removed.push(format!("{kind} {name}"));
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Tells, in one Event, what of the predecessor's was removed.
+    pub(super) async fn tell_removed(&self, removed: &[String]) {
+        if removed.is_empty() {
+            return;
+        }
+        self.ctx
+            .publish(
+                self.cluster,
+                EventType::Normal,
+                "PredecessorReplaced",
+                format!("removed airshipit/sip's objects: {}", removed.join(", ")),
+            )
+            .await;
+    }
+
+    /// Deletes `name` if it is still the object `uid`; false when it was already gone.
+    async fn delete_uid<K>(&self, name: &str, uid: String) -> kube::Result<bool>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + DeserializeOwned
+            + Clone
+            + std::fmt::Debug,
+    {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match self.namespaced::<K>().delete(name, &params).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
