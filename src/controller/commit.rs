@@ -141,7 +141,7 @@ fn set_ready(
     at: &Time,
 ) {
     use conditions::{READY, reason, set};
-    let (ok, why, message) = match (phase, step.blocked) {
+    let (ok, why, message) = match (phase, step.blocked.or(step.condition)) {
         (_, Some(condition)) => (false, condition, step.message.clone()),
         (Phase::Ready, None) => (
             true,

@@ -16,8 +16,9 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::announce::Announcer;
 use super::commit::commit;
+use super::conditions::reason;
 use super::phases::Turn;
-use super::step;
+use super::step::{self, Step};
 use super::{Context, Error};
 use crate::api::{FINALIZER, SIPCluster};
 
@@ -176,9 +177,30 @@ async fn decommission(
     told: &mut Announcer,
 ) -> Result<Action, Error> {
     let mut turn = Turn::new(ctx, cluster);
+    let mut version = cluster.resource_version();
     if let Some(step) = step::observe(&turn.status, cluster.metadata.generation, true) {
         let written = turn.status.clone();
-        let version = cluster.resource_version();
+        version = commit(
+            api,
+            cluster,
+            ctx,
+            told,
+            &written,
+            &mut turn.status,
+            &step,
+            version,
+        )
+        .await?
+        .1;
+    }
+    if !turn.remove_services().await? || !turn.decommission().await? {
+        // Said where people look, with the predecessor's reason; the finalizer stays.
+        let step = Step::blocked(
+            reason::UNABLE_TO_DECOMMISSION,
+            "UnableToDecommission",
+            "a host changed while its labels were being removed; retrying".into(),
+        );
+        let written = turn.status.clone();
         commit(
             api,
             cluster,
@@ -190,8 +212,6 @@ async fn decommission(
             version,
         )
         .await?;
-    }
-    if !turn.remove_services().await? || !turn.decommission().await? {
         return Ok(Action::requeue(ctx.backoff.fail(cluster)));
     }
     // Drift recorded before the deletion (someone removed an object first) goes with the

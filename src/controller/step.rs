@@ -16,6 +16,9 @@ pub struct Step {
     pub blocked: Option<&'static str>,
     /// Something went wrong on the way (a host lost, unusable, taken): a Warning Event.
     pub warning: bool,
+    /// The Ready condition's reason for a trouble step, when a predecessor's reason says more
+    /// than `Progressing` (`UnableToApplyLabels`).
+    pub condition: Option<&'static str>,
 }
 
 impl Step {
@@ -27,6 +30,15 @@ impl Step {
             message: message.into(),
             blocked: None,
             warning: false,
+            condition: None,
+        }
+    }
+
+    /// The Ready condition says `condition` for this step.
+    pub fn because(self, condition: &'static str) -> Self {
+        Step {
+            condition: Some(condition),
+            ..self
         }
     }
 
@@ -46,6 +58,7 @@ impl Step {
             message,
             blocked: Some(condition),
             warning: true,
+            condition: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::{HostRecord, HostState};
+use crate::controller::conditions::reason;
 use crate::controller::hosts::{self, Labeled};
 use crate::controller::step::Step;
 use crate::machine::Event;
@@ -33,7 +34,8 @@ impl Turn<'_> {
                 Event::Regather,
                 "LabelConflict",
                 "a released host changed while being unlabeled",
-            ));
+            )
+            .because(reason::UNABLE_TO_APPLY_LABELS));
         }
         self.status
             .hosts
@@ -98,10 +100,12 @@ fn conclude(
                 Event::HostUnusable,
                 "HostTaken",
                 format!("host {key} was taken by another SIPCluster"),
-            );
+            )
+            .because(reason::UNABLE_TO_APPLY_LABELS);
         }
         Some((_, key, Labeled::Gone)) => {
-            return Step::trouble(Event::Regather, "HostLost", format!("host {key} is gone"));
+            return Step::trouble(Event::Regather, "HostLost", format!("host {key} is gone"))
+                .because(reason::UNABLE_TO_APPLY_LABELS);
         }
         // Done is never kept as trouble.
         Some((_, key, Labeled::Conflict | Labeled::Done)) => {
@@ -109,7 +113,8 @@ fn conclude(
                 Event::Regather,
                 "LabelConflict",
                 format!("host {key} changed while being labeled"),
-            );
+            )
+            .because(reason::UNABLE_TO_APPLY_LABELS);
         }
     }
     // Unusable marks served this round; a later round may try those hosts again.
