@@ -107,7 +107,8 @@ pub struct HostRecord {
     pub uid: Option<String>,
     pub role: NodeRole,
     pub state: HostState,
-    /// Why the host is unusable, naming the object and the fix.
+    /// Why the host is unusable or released, naming the object and the fix; or that it was
+    /// adopted from the predecessor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The host's value of the role's topology key when chosen.

@@ -284,7 +284,11 @@ pub fn record_outcome(record: &mut HostRecord, outcome: &Result<Extracted, Extra
                 .map(|(k, v)| (k.clone(), v.to_string()))
                 .collect();
             record.bmc_address = Some(extracted.bmc_address.clone());
-            record.reason = None;
+            // A reason said why the host was unusable; the adoption note stays for the story.
+            record.reason = record
+                .reason
+                .take()
+                .filter(|r| r == crate::scheduling::ADOPTED);
             if record.state == HostState::Chosen {
                 record.state = HostState::Extracted;
             }

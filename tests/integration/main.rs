@@ -13,6 +13,7 @@ mod invariants;
 mod leader;
 mod lifecycle;
 mod manifests;
+mod migration;
 mod observability;
 mod outage;
 mod pod;
