@@ -308,7 +308,7 @@ pub async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The predecessor's sample SIPCluster as JSON, named `name` in the test's namespace, its node
+/// The sample SIPCluster as JSON, named `name` in the test's namespace, its node
 /// ports as written: for tests where no operator serves it (nothing allocates the ports).
 pub fn unserved_sample(env: &TestEnv, name: &str) -> Value {
     let mut m = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
@@ -330,7 +330,7 @@ fn node_ports() -> u16 {
     30000 + block * 2
 }
 
-/// The predecessor's sample SIPCluster, named `name` in the test's namespace, after `edit`
+/// The sample SIPCluster, named `name` in the test's namespace, after `edit`
 /// changed its JSON. Node ports are cluster-wide: the jump host and the control-plane
 /// balancer get theirs from the API server, and a worker balancer left by `edit` (its range
 /// must be named) gets a block of its own.

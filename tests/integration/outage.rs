@@ -51,7 +51,7 @@ async fn the_operator_rides_out_an_api_server_restart_mid_creation() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // The predecessor's sample, as written (this control plane has no other Services), with
+    // The sample, as written (this control plane has no other Services), with
     // five control-plane hosts wanted: the pool has four racks, so it waits in Gathering.
     let mut cluster = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
     cluster["metadata"]["namespace"] = json!(namespace);

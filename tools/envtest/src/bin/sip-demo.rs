@@ -1,7 +1,7 @@
 //! `cargo demo`: the whole story on a local control plane, from nothing but Rust and Go.
 //!
 //! Starts etcd and kube-apiserver (building them on first use), installs the CRDs, applies the
-//! sample inventory and the predecessor's sample SIPCluster, runs the operator and prints the
+//! sample inventory and the sample SIPCluster (adapted from the predecessor's), runs the operator and prints the
 //! phases as they happen until Ready; then scales the workers up and down and deletes the
 //! cluster, showing the host labels each time. Exits 0 when every step reached its goal.
 //! `--keep` leaves the control plane running at the end until Ctrl-C.
@@ -58,7 +58,7 @@ async fn run() -> Result<()> {
         std::future::pending(),
     ));
 
-    step("applying manifests/samples/sipcluster.yaml (the predecessor's sample, unchanged)");
+    step("applying manifests/samples/sipcluster.yaml (adapted from the predecessor's sample)");
     apply_file(&client, "sipcluster.yaml").await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), NS);
     follow(&api, 1).await?;
