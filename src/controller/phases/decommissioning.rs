@@ -14,7 +14,7 @@ impl Turn<'_> {
         self.prune(&BTreeSet::new()).await?;
         // The predecessor's too, when the cluster goes before sip replaced them.
         let mut removed = Vec::new();
-        for found in &mut self.predecessors_leftovers().await?.found {
+        for found in &mut self.predecessors_leftovers(false).await?.found {
             removed.extend(self.remove_predecessors(found, true).await?);
         }
         self.tell_removed(&removed).await;

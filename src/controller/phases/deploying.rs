@@ -172,11 +172,13 @@ impl Turn<'_> {
     }
 
     /// What the predecessor left, looked for until every service has been applied once (a
-    /// cluster sip made from the start pays this once).
+    /// cluster sip made from the start pays one LIST), by name after a failure.
     async fn leftovers_until_applied(&self) -> kube::Result<Leftovers> {
         let services = &self.status.services;
-        if services.is_empty() || services.iter().any(|s| !s.ready) {
-            self.predecessors_leftovers().await
+        if services.is_empty() {
+            self.predecessors_leftovers(false).await
+        } else if services.iter().any(|s| !s.ready) {
+            self.predecessors_leftovers(true).await
         } else {
             Ok(Leftovers::default())
         }

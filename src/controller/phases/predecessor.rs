@@ -5,15 +5,17 @@
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{DeleteParams, Preconditions};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service};
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::services::meta::{LABEL_MANAGED_BY, LABEL_PART_OF};
 use crate::services::predecessor::{self, Legacy};
 
 use super::Turn;
+use crate::controller::announce;
 
 /// One predecessor instance as found: its objects `(kind, uid)`, the Service apart.
 #[derive(Debug)]
@@ -33,10 +35,29 @@ pub(super) struct Leftovers {
 
 impl Turn<'_> {
     /// Looks for the predecessor's objects: its Deployment and Service of each instance, and,
-    /// where one of them is its, the Secret and ConfigMap it mounted.
-    pub(super) async fn predecessors_leftovers(&self) -> kube::Result<Leftovers> {
+    /// where one of them is its, the Secret and ConfigMap it mounted. One LIST finds whether
+    /// any of its Deployments is here (sip's carry `managed-by`, the predecessor's do not);
+    /// only then, or when `thorough` (a service failed: a Service it made before crashing
+    /// short of its Deployment may hold the port), are its instances read by name.
+    pub(super) async fn predecessors_leftovers(&self, thorough: bool) -> kube::Result<Leftovers> {
         let mut leftovers = Leftovers::default();
-        for legacy in predecessor::instances(&self.key.name) {
+        let instances = predecessor::instances(&self.key.name);
+        let present: Vec<String> = if thorough {
+            instances.iter().map(|l| l.name.clone()).collect()
+        } else {
+            let selector = format!("{LABEL_PART_OF}=sip,!{LABEL_MANAGED_BY}");
+            self.namespaced::<Deployment>()
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await?
+                .items
+                .into_iter()
+                .map(|d| d.name_any())
+                .collect()
+        };
+        for legacy in instances {
+            if !present.contains(&legacy.name) {
+                continue;
+            }
             let name = legacy.name.clone();
             let (deployments, services) = (
                 self.namespaced::<Deployment>(),
@@ -140,19 +161,41 @@ impl Turn<'_> {
         Ok(removed)
     }
 
-    /// Tells, in one Event, what of the predecessor's was removed.
+    /// Tells what of the predecessor's was removed, one Event per instance, related to its
+    /// object (kube's recorder folds Events of one reason about one object into a series that
+    /// keeps the first note; the related object keeps instances removed in later turns apart).
     pub(super) async fn tell_removed(&self, removed: &[String]) {
-        if removed.is_empty() {
-            return;
+        let mut by_instance: Vec<(&str, Vec<&str>)> = Vec::new();
+        for entry in removed {
+            let (kind, name) = entry.split_once(' ').unwrap_or(("", entry));
+            match by_instance.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, kinds)) => kinds.push(kind),
+                None => by_instance.push((name, vec![kind])),
+            }
         }
-        self.ctx
-            .publish(
-                self.cluster,
+        for (name, kinds) in by_instance {
+            let objects: Vec<String> = kinds.iter().map(|k| format!("{k} {name}")).collect();
+            let mut event = announce::event(
                 EventType::Normal,
                 "PredecessorReplaced",
-                format!("removed airshipit/sip's objects: {}", removed.join(", ")),
-            )
-            .await;
+                format!("removed airshipit/sip's objects: {}", objects.join(", ")),
+            );
+            event.secondary = Some(ObjectReference {
+                api_version: Some(
+                    if kinds[0] == "Deployment" {
+                        "apps/v1"
+                    } else {
+                        "v1"
+                    }
+                    .into(),
+                ),
+                kind: Some(kinds[0].into()),
+                name: Some(name.into()),
+                namespace: Some(self.key.namespace.clone()),
+                ..ObjectReference::default()
+            });
+            announce::publish(&self.ctx.recorder, &event, &self.cluster.object_ref(&())).await;
+        }
     }
 
     /// Deletes `name` if it is still the object `uid`; false when it was already gone.
