@@ -89,7 +89,11 @@ pub async fn commit(
         failpoint::hit(failpoint::When::Before, transition.to);
     }
     let resource_version = if status != written {
-        write_status(api, cluster, status, resource_version).await?
+        let version = write_status(api, cluster, status, resource_version).await?;
+        if let Some(v) = &version {
+            ctx.verified.wrote(cluster, v);
+        }
+        version
     } else {
         resource_version
     };

@@ -14,7 +14,8 @@
 //! Around them: `relevance.rs` (which host events matter), `hosts.rs` (guarded label patches),
 //! `drift.rs` and `relist.rs` (what the operator wrote of the services' objects, and what others
 //! changed), `sources.rs` (versions of what the services are rendered from), `views.rs` (the
-//! scheduler's host views), `history.rs` and `conditions.rs` (the status records).
+//! scheduler's host views), `verified.rs` (the Ready check's memory between turns),
+//! `history.rs` and `conditions.rs` (the status records).
 
 mod announce;
 mod backoff;
@@ -30,6 +31,7 @@ mod relevance;
 mod relist;
 mod sources;
 mod step;
+mod verified;
 mod views;
 mod watches;
 
@@ -72,6 +74,9 @@ pub struct Context {
     pub drift: Arc<Drift>,
     /// The scheduler's views of the cached hosts.
     views: Mutex<views::HostViews>,
+    /// What the last Ready checks found, so the turn after the operator's own status write
+    /// reads nothing again.
+    verified: verified::Verified,
     /// Follow networkData references into other namespaces than the host's.
     network_data_any_namespace: bool,
 }
@@ -124,6 +129,7 @@ pub async fn run(
         host_epoch: watches.host_epoch,
         drift: watches.drift,
         views: Mutex::default(),
+        verified: verified::Verified::default(),
         network_data_any_namespace: settings.network_data_any_namespace,
     });
     // The watches end with the controller (a replica that loses the lease stops them all).

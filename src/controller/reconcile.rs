@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::api::Api;
@@ -20,7 +20,7 @@ use super::conditions::reason;
 use super::phases::Turn;
 use super::step::{self, Step};
 use super::{Context, Error};
-use crate::api::{FINALIZER, SIPCluster};
+use crate::api::{FINALIZER, Phase, SIPCluster};
 
 /// Phases one reconcile may walk through before yielding to other clusters.
 const MAX_STEPS: usize = 8;
@@ -95,11 +95,18 @@ async fn apply(
     ctx: &Context,
 ) -> Result<Action, Error> {
     // The cache may lag behind this operator's own last status write; the phase and ledger
-    // must be the latest, so the turn starts from a fresh read of the object.
-    let Some(fresh) = api.get_opt(&cluster.name_any()).await? else {
-        return Ok(Action::await_change());
+    // must be the latest, so the turn starts from a fresh read of the object, unless the
+    // cached object is that write.
+    let fresh;
+    let cluster = if ctx.verified.is_own_last_write(cluster) {
+        cluster
+    } else {
+        let Some(read) = api.get_opt(&cluster.name_any()).await? else {
+            return Ok(Action::await_change());
+        };
+        fresh = read;
+        &fresh
     };
-    let cluster = &fresh;
     if let Some(wait) = ctx
         .backoff
         .held(cluster, ctx.host_epoch.load(Ordering::Relaxed))
@@ -150,6 +157,13 @@ async fn advance(
         }
         if !transition.moves() {
             ctx.backoff.reset(cluster);
+            match turn.verified {
+                Some(check) if transition.to == Phase::Ready => {
+                    ctx.verified
+                        .remember(cluster, resource_version, check, Instant::now())
+                }
+                _ => ctx.verified.forget(cluster),
+            }
             return Ok(Action::requeue(READY_RESYNC));
         }
     }
@@ -217,6 +231,7 @@ async fn decommission(
     // Drift recorded before the deletion (someone removed an object first) goes with the
     // cluster; the operator's own deletions are marked and never recorded.
     let _ = ctx.drift.take(&ObjectRef::from_obj(cluster));
+    ctx.verified.drop_cluster(cluster);
     told.tell(
         EventType::Normal,
         "Decommissioned",

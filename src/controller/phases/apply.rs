@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::controller::drift::{self, ChildRef};
+use crate::controller::sources::SourceRef;
 use crate::services::{self, Child, ServiceError, meta};
 
 use super::Turn;
@@ -88,6 +89,11 @@ impl Turn<'_> {
             .as_ref()
             .ok()
             .and_then(|o| drift::version(kind, o.meta()));
+        if kind == "Secret" && version.is_some() {
+            // The Ready check later in this turn need not read back what it just wrote.
+            let source = SourceRef::secret(&self.key.namespace, &object.name_any());
+            self.saw(source, version.clone());
+        }
         self.ctx.drift.written(&child, version);
         applied.map(drop)
     }

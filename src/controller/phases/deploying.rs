@@ -20,7 +20,7 @@ use crate::services::{self, Facts, ServiceError};
 
 use super::Turn;
 use super::apply::ChildKey;
-use super::io::{overlapped, read_secret};
+use super::io::overlapped;
 use super::predecessor::Leftovers;
 
 /// Each member's BMC credentials, or why they cannot be read.
@@ -187,10 +187,9 @@ impl Turn<'_> {
     /// The Secrets the spec names (authorized keys and the like) that exist, by name.
     async fn referenced_secrets(&self) -> kube::Result<BTreeMap<String, Secret>> {
         let names = services::referenced_secrets(&self.cluster.spec);
-        let api = self.namespaced::<Secret>();
+        let namespace = &self.key.namespace;
         let found = overlapped(names.clone(), |name| {
-            let api = api.clone();
-            async move { api.get_opt(&name).await }
+            self.secret(Some((namespace.clone(), name)))
         })
         .await?;
         Ok(names
@@ -221,6 +220,10 @@ impl Turn<'_> {
         let api = self.namespaced::<ConfigMap>();
         let [a, b] = services::TEMPLATE_CONFIG_MAPS;
         let found = futures::try_join!(api.get_opt(a), api.get_opt(b))?;
+        for (name, cm) in [(a, &found.0), (b, &found.1)] {
+            let version = cm.as_ref().and_then(|c| c.resource_version());
+            self.saw(SourceRef::config_map(&self.key.namespace, name), version);
+        }
         Ok([(a, found.0), (b, found.1)]
             .into_iter()
             .filter_map(|(n, cm)| Some((n.to_string(), cm?)))
@@ -264,8 +267,7 @@ impl Turn<'_> {
             .iter()
             .map(|(_, host)| host.as_deref().and_then(credentials_secret_ref))
             .collect();
-        let client = &self.ctx.client;
-        let secrets = overlapped(refs.clone(), |r| read_secret(client.clone(), r)).await?;
+        let secrets = overlapped(refs.clone(), |r| self.secret(r)).await?;
         let versions = refs
             .into_iter()
             .zip(&secrets)

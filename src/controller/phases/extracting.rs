@@ -12,7 +12,7 @@ use crate::machine::Event;
 use crate::scheduling::HostKey;
 
 use super::Turn;
-use super::io::{overlapped, read_secret};
+use super::io::overlapped;
 
 impl Turn<'_> {
     pub async fn extract(&mut self) -> kube::Result<Step> {
@@ -55,8 +55,7 @@ impl Turn<'_> {
                 [network_data, credentials_secret_ref(host)]
             })
             .collect();
-        let client = &self.ctx.client;
-        let read = overlapped(refs, |r| read_secret(client.clone(), r)).await?;
+        let read = overlapped(refs, |r| self.secret(r)).await?;
         // Two per host, in order: its networkData, then its credentials.
         let mut read = read.into_iter();
         let secrets: Vec<(Option<Secret>, Option<Secret>)> = pending

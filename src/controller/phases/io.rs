@@ -1,7 +1,6 @@
 //! Requests the phases share: bounded overlap over one connection, and reads by name.
 
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 /// Requests for one cluster's objects that may be waiting on the API server at once: enough to
@@ -40,15 +39,4 @@ where
         .buffered(REQUESTS_IN_FLIGHT)
         .try_collect()
         .await
-}
-
-/// A Secret named by `(namespace, name)`; `None` when there is no reference or no Secret.
-pub async fn read_secret(
-    client: kube::Client,
-    reference: Option<(String, String)>,
-) -> kube::Result<Option<Secret>> {
-    match reference {
-        None => Ok(None),
-        Some((ns, name)) => Api::<Secret>::namespaced(client, &ns).get_opt(&name).await,
-    }
 }

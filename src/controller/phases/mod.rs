@@ -13,15 +13,17 @@ mod labeling;
 mod predecessor;
 mod ready;
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
+use super::sources::SourceRef;
 use super::step::Step;
 use crate::api::{BareMetalHost, SIPCluster, SIPClusterStatus};
 use crate::scheduling::{ClusterKey, HostKey, HostView, Inputs, schedule};
@@ -31,6 +33,18 @@ pub struct Turn<'a> {
     pub cluster: &'a SIPCluster,
     pub key: ClusterKey,
     pub status: SIPClusterStatus,
+    /// What this turn read or wrote, so one turn that walks several phases reads each object
+    /// once: Secrets by `(namespace, name)`, and the versions of sources and of the services'
+    /// Secrets. Never kept past the turn, so never stale.
+    seen: Mutex<Seen>,
+    /// Set by the Ready check: what it did (read everything, or trusted the memory).
+    pub verified: Option<crate::controller::verified::Check>,
+}
+
+#[derive(Default)]
+struct Seen {
+    secrets: HashMap<(String, String), Option<Secret>>,
+    versions: HashMap<SourceRef, Option<String>>,
 }
 
 impl<'a> Turn<'a> {
@@ -44,7 +58,45 @@ impl<'a> Turn<'a> {
                 cluster.metadata.name.clone().unwrap_or_default(),
             ),
             status: cluster.status.clone().unwrap_or_default(),
+            seen: Mutex::default(),
+            verified: None,
         }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The Secret `reference` names (`None`: no reference, or no Secret), read once a turn.
+    async fn secret(&self, reference: Option<(String, String)>) -> kube::Result<Option<Secret>> {
+        let Some(reference) = reference else {
+            return Ok(None);
+        };
+        if let Some(known) = self.seen().secrets.get(&reference) {
+            return Ok(known.clone());
+        }
+        let (namespace, name) = &reference;
+        let read = Api::<Secret>::namespaced(self.ctx.client.clone(), namespace)
+            .get_opt(name)
+            .await?;
+        let mut seen = self.seen();
+        seen.versions.insert(
+            SourceRef::secret(namespace, name),
+            read.as_ref()
+                .and_then(|s| s.metadata.resource_version.clone()),
+        );
+        seen.secrets.insert(reference, read.clone());
+        Ok(read)
+    }
+
+    /// Records the version of an object this turn read or wrote.
+    fn saw(&self, source: SourceRef, version: Option<String>) {
+        self.seen().versions.insert(source, version);
+    }
+
+    /// The version this turn read or wrote of `source`, if it did.
+    fn seen_version(&self, source: &SourceRef) -> Option<Option<String>> {
+        self.seen().versions.get(source).cloned()
     }
 
     fn hosts_snapshot(&self) -> Vec<Arc<HostView>> {

@@ -3,11 +3,15 @@
 //! are rendered from changed, means applying them again.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
 use kube::runtime::reflector::ObjectRef;
 
 use crate::controller::drift::{ChildRef, EVERY_SERVICE_HAS};
-use crate::controller::sources::{SourceKind, Sources};
+use crate::controller::sources::{SourceKind, SourceRef, Sources};
 use crate::controller::step::Step;
+use crate::controller::verified::Check;
 use crate::machine::Event;
 
 use super::Turn;
@@ -27,10 +31,26 @@ impl Turn<'_> {
                 .collect();
             return Ok(Step::trouble(Event::Regather, "HostLost", lost.join("; ")));
         }
-        // What the service Secrets and the sources are now (reads), then what the watches saw
-        // meanwhile, or, when they saw nothing, objects missing since before a restart (a
-        // deletion while the operator was not running has no event).
-        let (secrets, sources) = futures::try_join!(self.secrets_drifted(), self.sources_now())?;
+        // What the service Secrets and the sources are now (reads, unless nothing can have
+        // changed since the last full check), then what the watches saw meanwhile, or, when
+        // they saw nothing, objects missing since before a restart (a deletion while the
+        // operator was not running has no event).
+        let host_epoch = self.ctx.host_epoch.load(Ordering::Relaxed);
+        let full = !self
+            .ctx
+            .verified
+            .unchanged(self.cluster, host_epoch, Instant::now());
+        self.verified = Some(Check { full, host_epoch });
+        let (secrets, sum) = if full {
+            let (secrets, sources) =
+                futures::try_join!(self.secrets_drifted(), self.sources_now())?;
+            (secrets, sources.sum())
+        } else {
+            (
+                Vec::new(),
+                self.status.sources_version.clone().unwrap_or_default(),
+            )
+        };
         let namespace = &self.key.namespace;
         let expected = self
             .status
@@ -43,7 +63,6 @@ impl Turn<'_> {
             .drift
             .take_or_missing(&ObjectRef::from_obj(self.cluster), expected);
         drifted.extend(secrets);
-        let sum = sources.sum();
         Ok(verdict(
             drifted,
             self.status.sources_version.as_deref(),
@@ -64,7 +83,13 @@ impl Turn<'_> {
             .collect();
         let found = overlapped(names.clone(), |name| {
             let (client, namespace) = (client.clone(), namespace.clone());
-            async move { version_of::<Secret>(client, &namespace, &name).await }
+            let written = self.seen_version(&SourceRef::secret(&namespace, &name));
+            async move {
+                match written {
+                    Some(version) => Ok(version),
+                    None => version_of::<Secret>(client, &namespace, &name).await,
+                }
+            }
         })
         .await?;
         let mut drifted = Vec::new();
@@ -88,7 +113,11 @@ impl Turn<'_> {
         let client = &self.ctx.client;
         let versions = overlapped(refs.clone(), |source| {
             let client = client.clone();
+            let read = self.seen_version(&source);
             async move {
+                if let Some(version) = read {
+                    return Ok(version);
+                }
                 let (ns, name) = (&source.namespace, &source.name);
                 match source.kind {
                     SourceKind::Secret => version_of::<Secret>(client, ns, name).await,

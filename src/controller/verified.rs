@@ -1,0 +1,189 @@
+//! The Ready check's memory between turns. The check reads the services' Secrets and the
+//! objects they are rendered from (the operator may not watch Secrets); the turn that starts
+//! because of the operator's own status write, right after a full check, would read them all
+//! again for nothing. So a Ready cluster whose object is still at the version the operator
+//! left it, with no host event since and a full check not long ago, is checked from memory
+//! (the scheduling decision and the drift the watches saw) without reads. Any other change to
+//! the SIPCluster (a poke, a spec change), a host event, or the age of the last full check
+//! makes the next check read everything again. It also knows the version of the operator's
+//! last status write, so a turn whose cached object is that version skips the fresh read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::api::SIPCluster;
+
+/// A full check at least this often, whatever the memory says (the resync is 300 s).
+const FULL_CHECK_AT_LEAST_EVERY: Duration = Duration::from_secs(150);
+
+#[derive(Default)]
+pub struct Verified {
+    checks: Mutex<HashMap<(String, String), Entry>>,
+    /// The resourceVersion of each SIPCluster's last status write by this operator.
+    written: Mutex<HashMap<(String, String), String>>,
+}
+
+struct Entry {
+    version: Option<String>,
+    host_epoch: u64,
+    full_at: Instant,
+}
+
+/// What a Ready check did: read everything, or trusted the memory; and the host epoch it saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub full: bool,
+    pub host_epoch: u64,
+}
+
+fn key(cluster: &SIPCluster) -> (String, String) {
+    (
+        cluster.metadata.namespace.clone().unwrap_or_default(),
+        cluster.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Verified {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Entry>> {
+        self.checks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the version the operator's status write produced.
+    pub fn wrote(&self, cluster: &SIPCluster, version: &str) {
+        self.written().insert(key(cluster), version.to_string());
+    }
+
+    /// Whether `cached` is the object as the operator's last status write left it: then the
+    /// cache is as fresh as a read would be (anyone's later write comes as an event of its
+    /// own), and the turn need not read the SIPCluster again.
+    pub fn is_own_last_write(&self, cached: &SIPCluster) -> bool {
+        cached
+            .metadata
+            .resource_version
+            .as_ref()
+            .is_some_and(|v| self.written().get(&key(cached)) == Some(v))
+    }
+
+    /// Whether nothing the Ready check reads can have changed since its last full check.
+    pub fn unchanged(&self, cluster: &SIPCluster, host_epoch: u64, now: Instant) -> bool {
+        self.map().get(&key(cluster)).is_some_and(|e| {
+            e.version == cluster.metadata.resource_version
+                && e.host_epoch == host_epoch
+                && now.duration_since(e.full_at) < FULL_CHECK_AT_LEAST_EVERY
+        })
+    }
+
+    /// After a turn that ended Ready without moving: `version`, the SIPCluster's version as
+    /// the turn left it.
+    pub fn remember(
+        &self,
+        cluster: &SIPCluster,
+        version: Option<String>,
+        check: Check,
+        now: Instant,
+    ) {
+        let mut map = self.map();
+        let full_at = match (check.full, map.get(&key(cluster))) {
+            (false, Some(e)) => e.full_at,
+            // Memory with no full check behind it is no memory.
+            (false, None) => return,
+            (true, _) => now,
+        };
+        map.insert(
+            key(cluster),
+            Entry {
+                version,
+                host_epoch: check.host_epoch,
+                full_at,
+            },
+        );
+    }
+
+    pub fn forget(&self, cluster: &SIPCluster) {
+        self.map().remove(&key(cluster));
+    }
+
+    /// A deleted cluster leaves nothing behind.
+    pub fn drop_cluster(&self, cluster: &SIPCluster) {
+        self.forget(cluster);
+        self.written().remove(&key(cluster));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(version: &str) -> SIPCluster {
+        let mut c = SIPCluster::new("tenant", Default::default());
+        c.metadata.namespace = Some("ns".into());
+        c.metadata.resource_version = Some(version.into());
+        c
+    }
+
+    #[test]
+    fn only_the_operators_own_last_write_within_the_window_skips_the_reads() {
+        let v = Verified::default();
+        let t0 = Instant::now();
+        let full = Check {
+            full: true,
+            host_epoch: 7,
+        };
+        assert!(!v.unchanged(&cluster("10"), 7, t0), "nothing remembered");
+        v.remember(&cluster("9"), Some("10".into()), full, t0);
+        let cases = [
+            (
+                cluster("10"),
+                7,
+                t0 + Duration::from_secs(1),
+                true,
+                "as the operator left it",
+            ),
+            (cluster("11"), 7, t0, false, "someone wrote the SIPCluster"),
+            (cluster("10"), 8, t0, false, "a host event came"),
+            (
+                cluster("10"),
+                7,
+                t0 + FULL_CHECK_AT_LEAST_EVERY,
+                false,
+                "the full check is old",
+            ),
+        ];
+        for (c, epoch, now, want, msg) in cases {
+            assert_eq!(v.unchanged(&c, epoch, now), want, "{msg}");
+        }
+        // A check from memory keeps the time of the last full one.
+        let later = t0 + FULL_CHECK_AT_LEAST_EVERY / 2;
+        let from_memory = Check {
+            full: false,
+            host_epoch: 7,
+        };
+        v.remember(&cluster("10"), Some("10".into()), from_memory, later);
+        assert!(!v.unchanged(&cluster("10"), 7, t0 + FULL_CHECK_AT_LEAST_EVERY));
+        v.forget(&cluster("10"));
+        assert!(!v.unchanged(&cluster("10"), 7, t0));
+        // A check from memory with nothing behind it remembers nothing.
+        v.remember(&cluster("10"), Some("10".into()), from_memory, t0);
+        assert!(!v.unchanged(&cluster("10"), 7, t0));
+    }
+
+    #[test]
+    fn the_cache_is_fresh_only_at_the_operators_own_last_write() {
+        let v = Verified::default();
+        assert!(!v.is_own_last_write(&cluster("5")), "nothing written yet");
+        v.wrote(&cluster("4"), "5");
+        assert!(v.is_own_last_write(&cluster("5")));
+        assert!(
+            !v.is_own_last_write(&cluster("4")),
+            "the cache lags behind the write"
+        );
+        assert!(!v.is_own_last_write(&cluster("6")), "someone wrote after");
+        v.drop_cluster(&cluster("5"));
+        assert!(!v.is_own_last_write(&cluster("5")));
+    }
+}
