@@ -192,28 +192,8 @@ async fn decommission(
 ) -> Result<Action, Error> {
     let mut turn = Turn::new(ctx, cluster);
     let mut version = cluster.resource_version();
-    if let Some(step) = step::observe(&turn.status, cluster.metadata.generation, true) {
-        let written = turn.status.clone();
-        version = commit(
-            api,
-            cluster,
-            ctx,
-            told,
-            &written,
-            &mut turn.status,
-            &step,
-            version,
-        )
-        .await?
-        .1;
-    }
-    if !turn.remove_services().await? || !turn.decommission().await? {
-        // Said where people look, with the predecessor's reason; the finalizer stays.
-        let step = Step::blocked(
-            reason::UNABLE_TO_DECOMMISSION,
-            "UnableToDecommission",
-            "a host changed while its labels were being removed; retrying".into(),
-        );
+    // Each step recorded on the status as last written by this turn.
+    let mut record = async |turn: &mut Turn<'_>, step: &Step, version: Option<String>| {
         let written = turn.status.clone();
         commit(
             api,
@@ -222,10 +202,23 @@ async fn decommission(
             told,
             &written,
             &mut turn.status,
-            &step,
+            step,
             version,
         )
-        .await?;
+        .await
+        .map(|(_, version)| version)
+    };
+    if let Some(step) = step::observe(&turn.status, cluster.metadata.generation, true) {
+        version = record(&mut turn, &step, version).await?;
+    }
+    if !turn.remove_services().await? || !turn.decommission().await? {
+        // Said where people look, with the predecessor's reason; the finalizer stays.
+        let step = Step::blocked(
+            reason::UNABLE_TO_DECOMMISSION,
+            "UnableToDecommission",
+            "a host changed while its labels were being removed; retrying".into(),
+        );
+        record(&mut turn, &step, version).await?;
         return Ok(Action::requeue(ctx.backoff.fail(cluster)));
     }
     // Drift recorded before the deletion (someone removed an object first) goes with the

@@ -429,27 +429,7 @@ fn configs_follow_the_members_not_the_ledger_order() {
 pub const OVERRIDE: &str = "global\n  log stdout format raw local0\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nlisten api\n  bind *:{{ containerPort }}\n{% for s in servers %}\n  server {{ s.name }} {{ s.host }}:{{ s.port }} check\n{% endfor %}\n";
 
 /// A worker template in the predecessor's style (Go syntax over its model).
-const GO_WORKER: &str = "global
-  log stdout format raw local0 notice
-defaults
-  mode tcp
-  timeout connect 30s
-  timeout client 600s
-  timeout server 600s
-{{- $servers := .Servers }}
-{{- range .ContainerPorts }}
-{{- $port := . }}
-frontend {{ $port.Name }}-frontend
-  bind *:{{ $port.ContainerPort }}
-  default_backend {{ $port.Name }}-backend
-backend {{ $port.Name }}-backend
-  option tcp-check
-  default-server check
-{{- range $servers }}
-  server {{ .Name }} {{ .IP }}:{{ $port.ContainerPort }}
-{{ end -}}
-{{ end -}}
-";
+const GO_WORKER: &str = gotemplate::tests::WORKER;
 
 #[test]
 fn a_config_map_written_for_the_predecessor_renders_as_it_did_there() {

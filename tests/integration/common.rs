@@ -159,6 +159,32 @@ pub fn start_metered_operator(
     (operator, metrics)
 }
 
+/// The operator as `sip run` builds it (the HTTP/2 client, one connection) on a control plane
+/// of a test's own, serving `namespace`; and the metrics it records.
+pub async fn start_operator_on(
+    cp: &ControlPlane,
+    namespace: &str,
+    instance: &str,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<sip::metrics::Metrics>,
+) {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
+    let layer = sip::metrics::ApiMetricsLayer::new(metrics.clone());
+    let client = sip::client::build(config, layer).unwrap();
+    let settings = operator_settings(namespace, instance, &metrics);
+    let operator = tokio::spawn(sip::controller::run(
+        client,
+        settings,
+        std::future::pending(),
+    ));
+    (operator, metrics)
+}
+
 /// The operator's settings in a test: hosts and SIPClusters of `namespace` only, reporting as
 /// `instance`, recording into `metrics`.
 pub fn operator_settings(

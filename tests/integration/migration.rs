@@ -6,7 +6,6 @@
 //! sip's services end up on the same node ports.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -17,12 +16,11 @@ use sip::api::{
     BareMetalHost, FINALIZER, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE, Phase,
     SIPCluster,
 };
-use sip::metrics::{ApiMetricsLayer, Metrics};
 use sip_envtest::{ControlPlane, apply_yaml, create_namespace};
 
 use crate::common::{
     SAMPLE_SIPCLUSTER, assert_uninterrupted_story, document_of_kind, load_hosts_into,
-    operator_settings,
+    start_operator_on,
 };
 
 const CLUSTER: &str = "tenant";
@@ -35,46 +33,9 @@ const ITS_HOSTS: [(&str, &str); 4] = [
     ("wk-4", "Worker"),
 ];
 
-/// A control-plane template in the predecessor's Go syntax, over its data model.
-const GO_CONTROL_PLANE: &str = "global
-  log stdout format raw local0 notice
-defaults
-  mode tcp
-  timeout connect 30s
-  timeout client 600s
-  timeout server 600s
-{{- $servers := .Servers }}
-{{- range .ContainerPorts }}
-{{- $port := . }}
-frontend {{ $port.Name }}-frontend
-  bind *:{{ $port.ContainerPort }}
-  default_backend {{ $port.Name }}-backend
-backend {{ $port.Name }}-backend
-  option httpchk GET /readyz
-  http-check expect status 200
-{{- range $servers }}
-  server {{ .Name }} {{ .IP }}:{{ $port.ContainerPort }} check check-ssl verify none
-{{ end -}}
-{{ end -}}
-";
-
-const GO_WORKER: &str = "defaults
-  mode tcp
-  timeout connect 30s
-  timeout client 600s
-  timeout server 600s
-{{- $servers := .Servers }}
-{{- range .ContainerPorts }}
-{{- $port := . }}
-frontend {{ $port.Name }}-frontend
-  bind *:{{ $port.ContainerPort }}
-  default_backend {{ $port.Name }}-backend
-backend {{ $port.Name }}-backend
-{{- range $servers }}
-  server {{ .Name }} {{ .IP }}:{{ $port.ContainerPort }} check
-{{ end -}}
-{{ end -}}
-";
+/// Load balancer templates in the predecessor's Go syntax, over its data model.
+const GO_CONTROL_PLANE: &str = include_str!("../fixtures/predecessor/loadBalancerControlPlane.cfg");
+const GO_WORKER: &str = include_str!("../fixtures/predecessor/loadBalancerWorker.cfg");
 
 fn its_labels(component: &str, instance: &str, app: &str) -> Value {
     json!({
@@ -156,21 +117,6 @@ fn predecessors_objects(cluster: &str) -> Vec<Value> {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "loadbalancerworker"},
                "data": {"loadBalancerWorker.cfg": GO_WORKER}}),
     ]
-}
-
-async fn start_operator(cp: &ControlPlane, namespace: &str) -> tokio::task::JoinHandle<()> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let client = sip::client::build(config, ApiMetricsLayer::new(metrics.clone())).unwrap();
-    let settings = operator_settings(namespace, "migration", &metrics);
-    tokio::spawn(sip::controller::run(
-        client,
-        settings,
-        std::future::pending(),
-    ))
 }
 
 /// Host name -> (cluster-name, node-type) for every host labeled for any cluster.
@@ -271,7 +217,7 @@ async fn a_cluster_left_by_the_predecessor_is_taken_over_without_moving_a_tenant
         .unwrap();
     let before = labels_of(&hosts).await;
 
-    let operator = start_operator(&cp, &namespace).await;
+    let (operator, _) = start_operator_on(&cp, &namespace, "migration").await;
     let started = Instant::now();
     wait_until(
         "the migrated cluster to be Ready",

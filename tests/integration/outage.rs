@@ -2,18 +2,16 @@
 //! upgrade, a crash): the operator rides it out without a restart, its watches see what
 //! changed since, and it takes the cluster to Ready, the story intact.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use sip::api::{Phase, SIPCluster};
-use sip::metrics::{ApiMetricsLayer, Metrics};
 use sip_envtest::{ControlPlane, create_namespace};
 
 use crate::common::{
     SAMPLE_SIPCLUSTER, assert_uninterrupted_story, document_of_kind, fifth_rack_host,
-    load_hosts_into, operator_settings,
+    load_hosts_into, start_operator_on,
 };
 
 async fn phase_of(api: &Api<SIPCluster>) -> Option<Phase> {
@@ -33,18 +31,7 @@ async fn the_operator_rides_out_an_api_server_restart_mid_creation() {
     load_hosts_into(&admin, &namespace).await;
 
     // The operator as `sip run` builds it: the HTTP/2 client, one connection.
-    let kubeconfig = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let client = sip::client::build(config, ApiMetricsLayer::new(metrics.clone())).unwrap();
-    let settings = operator_settings(&namespace, "outage", &metrics);
-    let operator = tokio::spawn(sip::controller::run(
-        client,
-        settings,
-        std::future::pending(),
-    ));
+    let (operator, metrics) = start_operator_on(&cp, &namespace, "outage").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !metrics.is_working() {
         assert!(Instant::now() < deadline, "the operator never started");

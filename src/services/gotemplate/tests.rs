@@ -5,25 +5,11 @@ use serde_json::{Value as Json, json};
 use super::*;
 
 /// A control-plane template in the predecessor's style: its variables, nested ranges and
-/// trim markers.
-pub const CONTROL_PLANE: &str = "global
-  log stdout format raw local0 notice
-defaults
-  mode tcp
-  timeout connect 30s
-{{- $servers := .Servers }}
-{{- range .ContainerPorts }}
-{{- $port := . }}
-frontend {{ $port.Name }}-in
-  bind *:{{ $port.ContainerPort }}
-  default_backend {{ $port.Name }}-out
-backend {{ $port.Name }}-out
-  option httpchk GET /readyz
-{{- range $servers }}
-  server {{ .Name }} {{ .IP }}:{{ $port.ContainerPort }} check check-ssl verify none
-{{ end -}}
-{{ end -}}
-";
+/// trim markers (shared with the integration tests).
+pub const CONTROL_PLANE: &str =
+    include_str!("../../../tests/fixtures/predecessor/loadBalancerControlPlane.cfg");
+/// The worker balancer's, in the same style.
+pub const WORKER: &str = include_str!("../../../tests/fixtures/predecessor/loadBalancerWorker.cfg");
 
 type Ports = Vec<(String, u16)>;
 type Servers = Vec<(String, String)>;
@@ -47,6 +33,7 @@ fn models() -> Vec<(Ports, Servers)> {
 fn templates() -> Vec<&'static str> {
     vec![
         CONTROL_PLANE,
+        WORKER,
         "{{ range $i, $s := .Servers }}{{ $i }}={{ $s.Name }};{{ else }}none{{ end }}",
         "{{ if eq (len .Servers) 0 }}empty{{ else if gt (len .Servers) 2 }}many{{ else }}few{{ end }}",
         "{{ with index .Servers 0 }}{{ .IP }}{{ end }}",
@@ -81,7 +68,7 @@ fn the_predecessors_style_renders_as_it_did() {
     let (ports, servers) = &models()[0];
     let out = render(CONTROL_PLANE, &load_balancer_model(ports, servers)).unwrap();
     assert!(
-        out.contains("\nfrontend http-in\n  bind *:6443\n  default_backend http-out\n"),
+        out.contains("\nfrontend http-frontend\n  bind *:6443\n  default_backend http-backend\n"),
         "{out}"
     );
     assert!(
