@@ -175,9 +175,16 @@ impl Drift {
             (Some(Some(false)), false) => "changed",
             (None, false) => {
                 if let Some(v) = seen {
-                    inner.marks.insert(child, Mark::Wrote(VecDeque::from([v])));
+                    inner
+                        .marks
+                        .insert(child.clone(), Mark::Wrote(VecDeque::from([v])));
                 }
-                return None;
+                // First sight (after a restart): the baseline, unless someone else wrote it
+                // after the operator's last apply, while the operator was not watching.
+                if !edited_by_others(meta) {
+                    return None;
+                }
+                "changed while the operator was not running"
             }
             (_, true) => {
                 inner.marks.remove(&child);
@@ -242,9 +249,10 @@ impl Drift {
             .unwrap_or_default()
     }
 
-    /// Whether the operator's last write of `child` gave `version` (or it has no record to
-    /// compare with, which makes `version` the baseline).
-    pub fn matches(&self, child: &ChildRef, version: &str) -> bool {
+    /// Whether the operator's last write of `child` gave `version`. With no record to compare
+    /// with (after a restart) `version` becomes the baseline, and it matches unless `edited`
+    /// (its managed fields show a write by someone else since the operator's last apply).
+    pub fn matches(&self, child: &ChildRef, version: &str, edited: bool) -> bool {
         let mut inner = self.lock();
         match inner.marks.get(child) {
             Some(Mark::Wrote(known) | Mark::Writing(known)) => known.iter().any(|v| v == version),
@@ -254,7 +262,7 @@ impl Drift {
                     child.clone(),
                     Mark::Wrote(VecDeque::from([version.to_string()])),
                 );
-                true
+                !edited
             }
         }
     }
@@ -264,6 +272,39 @@ impl Drift {
     fn marked(&self) -> usize {
         self.lock().marks.len()
     }
+}
+
+/// Managers that write the services' objects as part of the cluster's normal life: the
+/// Deployment controller annotates each Deployment's revision.
+const EXPECTED_WRITERS: [&str; 1] = ["kube-controller-manager"];
+
+/// Whether `meta`'s managed fields show a write to the object (not its status) by someone
+/// other than the operator at or after the operator's last apply: an edit the watches may not
+/// have seen (made while the operator was down). Times have a one-second grain, so a write in
+/// the same second as the operator's counts as later.
+pub fn edited_by_others(meta: &ObjectMeta) -> bool {
+    let entries = meta.managed_fields.as_deref().unwrap_or_default();
+    let main = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        e.subresource.as_deref().is_none_or(str::is_empty)
+    };
+    let ours = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        e.manager.as_deref() == Some(super::MANAGER)
+    };
+    let Some(applied) = entries
+        .iter()
+        .filter(main)
+        .filter(ours)
+        .filter_map(|e| e.time.as_ref())
+        .max_by_key(|t| t.0)
+    else {
+        return false;
+    };
+    entries
+        .iter()
+        .filter(main)
+        .filter(|e| !ours(e))
+        .filter(|e| !EXPECTED_WRITERS.contains(&e.manager.as_deref().unwrap_or_default()))
+        .any(|e| e.time.as_ref().is_some_and(|t| t.0 >= applied.0))
 }
 
 /// The SIPCluster a child belongs to: its controller owner reference, named again by the
@@ -387,6 +428,79 @@ mod tests {
         );
     }
 
+    fn written_by(entries: &[(&str, Option<&str>, i64)]) -> ObjectMeta {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+        ObjectMeta {
+            managed_fields: Some(
+                entries
+                    .iter()
+                    .map(|(manager, subresource, at)| ManagedFieldsEntry {
+                        manager: Some(manager.to_string()),
+                        subresource: subresource.map(str::to_string),
+                        time: Some(Time(
+                            k8s_openapi::jiff::Timestamp::from_second(*at).unwrap(),
+                        )),
+                        ..ManagedFieldsEntry::default()
+                    })
+                    .collect(),
+            ),
+            ..meta("7", 2)
+        }
+    }
+
+    #[test]
+    fn an_edit_made_while_the_operator_was_down_is_told_by_the_managed_fields() {
+        let ours = crate::controller::MANAGER;
+        let cases = [
+            (vec![(ours, None, 10)], false, "only the operator wrote it"),
+            (
+                vec![(ours, None, 10), ("kubectl-edit", None, 20)],
+                true,
+                "edited after",
+            ),
+            (
+                vec![(ours, None, 10), ("kubectl-edit", None, 10)],
+                true,
+                "in the same second",
+            ),
+            (
+                vec![("kubectl-edit", None, 5), (ours, None, 10)],
+                false,
+                "repaired since",
+            ),
+            (
+                vec![(ours, None, 10), ("kube-controller-manager", None, 20)],
+                false,
+                "the Deployment controller's revision annotation",
+            ),
+            (
+                vec![(ours, None, 10), ("kubectl", Some("status"), 20)],
+                false,
+                "status only",
+            ),
+            (
+                vec![("kubectl-edit", None, 20)],
+                false,
+                "never applied by the operator",
+            ),
+        ];
+        for (entries, edited, msg) in cases {
+            assert_eq!(edited_by_others(&written_by(&entries)), edited, "{msg}");
+        }
+        // First sight after a restart: the baseline, or drift when edited meanwhile.
+        let d = Drift::default();
+        let edited = written_by(&[(ours, None, 10), ("kubectl-edit", None, 20)]);
+        assert_eq!(d.observe("Deployment", &edited, false), Some(tenant()));
+        assert_eq!(
+            d.take(&tenant()),
+            ["Deployment tenant-lb-cp changed while the operator was not running"]
+        );
+        assert_eq!(d.observe("Deployment", &edited, false), None, "told once");
+        let secret = child("Secret");
+        assert!(!d.matches(&secret, "7", true));
+        assert!(d.matches(&secret, "7", true), "the baseline is taken");
+    }
+
     #[test]
     fn a_child_never_seen_once_its_kind_is_listed_is_missing() {
         let d = Drift::default();
@@ -454,8 +568,8 @@ mod tests {
         d.writing(&svc);
         d.written(&svc, None);
         assert_eq!(d.observe("Service", &meta("3", 0), false), None);
-        assert!(d.matches(&svc, "3"));
-        assert!(!d.matches(&svc, "4"));
+        assert!(d.matches(&svc, "3", false));
+        assert!(!d.matches(&svc, "4", false));
     }
 
     #[test]
@@ -466,7 +580,7 @@ mod tests {
             d.writing(&svc);
             d.written(&svc, Some(v.to_string()));
         }
-        assert!(d.matches(&svc, "10") && d.matches(&svc, "7"));
-        assert!(!d.matches(&svc, "6"));
+        assert!(d.matches(&svc, "10", false) && d.matches(&svc, "7", false));
+        assert!(!d.matches(&svc, "6", false));
     }
 }

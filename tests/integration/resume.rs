@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
 use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
@@ -347,6 +348,94 @@ async fn a_service_object_deleted_while_the_operator_is_down_is_restored_when_it
             .any(|m| m.contains("Deployment tenant-lb-control-plane missing")
                 && m.contains("Service tenant-jump-host missing")),
         "the history names what was missing: {drift:?}"
+    );
+    operator.kill();
+}
+
+#[tokio::test]
+async fn service_objects_edited_while_the_operator_is_down_are_repaired_when_it_returns() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let env = test_env("down-edit").await;
+    load_hosts(&env).await;
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    let operator = Operator::start(&env);
+    api.create(&PostParams::default(), &resumable(&env, "tenant"))
+        .await
+        .unwrap();
+    wait_for(&api, "tenant", "Ready", |c| phase(c) == Some(Phase::Ready)).await;
+    operator.kill();
+
+    // Edited as a person would while no operator runs: `kubectl edit` on a Deployment and on
+    // a Secret of the services.
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
+    let image = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .image
+            .clone()
+    };
+    let want_image = image(&deployments.get("tenant-lb-control-plane").await.unwrap());
+    let want_config = secrets.get("tenant-lb-control-plane").await.unwrap().data;
+    let by_hand = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..PatchParams::default()
+    };
+    let container = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "haproxy", "image": "example.invalid/not-haproxy:1"}
+    ]}}}});
+    deployments
+        .patch(
+            "tenant-lb-control-plane",
+            &by_hand,
+            &Patch::Strategic(container),
+        )
+        .await
+        .unwrap();
+    secrets
+        .patch(
+            "tenant-lb-control-plane",
+            &by_hand,
+            &Patch::Merge(json!({"stringData": {"haproxy.cfg": "global\n"}})),
+        )
+        .await
+        .unwrap();
+
+    // The returning operator sees someone else wrote them after its last apply.
+    let operator = Operator::start(&env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now_image = image(&deployments.get("tenant-lb-control-plane").await.unwrap());
+        let now_config = secrets.get("tenant-lb-control-plane").await.unwrap().data;
+        if now_image == want_image && now_config == want_config {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not repaired: image {now_image:?}, config restored {}",
+            now_config == want_config
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = wait_for(&api, "tenant", "Ready again", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await
+    .unwrap();
+    let drift = history_of(&ready, "ServiceDrift");
+    assert!(
+        drift.iter().any(|m| m.contains(
+            "Deployment tenant-lb-control-plane changed while the operator was not running"
+        )),
+        "the history names what was edited: {drift:?}"
     );
     operator.kill();
 }

@@ -6,9 +6,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
-use crate::controller::drift::{ChildRef, EVERY_SERVICE_HAS};
+use crate::controller::drift::{self, ChildRef, EVERY_SERVICE_HAS};
 use crate::controller::sources::{SourceKind, SourceRef, Sources};
 use crate::controller::step::Step;
 use crate::controller::verified::Check;
@@ -85,9 +86,16 @@ impl Turn<'_> {
             let (client, namespace) = (client.clone(), namespace.clone());
             let written = self.seen_version(&SourceRef::secret(&namespace, &name));
             async move {
+                // (version, whether someone else wrote it after the operator's last apply)
                 match written {
-                    Some(version) => Ok(version),
-                    None => version_of::<Secret>(client, &namespace, &name).await,
+                    Some(version) => Ok(version.map(|v| (v, false))),
+                    None => Ok(Api::<Secret>::namespaced(client, &namespace)
+                        .get_metadata_opt(&name)
+                        .await?
+                        .and_then(|m| {
+                            let edited = drift::edited_by_others(&m.metadata);
+                            Some((m.metadata.resource_version?, edited))
+                        })),
                 }
             }
         })
@@ -97,8 +105,8 @@ impl Turn<'_> {
             let child = ChildRef::new("Secret", namespace, &name);
             match found {
                 None => drifted.push(format!("Secret {name} deleted")),
-                Some(version) => {
-                    if !self.ctx.drift.matches(&child, &version) {
+                Some((version, edited)) => {
+                    if !self.ctx.drift.matches(&child, &version, edited) {
                         drifted.push(format!("Secret {name} changed"));
                     }
                 }
