@@ -9,9 +9,14 @@ use sip::api::{BareMetalHost, SIPCluster};
 use sip::metrics::Metrics;
 
 use crate::common::{
-    fifth_rack_host, load_hosts, metric_sum, sample_cluster, start_metered_operator, test_env,
-    wait_for,
+    fifth_rack_host, load_hosts, metric_sum, sample_cluster, start_operator_on, test_env, wait_for,
 };
+
+/// The operator's LISTs of SIPClusters (Gathering's fresh read of the ledgers).
+fn cluster_lists(metrics: &Metrics) -> u64 {
+    let labels = [r#"verb="list""#, r#"resource="sipclusters""#];
+    metric_sum(metrics, "sip_api_requests_total", &labels) as u64
+}
 
 /// Gathering turns that ended blocked (Unschedulable), from the operator's own counter.
 fn blocked_turns(metrics: &Metrics) -> u64 {
@@ -23,7 +28,8 @@ fn blocked_turns(metrics: &Metrics) -> u64 {
 async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
     let env = test_env("churn").await;
     load_hosts(&env).await;
-    let (operator, metrics) = start_metered_operator(&env);
+    // The operator's own client, metered: its LISTs of SIPClusters are counted.
+    let (operator, metrics) = start_operator_on(env.cp, &env.namespace, "churn").await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     // Six control-plane hosts, one per rack: the pool has four racks.
     let cluster = sample_cluster(&env, "blocked", |m| {
@@ -36,13 +42,14 @@ async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
     })
     .await;
     let before = blocked_turns(&metrics);
+    let lists_before = cluster_lists(&metrics);
 
-    // A host's status patched ten times a second for 20 s, as metal3 does while it inspects
+    // A host's status patched ten times a second for 60 s, as metal3 does while it inspects
     // or provisions: nothing the operator reads changes.
     let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
     let started = Instant::now();
     let mut patches = 0u32;
-    while started.elapsed() < Duration::from_secs(20) {
+    while started.elapsed() < Duration::from_secs(60) {
         let status = json!({"status": {
             "operationalStatus": "OK",
             "lastUpdated": format!("2026-12-02T00:00:{:02}Z", patches % 60),
@@ -56,12 +63,20 @@ async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let turns = blocked_turns(&metrics) - before;
-    // The backoff doubles from 2 s: within 20 s at most 2+4+8 = 14 s of waits, so 4 turns (the
-    // first may be due when the churn starts); a turn per event would be about 200.
-    eprintln!("figure: {patches} status patches in 20 s, {turns} blocked Gathering turns");
+    let lists = cluster_lists(&metrics) - lists_before;
+    // The backoff doubles from 2 s: within 60 s at most 2+4+8+16+32 s of waits, so 6 turns
+    // (the first may be due when the churn starts); a turn per event would be about 600. Each
+    // blocked turn reads the ledgers once.
+    eprintln!(
+        "figure: {patches} status patches in 60 s, {turns} blocked Gathering turns, {lists} LISTs of SIPClusters"
+    );
     assert!(
-        turns <= 4,
+        turns <= 6,
         "{turns} Gathering turns during {patches} status updates: the churn bypassed the backoff"
+    );
+    assert!(
+        lists <= turns,
+        "{lists} LISTs of SIPClusters for {turns} Gathering turns"
     );
 
     // A change the operator does read still lets the cluster through at once: a fifth rack.
