@@ -1,6 +1,6 @@
-//! The API server goes away while a cluster is being created and comes back (a control-plane
-//! upgrade, a crash): the operator rides it out without a restart, its watches see what
-//! changed since, and it takes the cluster to Ready, the story intact.
+//! The API server, or etcd behind it, goes away while a cluster is being created and comes
+//! back (a control-plane upgrade, a crash): the operator rides it out without a restart, its
+//! watches see what changed since, and it takes the cluster to Ready, the story intact.
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,24 @@ async fn phase_of(api: &Api<SIPCluster>) -> Option<Phase> {
         .and_then(|c| c.status?.phase)
 }
 
+/// What goes away and comes back.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    ApiServer,
+    Etcd,
+}
+
 #[tokio::test]
 async fn the_operator_rides_out_an_api_server_restart_mid_creation() {
+    ride_out(Outage::ApiServer).await;
+}
+
+#[tokio::test]
+async fn the_operator_rides_out_an_etcd_restart_mid_creation() {
+    ride_out(Outage::Etcd).await;
+}
+
+async fn ride_out(outage: Outage) {
     // A control plane of its own: the shared one serves the other tests.
     let mut cp = ControlPlane::start().await.expect("a control plane");
     let admin = cp.client().await.unwrap();
@@ -56,7 +72,10 @@ async fn the_operator_rides_out_an_api_server_restart_mid_creation() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let at = Phase::Gathering;
-    cp.restart_api_server(Duration::from_secs(3)).await.unwrap();
+    match outage {
+        Outage::ApiServer => cp.restart_api_server(Duration::from_secs(3)).await.unwrap(),
+        Outage::Etcd => cp.restart_etcd(Duration::from_secs(3)).await.unwrap(),
+    }
 
     // Back, a fifth rack appears: only a watch that came back sees it.
     let admin = cp.client().await.unwrap();
@@ -73,16 +92,16 @@ async fn the_operator_rides_out_an_api_server_restart_mid_creation() {
         }
         assert!(
             Instant::now() < deadline,
-            "not Ready 90 s after the API server came back (it went away in {at:?})"
+            "not Ready 90 s after {outage:?} came back (it went away in {at:?})"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
-        "figure: Ready {:.1?} after the API server came back and a host appeared (it went away in {at:?})",
+        "figure: Ready {:.1?} after {outage:?} came back and a host appeared (it went away in {at:?})",
         restarted.elapsed()
     );
     let status = api.get("tenant").await.unwrap().status.unwrap();
-    assert_uninterrupted_story(&status, "through an API server restart");
+    assert_uninterrupted_story(&status, &format!("through a restart of {outage:?}"));
     assert!(!operator.is_finished(), "the operator was not restarted");
     operator.abort();
 }

@@ -31,6 +31,8 @@ pub struct ControlPlane {
     processes: Vec<Supervised>,
     /// How kube-apiserver was started, to start it again.
     api_server: (PathBuf, Vec<String>),
+    /// How etcd was started, likewise.
+    etcd: (PathBuf, Vec<String>),
 }
 
 impl ControlPlane {
@@ -78,23 +80,33 @@ impl ControlPlane {
         let peer_url = format!("http://127.0.0.1:{peer_port}");
 
         let mut processes = Vec::new();
-        // etcd's supervisor owns the directory: it is removed after the last process stops.
+        let etcd_program = binaries::tool(&bin_dir, "etcd")?;
+        let etcd_args: Vec<String> = vec![
+            "--name=default".into(),
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=default={peer_url}"),
+            // Test data: durability is not worth an fsync per write.
+            "--unsafe-no-fsync".into(),
+            "--log-level=warn".into(),
+        ];
         processes.push(Supervised::spawn(
             "etcd",
-            &binaries::tool(&bin_dir, "etcd")?,
-            &[
-                "--name=default".into(),
-                format!("--data-dir={}", dir.join("etcd").display()),
-                format!("--listen-client-urls={etcd_url}"),
-                format!("--advertise-client-urls={etcd_url}"),
-                format!("--listen-peer-urls={peer_url}"),
-                format!("--initial-advertise-peer-urls={peer_url}"),
-                format!("--initial-cluster=default={peer_url}"),
-                // Test data: durability is not worth an fsync per write.
-                "--unsafe-no-fsync".into(),
-                "--log-level=warn".into(),
-            ],
+            &etcd_program,
+            &etcd_args,
             dir.join("etcd.log"),
+            None,
+        )?);
+        // The directory is owned by a process of its own, stopped last, so etcd and
+        // kube-apiserver can each be restarted without losing it.
+        processes.push(Supervised::spawn(
+            "scratch",
+            Path::new("sleep"),
+            &["infinity".into()],
+            dir.join("scratch.log"),
             Some(&dir),
         )?);
 
@@ -151,6 +163,7 @@ impl ControlPlane {
             startup: Duration::ZERO,
             processes,
             api_server: (api_server_program, api_server_args),
+            etcd: (etcd_program, etcd_args),
         };
         cp.wait_ready().await?;
         let client = cp.client().await?;
@@ -222,6 +235,17 @@ impl ControlPlane {
         let (program, args) = &self.api_server;
         let log = self.dir.join("kube-apiserver.restarted.log");
         self.processes[0] = Supervised::spawn("kube-apiserver", program, args, log, None)?;
+        self.wait_ready().await
+    }
+
+    /// Stops etcd, leaves it down for `down`, and starts it again on its data: the API server
+    /// stays up and reconnects, as when a control plane's etcd member restarts.
+    pub async fn restart_etcd(&mut self, down: Duration) -> Result<()> {
+        self.processes[1].stop();
+        tokio::time::sleep(down).await;
+        let (program, args) = &self.etcd;
+        let log = self.dir.join("etcd.restarted.log");
+        self.processes[1] = Supervised::spawn("etcd", program, args, log, None)?;
         self.wait_ready().await
     }
 
