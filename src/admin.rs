@@ -1,6 +1,7 @@
 //! The admin HTTP server: `/metrics` (Prometheus text), `/healthz` (the process serves) and
 //! `/readyz` (caches synced, so the operator can work). HTTP/1 only, a header read timeout and
-//! a small buffer: it faces a scraper, not the internet.
+//! a small buffer: it faces a scraper, not the internet. With [`ScrapeAuth`], `/metrics`
+//! answers only a bearer token whose user may `get` it; the probes stay open to the kubelet.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::scrape_auth::{ScrapeAuth, Verdict};
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BUFFER: usize = 16 * 1024;
@@ -24,16 +26,18 @@ const MAX_BUFFER: usize = 16 * 1024;
 pub async fn bind(
     address: SocketAddr,
     metrics: Arc<Metrics>,
+    auth: Option<Arc<ScrapeAuth>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()> + Send)> {
     let listener = TcpListener::bind(address).await?;
     let local = listener.local_addr()?;
-    Ok((local, serve(listener, metrics, shutdown)))
+    Ok((local, serve(listener, metrics, auth, shutdown)))
 }
 
 async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    auth: Option<Arc<ScrapeAuth>>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
@@ -50,11 +54,16 @@ async fn serve(
                 continue;
             }
         };
-        let metrics = metrics.clone();
+        let (metrics, auth) = (metrics.clone(), auth.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
+                let (metrics, auth) = (metrics.clone(), auth.clone());
+                async move {
+                    if let Some(refused) = refuse_scrape(auth.as_deref(), &req).await {
+                        return Ok::<_, Infallible>(refused);
+                    }
+                    Ok::<_, Infallible>(respond(&metrics, &req))
+                }
             });
             let served = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -67,6 +76,48 @@ async fn serve(
                 tracing::debug!(error = %e, "admin server: connection ended");
             }
         });
+    }
+}
+
+/// The answer to a `/metrics` request whose bearer token may not read it (`None`: go on).
+async fn refuse_scrape(
+    auth: Option<&ScrapeAuth>,
+    req: &Request<Incoming>,
+) -> Option<Response<Full<Bytes>>> {
+    let auth = auth.filter(|_| req.uri().path() == "/metrics")?;
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match auth.check(header).await {
+        Verdict::Allowed => None,
+        Verdict::Unauthenticated => {
+            let mut refused = reply(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "a bearer token the API server accepts is required\n".into(),
+            );
+            refused.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            Some(refused)
+        }
+        Verdict::Forbidden(user) => Some(reply(
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            format!(
+                "{user} may not get /metrics: bind it a role with nonResourceURLs [/metrics], verbs [get]\n"
+            ),
+        )),
+        Verdict::Unavailable(e) => {
+            tracing::warn!(error = %e, "could not review a scrape's token");
+            Some(reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "the API server could not review the token\n".into(),
+            ))
+        }
     }
 }
 
@@ -150,6 +201,7 @@ mod tests {
         let (address, server) = bind(
             "127.0.0.1:0".parse().unwrap(),
             metrics.clone(),
+            None,
             std::future::pending(),
         )
         .await
@@ -216,6 +268,7 @@ mod tests {
         let (address, server) = bind(
             "127.0.0.1:0".parse().unwrap(),
             Arc::new(Metrics::new()),
+            None,
             std::future::pending(),
         )
         .await

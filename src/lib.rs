@@ -13,4 +13,5 @@ pub mod leader;
 pub mod machine;
 pub mod metrics;
 pub mod scheduling;
+pub mod scrape_auth;
 pub mod services;

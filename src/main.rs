@@ -65,6 +65,10 @@ struct RunArgs {
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "SIP_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: std::net::SocketAddr,
+    /// Serve /metrics only to a bearer token whose user may `get` the non-resource URL
+    /// /metrics (TokenReview and SubjectAccessReview, as kube-rbac-proxy does).
+    #[arg(long, env = "SIP_METRICS_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    metrics_auth: bool,
     /// Work only while holding the Lease, so several replicas can run (`false`: always work).
     #[arg(long, env = "SIP_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
@@ -179,9 +183,13 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
+    let scrape_auth = args
+        .metrics_auth
+        .then(|| std::sync::Arc::new(sip::scrape_auth::ScrapeAuth::new(client.clone())));
     let (address, admin) = sip::admin::bind(
         args.metrics_address,
         metrics.clone(),
+        scrape_auth,
         until(stopped.clone()),
     )
     .await?;

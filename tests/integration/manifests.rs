@@ -59,6 +59,7 @@ async fn every_manifest_passes_a_server_side_dry_run() {
         "customresourcedefinition.apiextensions.k8s.io/sipclusters.airship.airshipit.org",
         "serviceaccount/sip-operator",
         "clusterrole.rbac.authorization.k8s.io/sip-operator",
+        "clusterrole.rbac.authorization.k8s.io/sip-metrics-reader",
         "clusterrolebinding.rbac.authorization.k8s.io/sip-operator",
         "role.rbac.authorization.k8s.io/sip-operator-leader-election",
         "rolebinding.rbac.authorization.k8s.io/sip-operator-leader-election",
@@ -132,21 +133,7 @@ async fn client_with_rbac(env: &TestEnv, suffix: &str, edit: impl Fn(&mut Value)
     sip_envtest::apply_yaml(&env.client, &docs.join("\n---\n"), NAMESPACE)
         .await
         .unwrap();
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(env.client.clone(), NAMESPACE)
-        .create_token_request(&name, &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
+    let token = token_of(env, NAMESPACE, &name).await;
     let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
@@ -156,6 +143,125 @@ async fn client_with_rbac(env: &TestEnv, suffix: &str, edit: impl Fn(&mut Value)
         ..Default::default()
     };
     kube::Client::try_from(config).unwrap()
+}
+
+/// A token for the ServiceAccount `name` in `namespace`, as a pod would have.
+async fn token_of(env: &TestEnv, namespace: &str, name: &str) -> String {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(env.client.clone(), namespace)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token
+}
+
+/// `GET path` on the admin server with `token`: the status code and the body.
+async fn scrape(address: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: sip\r\n{auth}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (code, body.to_string())
+}
+
+/// With --metrics-auth, as the shipped Deployment runs, /metrics answers only a token whose
+/// user may get it (the shipped ClusterRole sip-metrics-reader), asking the API server with
+/// only the operator's own rights; the probes stay open.
+#[tokio::test]
+async fn metrics_are_served_only_to_a_token_allowed_to_read_them() {
+    let env = test_env("scrape").await;
+    let operator_client = client_with_rbac(&env, "-scrape", |_| {}).await;
+    // Two scrapers: one bound to the shipped reader role, one not.
+    let reader = yaml_documents(include_str!("../../manifests/base/metrics-reader.yaml"))
+        .into_iter()
+        .next()
+        .unwrap();
+    let role = format!("sip-metrics-reader-{}", env.namespace);
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": env.namespace}],
+    });
+    let mut reader = reader;
+    reader["metadata"]["name"] = json!(role);
+    let accounts: Vec<String> = ["prometheus", "stranger"]
+        .iter()
+        .map(|n| {
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": n}})
+                .to_string()
+        })
+        .chain([reader.to_string(), binding.to_string()])
+        .collect();
+    sip_envtest::apply_yaml(&env.client, &accounts.join("\n---\n"), &env.namespace)
+        .await
+        .unwrap();
+    let allowed = token_of(&env, &env.namespace, "prometheus").await;
+    let denied = token_of(&env, &env.namespace, "stranger").await;
+
+    let metrics = Arc::new(Metrics::new());
+    let auth = Arc::new(sip::scrape_auth::ScrapeAuth::new(operator_client));
+    let (address, server) = sip::admin::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        metrics,
+        Some(auth),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let server = tokio::spawn(server);
+    let cases = [
+        ("/metrics", None, 401, "no token"),
+        (
+            "/metrics",
+            Some("not-a-token"),
+            401,
+            "a token the API server refuses",
+        ),
+        (
+            "/metrics",
+            Some(denied.as_str()),
+            403,
+            "a user without the right",
+        ),
+        ("/metrics", Some(allowed.as_str()), 200, "the reader"),
+        (
+            "/metrics",
+            Some(allowed.as_str()),
+            200,
+            "the reader again (remembered)",
+        ),
+        ("/healthz", None, 200, "the liveness probe"),
+    ];
+    for (path, token, want, msg) in cases {
+        let (code, body) = scrape(address, path, token).await;
+        assert_eq!(code, want, "{msg}: {body}");
+        if want == 200 && path == "/metrics" {
+            assert!(body.contains("sip_"), "{msg}: the metrics: {body}");
+        }
+        if want == 403 {
+            assert!(body.contains("stranger may not get /metrics"), "{body}");
+        }
+    }
+    server.abort();
 }
 
 /// The operator as `sip run` runs it: leader election, then the controller.

@@ -127,6 +127,7 @@ async fn prometheus_scrapes_the_operator_and_every_dashboard_query_returns_data(
     let (admin, server) = sip::admin::bind(
         "127.0.0.1:0".parse().unwrap(),
         metrics.clone(),
+        None,
         std::future::pending(),
     )
     .await
