@@ -459,6 +459,28 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
     let lease_name = format!("sip-operator-{}", env.namespace);
     let (leader, metrics) =
         leading(&env, client, (NAMESPACE, &lease_name), "fenced", duration).await;
+    // A standby with every right waits for the same Lease.
+    let standby_metrics = Arc::new(Metrics::new());
+    let standby = tokio::spawn({
+        let (client, metrics) = (env.client.clone(), standby_metrics.clone());
+        let settings = operator_settings(&env.namespace, "successor", &metrics);
+        let lease = sip::leader::LeaseSettings {
+            name: lease_name.clone(),
+            namespace: NAMESPACE.into(),
+            identity: "successor".into(),
+            duration_seconds: duration,
+        };
+        async move {
+            sip::leader::run_as_leader(
+                client.clone(),
+                lease,
+                metrics,
+                std::future::pending(),
+                |stop| sip::controller::run(client, settings, stop),
+            )
+            .await
+        }
+    });
 
     // Its renewals start failing (the right to patch the Lease is taken away) while it runs.
     let role = format!("sip-operator{suffix}-leader-election");
@@ -473,12 +495,24 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
         .await
         .unwrap();
     let revoked = std::time::Instant::now();
+    // When it stops working (its last write), sampled every 10 ms: the leader task itself
+    // ends later, after trying to release the Lease.
+    let stopped_working = tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            while metrics.is_working() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            std::time::Instant::now()
+        }
+    });
     let ended = tokio::time::timeout(Duration::from_secs(3 * duration), leader)
         .await
         .expect("the leader kept working past its lease")
         .unwrap();
     let stopped_at = k8s_openapi::jiff::Timestamp::now();
     let took = revoked.elapsed();
+    let stopped = stopped_working.await.unwrap();
     let error = ended.expect_err("losing the lease is an error").to_string();
     eprintln!(
         "figure: stopped {took:.1?} after its renewals began to fail (lease {duration} s): {error}"
@@ -503,7 +537,25 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
     );
     assert!(!metrics.is_working() && !metrics.is_leader());
 
-    // Fenced, it writes nothing: a SIPCluster created now is never touched.
+    // The standby works only once the Lease has expired: the two never write in one second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3 * duration);
+    while !standby_metrics.is_working() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never took over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gap = stopped.elapsed();
+    eprintln!(
+        "figure: the standby started working {gap:.1?} after the fenced leader stopped working"
+    );
+    assert!(
+        gap >= Duration::from_secs(1),
+        "the standby worked {gap:?} after the old leader stopped"
+    );
+
+    // Fenced, the old one writes nothing: a SIPCluster created now is the successor's alone.
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(
         &PostParams::default(),
@@ -511,9 +563,25 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let late = api.get("late").await.unwrap();
-    assert!(late.status.is_none() && late.metadata.finalizers.is_none());
+    wait_for(&api, "late", "Ready under the successor", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await;
+    let reporters: std::collections::BTreeSet<String> =
+        Api::<Event>::namespaced(env.client.clone(), &env.namespace)
+            .list(&ListParams::default().fields("involvedObject.name=late"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| e.reporting_instance)
+            .collect();
+    assert_eq!(
+        reporters,
+        ["successor".to_string()].into(),
+        "only the successor worked"
+    );
+    standby.abort();
 }
 
 #[tokio::test]
