@@ -99,6 +99,67 @@ async fn every_manifest_passes_a_server_side_dry_run() {
     }
 }
 
+/// metal3 not installed yet (its CRD missing): `/readyz` and the log name the CRD, and the
+/// operator does not work, rather than waiting in silence.
+#[tokio::test]
+async fn without_the_baremetalhost_crd_readyz_and_the_log_say_which() {
+    crate::common::init_logging();
+    // A control plane of its own: the CRD is deleted.
+    let cp = sip_envtest::ControlPlane::start()
+        .await
+        .expect("a control plane");
+    let admin = cp.client().await.unwrap();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(admin.clone());
+    crds.delete("baremetalhosts.metal3.io", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while crds
+        .get_opt("baremetalhosts.metal3.io")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CRD was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let namespace = sip_envtest::create_namespace(&admin, "no-crd")
+        .await
+        .unwrap();
+    let (operator, metrics) = crate::common::start_operator_on(&cp, &namespace, "no-crd").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let trouble = loop {
+        let trouble = metrics.watches.trouble().join("; ");
+        if trouble.contains("baremetalhosts") {
+            break trouble;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no watch failure recorded: {trouble:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        trouble.contains("baremetalhosts.metal3.io not found: is its CRD installed?"),
+        "/readyz names the CRD: {trouble}"
+    );
+    assert!(
+        !metrics.is_working(),
+        "it cannot work without its host cache"
+    );
+    assert!(
+        crate::common::captured_logs()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("baremetalhosts.metal3.io not found")),
+        "the log says which, at warn"
+    );
+    operator.abort();
+}
+
 /// Applies the RBAC of `manifests/base/rbac.yaml`, renamed with `suffix` and changed by `edit`,
 /// and returns a client holding only that ServiceAccount's token.
 async fn client_with_rbac(env: &TestEnv, suffix: &str, edit: impl Fn(&mut Value)) -> kube::Client {
