@@ -23,7 +23,7 @@ async fn holder(api: &Api<Lease>) -> Option<String> {
 }
 
 /// The replicas that reported Events about `name`.
-async fn reporters(env: &crate::common::TestEnv, name: &str) -> Vec<String> {
+pub async fn reporters(env: &crate::common::TestEnv, name: &str) -> Vec<String> {
     let mut out: Vec<String> = Api::<Event>::namespaced(env.client.clone(), &env.namespace)
         .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
         .await

@@ -521,27 +521,13 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
     let (leader, metrics) =
         leading(&env, client, (NAMESPACE, &lease_name), "fenced", duration).await;
     // A standby with every right waits for the same Lease.
-    let standby_metrics = Arc::new(Metrics::new());
-    let standby = tokio::spawn({
-        let (client, metrics) = (env.client.clone(), standby_metrics.clone());
-        let settings = operator_settings(&env.namespace, "successor", &metrics);
-        let lease = sip::leader::LeaseSettings {
-            name: lease_name.clone(),
-            namespace: NAMESPACE.into(),
-            identity: "successor".into(),
-            duration_seconds: duration,
-        };
-        async move {
-            sip::leader::run_as_leader(
-                client.clone(),
-                lease,
-                metrics,
-                std::future::pending(),
-                |stop| sip::controller::run(client, settings, stop),
-            )
-            .await
-        }
-    });
+    let (standby, standby_metrics) = standing(
+        &env,
+        env.client.clone(),
+        (NAMESPACE, &lease_name),
+        "successor",
+        duration,
+    );
 
     // Its renewals start failing (the right to patch the Lease is taken away) while it runs.
     let role = format!("sip-operator{suffix}-leader-election");
@@ -628,18 +614,9 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
         phase(c) == Some(Phase::Ready)
     })
     .await;
-    let reporters: std::collections::BTreeSet<String> =
-        Api::<Event>::namespaced(env.client.clone(), &env.namespace)
-            .list(&ListParams::default().fields("involvedObject.name=late"))
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|e| e.reporting_instance)
-            .collect();
     assert_eq!(
-        reporters,
-        ["successor".to_string()].into(),
+        crate::leader::reporters(&env, "late").await,
+        ["successor"],
         "only the successor worked"
     );
     standby.abort();
@@ -704,6 +681,29 @@ async fn leading(
     tokio::task::JoinHandle<Result<(), sip::leader::LeaderError>>,
     Arc<Metrics>,
 ) {
+    let (leader, metrics) = standing(env, client, lease, identity, duration);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !metrics.is_working() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never started working"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (leader, metrics)
+}
+
+/// [`leading`] without waiting: a replica that works once it holds the Lease.
+fn standing(
+    env: &TestEnv,
+    client: kube::Client,
+    lease: (&str, &str),
+    identity: &str,
+    duration: u64,
+) -> (
+    tokio::task::JoinHandle<Result<(), sip::leader::LeaderError>>,
+    Arc<Metrics>,
+) {
     let metrics = Arc::new(Metrics::new());
     let settings = operator_settings(&env.namespace, identity, &metrics);
     let lease = sip::leader::LeaseSettings {
@@ -725,13 +725,5 @@ async fn leading(
             .await
         }
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !metrics.is_working() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never started working"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     (leader, metrics)
 }

@@ -290,11 +290,9 @@ async fn a_crash_at_every_phase_boundary_changes_nothing_in_the_outcome() {
     }
 }
 
-#[tokio::test]
-async fn a_service_object_deleted_while_the_operator_is_down_is_restored_when_it_returns() {
-    use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::Service;
-    let env = test_env("down-drift").await;
+/// The sample tenant taken to Ready by a real `sip` process, which is then killed.
+async fn ready_then_stopped(prefix: &str) -> (TestEnv, Api<SIPCluster>) {
+    let env = test_env(prefix).await;
     load_hosts(&env).await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     let operator = Operator::start(&env);
@@ -303,6 +301,14 @@ async fn a_service_object_deleted_while_the_operator_is_down_is_restored_when_it
         .unwrap();
     wait_for(&api, "tenant", "Ready", |c| phase(c) == Some(Phase::Ready)).await;
     operator.kill();
+    (env, api)
+}
+
+#[tokio::test]
+async fn a_service_object_deleted_while_the_operator_is_down_is_restored_when_it_returns() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Service;
+    let (env, api) = ready_then_stopped("down-drift").await;
 
     // Deleted while no operator runs: no watch sees it go.
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -357,15 +363,7 @@ async fn service_objects_edited_while_the_operator_is_down_are_repaired_when_it_
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Secret;
     use kube::api::{Patch, PatchParams};
-    let env = test_env("down-edit").await;
-    load_hosts(&env).await;
-    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-    let operator = Operator::start(&env);
-    api.create(&PostParams::default(), &resumable(&env, "tenant"))
-        .await
-        .unwrap();
-    wait_for(&api, "tenant", "Ready", |c| phase(c) == Some(Phase::Ready)).await;
-    operator.kill();
+    let (env, api) = ready_then_stopped("down-edit").await;
 
     // Edited as a person would while no operator runs: `kubectl edit` on a Deployment and on
     // a Secret of the services.
