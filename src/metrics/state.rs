@@ -6,7 +6,7 @@ use kube::core::{Selector, SelectorExt};
 
 use super::Metrics;
 use crate::api::{CONDITION_READY, NodeRole, Phase};
-use crate::scheduling::{HostKey, HostView};
+use crate::scheduling::{HostKey, free_by_itself};
 
 impl Metrics {
     /// Recomputes the state gauges from the caches.
@@ -71,12 +71,20 @@ impl Metrics {
                 .set(i64::from(wanted));
         }
         let hosts = hosts.state();
-        let free: Vec<HostView> = hosts
+        // Borrowed labels of the free hosts: a scrape copies nothing per host.
+        let no_labels = std::collections::BTreeMap::new();
+        let free: Vec<&std::collections::BTreeMap<String, String>> = hosts
             .iter()
-            .map(|h| HostView::from_host(h))
-            .filter(|v| {
-                v.labeled_for().is_none() && !v.unavailable() && !claimed_keys.contains(&v.key)
+            .filter(|h| free_by_itself(h))
+            .filter(|h| {
+                let meta = &h.metadata;
+                let key = HostKey::new(
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+                !claimed_keys.contains(&key)
             })
+            .map(|h| h.metadata.labels.as_ref().unwrap_or(&no_labels))
             .collect();
         self.hosts_free.set(free.len() as i64);
         self.hosts_total.set(hosts.len() as i64);
@@ -87,7 +95,10 @@ impl Metrics {
                 let Ok(selector) = Selector::try_from(set.label_selector.clone()) else {
                     continue;
                 };
-                let n = free.iter().filter(|v| selector.matches(&v.labels)).count();
+                let n = free
+                    .iter()
+                    .filter(|labels| selector.matches(labels))
+                    .count();
                 self.hosts_available
                     .with_label_values(&[
                         c.metadata.namespace.as_deref().unwrap_or_default(),

@@ -138,16 +138,59 @@ pub struct HostView {
     pub has_network_data: bool,
 }
 
+/// What takes a host out of service, read from the host itself.
+struct Service {
+    deleting: bool,
+    paused: bool,
+    errored: bool,
+    unhealthy: bool,
+}
+
+impl Service {
+    fn of(host: &BareMetalHost) -> Self {
+        let meta = &host.metadata;
+        let annotated = |key: &str| {
+            meta.annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(key))
+        };
+        let errored = host.status.as_ref().is_some_and(|s| {
+            s.error_message.as_deref().is_some_and(|m| !m.is_empty())
+                || s.operational_status.as_deref() == Some(OPERATIONAL_STATUS_ERROR)
+        });
+        Service {
+            deleting: meta.deletion_timestamp.is_some(),
+            paused: annotated(PAUSED_ANNOTATION),
+            errored,
+            unhealthy: annotated(UNHEALTHY_ANNOTATION),
+        }
+    }
+}
+
+/// Whether `host` is free for any cluster to choose, as far as the host itself says (its
+/// labels give it to no cluster, and it is in service): what the metrics count at each scrape,
+/// without building a [`HostView`] (a copy of every host's labels).
+pub fn free_by_itself(host: &BareMetalHost) -> bool {
+    let s = Service::of(host);
+    let labeled = host
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(LABEL_CLUSTER_NAME));
+    !(labeled || s.deleting || s.paused || s.errored || s.unhealthy)
+}
+
 impl HostView {
     pub fn from_host(host: &BareMetalHost) -> Self {
         let meta = &host.metadata;
         let annotations = meta.annotations.as_ref();
         let annotated = |key: &str| annotations.is_some_and(|a| a.contains_key(key));
-        let status = host.status.as_ref();
-        let errored = status.is_some_and(|s| {
-            s.error_message.as_deref().is_some_and(|m| !m.is_empty())
-                || s.operational_status.as_deref() == Some(OPERATIONAL_STATUS_ERROR)
-        });
+        let Service {
+            deleting,
+            paused,
+            errored,
+            unhealthy,
+        } = Service::of(host);
         HostView {
             key: HostKey::new(
                 meta.namespace.as_deref().unwrap_or_default(),
@@ -155,10 +198,10 @@ impl HostView {
             ),
             uid: meta.uid.clone(),
             labels: meta.labels.clone().unwrap_or_default(),
-            deleting: meta.deletion_timestamp.is_some(),
-            paused: annotated(PAUSED_ANNOTATION),
+            deleting,
+            paused,
             errored,
-            unhealthy: annotated(UNHEALTHY_ANNOTATION),
+            unhealthy,
             release_requested: annotated(ANNOTATION_RELEASE),
             has_network_data: host
                 .spec

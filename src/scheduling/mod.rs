@@ -18,7 +18,7 @@ pub use choose::{Inputs, schedule};
 pub use decision::{
     Counts, Decision, LostReason, Pick, Release, ReleaseReason, RoleDecision, Shortfall,
 };
-pub use host::{ClusterKey, HostKey, HostView};
+pub use host::{ClusterKey, HostKey, HostView, free_by_itself};
 
 #[cfg(test)]
 mod proptests;
