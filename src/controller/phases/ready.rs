@@ -23,14 +23,8 @@ impl Turn<'_> {
     /// an object of the services changed or deleted by someone else means applying them again.
     pub async fn check(&mut self) -> kube::Result<Step> {
         let decision = self.decide(false).await?;
-        if !decision.changes_nothing() {
-            let lost: Vec<String> = decision
-                .roles
-                .values()
-                .flat_map(|r| r.release.iter())
-                .map(|r| format!("{}: {}", r.key, r.reason))
-                .collect();
-            return Ok(Step::trouble(Event::Regather, "HostLost", lost.join("; ")));
+        if let Some(step) = regather(&decision) {
+            return Ok(step);
         }
         // What the service Secrets and the sources are now (reads, unless nothing can have
         // changed since the last full check), then what the watches saw meanwhile, or, when
@@ -142,6 +136,33 @@ impl Turn<'_> {
     }
 }
 
+/// Whether the hosts no longer are what the ledger says: a member lost, or a host carrying
+/// this cluster's labels that the ledger lacks (someone labeled it by hand). Pure.
+fn regather(decision: &crate::scheduling::Decision) -> Option<Step> {
+    if decision.changes_nothing() {
+        return None;
+    }
+    let lost: Vec<String> = decision
+        .roles
+        .values()
+        .flat_map(|r| r.release.iter())
+        .map(|r| format!("{}: {}", r.key, r.reason))
+        .collect();
+    let labeled = decision.adopted.iter().map(|r| {
+        format!(
+            "{}/{}: labeled for this cluster but not in its ledger",
+            r.namespace, r.name
+        )
+    });
+    let reason = if lost.is_empty() {
+        "HostLabeled"
+    } else {
+        "HostLost"
+    };
+    let message: Vec<String> = lost.into_iter().chain(labeled).collect();
+    Some(Step::trouble(Event::Regather, reason, message.join("; ")))
+}
+
 /// Whether a Ready cluster's services must be applied again: anything that drifted, or a
 /// source whose versions (`now`) differ from those rendered (`rendered`). Pure.
 fn verdict(mut drifted: Vec<String>, rendered: Option<&str>, now: &str) -> Step {
@@ -166,6 +187,28 @@ fn verdict(mut drifted: Vec<String>, rendered: Option<&str>, now: &str) -> Step 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_labeled_by_hand_is_told_as_such_not_as_lost() {
+        use crate::api::HostState;
+        let mut decision = crate::scheduling::Decision::default();
+        assert_eq!(regather(&decision), None, "nothing changed");
+        decision
+            .adopted
+            .push(crate::controller::phases::test_record(
+                "wk-9",
+                HostState::Chosen,
+            ));
+        let step = regather(&decision).expect("a regather");
+        assert_eq!(
+            (step.event, step.reason),
+            (Some(Event::Regather), "HostLabeled")
+        );
+        assert_eq!(
+            step.message,
+            "metal3/wk-9: labeled for this cluster but not in its ledger"
+        );
+    }
 
     #[test]
     fn drift_or_changed_sources_apply_the_services_again() {
