@@ -171,11 +171,11 @@ impl Turn<'_> {
         Ok(Step::go(Event::Done, "InfraDeployed", message))
     }
 
-    /// What the predecessor left, looked for until every service has been applied once (a
-    /// cluster sip made from the start pays one LIST), by name after a failure.
+    /// What the predecessor left: looked for at the first deployment (a cluster sip made from
+    /// the start pays one LIST, once), and by name after a failed one.
     async fn leftovers_until_applied(&self) -> kube::Result<Leftovers> {
         let services = &self.status.services;
-        if services.is_empty() {
+        if self.status.sources_version.is_none() {
             self.predecessors_leftovers(false).await
         } else if services.iter().any(|s| !s.ready) {
             self.predecessors_leftovers(true).await
