@@ -131,11 +131,11 @@ pub async fn label(
 /// Returns false on a conflict (try again later).
 pub async fn unlabel(
     api: &Api<BareMetalHost>,
-    record: &HostRecord,
+    name: &str,
     cluster: &ClusterKey,
     manager: &str,
 ) -> kube::Result<bool> {
-    let Some(host) = api.get_opt(&record.name).await? else {
+    let Some(host) = api.get_opt(name).await? else {
         return Ok(true);
     };
     let view = HostView::from_host(&host);

@@ -42,27 +42,35 @@ fn role_of(host: &HostView, selectors: &[(NodeRole, Option<Selector>)]) -> NodeR
     }
 }
 
+/// The hosts labeled for `cluster` that `ledger` lacks, in (namespace, name) order.
+pub fn outside_ledger<'a, H: Borrow<HostView>>(
+    cluster: &ClusterKey,
+    ledger: &[HostRecord],
+    hosts: &'a [H],
+) -> Vec<&'a HostView> {
+    let mut found: Vec<&HostView> = hosts
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|h| labeled_for(h, cluster))
+        .filter(|h| {
+            !ledger
+                .iter()
+                .any(|r| r.name == h.key.name() && r.namespace == h.key.namespace())
+        })
+        .collect();
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    found
+}
+
 /// Ledger records for the hosts labeled for `inputs.cluster` that its ledger lacks, in
 /// (role, namespace, name) order so the outcome never depends on the order of the hosts.
 pub(super) fn strays<S: BuildHasher, H: Borrow<HostView>>(
     inputs: &Inputs<'_, S, H>,
 ) -> Vec<HostRecord> {
-    let mut found: Vec<&HostView> = inputs
-        .hosts
-        .iter()
-        .map(Borrow::borrow)
-        .filter(|h| labeled_for(h, inputs.cluster))
-        .filter(|h| {
-            !inputs
-                .ledger
-                .iter()
-                .any(|r| r.name == h.key.name() && r.namespace == h.key.namespace())
-        })
-        .collect();
+    let found = outside_ledger(inputs.cluster, inputs.ledger, inputs.hosts);
     if found.is_empty() {
         return Vec::new();
     }
-    found.sort_by(|a, b| a.key.cmp(&b.key));
     let selectors: Vec<(NodeRole, Option<Selector>)> = NodeRole::ALL
         .iter()
         .map(|role| {

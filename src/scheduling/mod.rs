@@ -13,7 +13,7 @@ mod decision;
 mod host;
 mod scan;
 
-pub use adopt::ADOPTED;
+pub use adopt::{ADOPTED, outside_ledger};
 pub use choose::{Inputs, schedule};
 pub use decision::{
     Counts, Decision, LostReason, Pick, Release, ReleaseReason, RoleDecision, Shortfall,

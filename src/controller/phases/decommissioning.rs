@@ -27,13 +27,18 @@ impl Turn<'_> {
     /// are done.
     pub async fn decommission(&mut self) -> kube::Result<bool> {
         let manager = self.ctx.manager.as_str();
-        let mut records = self.status.hosts.clone();
-        let strays = self.decide(false).await?.adopted;
-        records.extend(strays);
+        let hosts = self.hosts_snapshot();
+        let strays = crate::scheduling::outside_ledger(&self.key, &self.status.hosts, &hosts);
+        let names = self
+            .status
+            .hosts
+            .iter()
+            .map(|r| (r.namespace.as_str(), r.name.as_str()))
+            .chain(strays.iter().map(|h| (h.key.namespace(), h.key.name())));
         let mut done = true;
-        for record in &records {
-            let api = self.hosts_api(&record.namespace);
-            done &= hosts::unlabel(&api, record, &self.key, manager).await?;
+        for (namespace, name) in names {
+            let api = self.hosts_api(namespace);
+            done &= hosts::unlabel(&api, name, &self.key, manager).await?;
         }
         Ok(done)
     }

@@ -25,7 +25,7 @@ impl Turn<'_> {
                 continue;
             }
             let api = self.hosts_api(&record.namespace);
-            if !hosts::unlabel(&api, record, &self.key, manager).await? {
+            if !hosts::unlabel(&api, &record.name, &self.key, manager).await? {
                 pending = true;
             }
         }
