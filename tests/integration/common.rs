@@ -321,6 +321,15 @@ pub fn assert_uninterrupted_story(status: &sip::api::SIPClusterStatus, what: &st
 /// Host name -> the SIPCluster its `cluster-name` label names, for every labeled host.
 pub async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
     let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    host_labels(&hosts)
+        .await
+        .into_iter()
+        .map(|(host, (cluster, _))| (host, cluster))
+        .collect()
+}
+
+/// Host name -> (cluster-name, node-type) for every host labeled for a cluster.
+pub async fn host_labels(hosts: &Api<BareMetalHost>) -> BTreeMap<String, (String, String)> {
     hosts
         .list(&ListParams::default())
         .await
@@ -328,8 +337,13 @@ pub async fn labeled_hosts(env: &TestEnv) -> BTreeMap<String, String> {
         .items
         .into_iter()
         .filter_map(|h| {
-            let owner = h.metadata.labels?.get(LABEL_CLUSTER_NAME)?.clone();
-            Some((h.metadata.name?, owner))
+            let labels = h.metadata.labels?;
+            let cluster = labels.get(LABEL_CLUSTER_NAME)?.clone();
+            let role = labels
+                .get(sip::api::LABEL_NODE_TYPE)
+                .cloned()
+                .unwrap_or_default();
+            Some((h.metadata.name?, (cluster, role)))
         })
         .collect()
 }

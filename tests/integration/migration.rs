@@ -19,7 +19,7 @@ use sip::api::{
 use sip_envtest::{ControlPlane, apply_yaml, create_namespace};
 
 use crate::common::{
-    SAMPLE_SIPCLUSTER, assert_uninterrupted_story, document_of_kind, load_hosts_into,
+    SAMPLE_SIPCLUSTER, assert_uninterrupted_story, document_of_kind, host_labels, load_hosts_into,
     start_operator_on,
 };
 
@@ -119,23 +119,6 @@ fn predecessors_objects(cluster: &str) -> Vec<Value> {
     ]
 }
 
-/// Host name -> (cluster-name, node-type) for every host labeled for any cluster.
-async fn labels_of(hosts: &Api<BareMetalHost>) -> BTreeMap<String, (String, String)> {
-    hosts
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|h| {
-            let labels = h.metadata.labels?;
-            let name = labels.get(LABEL_CLUSTER_NAME)?.clone();
-            let role = labels.get(LABEL_NODE_TYPE).cloned().unwrap_or_default();
-            Some((h.metadata.name?, (name, role)))
-        })
-        .collect()
-}
-
 /// The messages of the Events with `reason`, joined (`None`: none yet).
 async fn event_message(events: &Api<KubeEvent>, reason: &str) -> Option<String> {
     let messages: Vec<String> = events
@@ -215,7 +198,7 @@ async fn a_cluster_left_by_the_predecessor_is_taken_over_without_moving_a_tenant
     apply_yaml(&admin, &objects.join("\n---\n"), &namespace)
         .await
         .unwrap();
-    let before = labels_of(&hosts).await;
+    let before = host_labels(&hosts).await;
 
     let (operator, _) = start_operator_on(&cp, &namespace, "migration").await;
     let started = Instant::now();
@@ -241,7 +224,7 @@ async fn a_cluster_left_by_the_predecessor_is_taken_over_without_moving_a_tenant
     );
 
     // The tenant did not move: the same hosts, the same roles, no other host.
-    let after = labels_of(&hosts).await;
+    let after = host_labels(&hosts).await;
     assert_eq!(
         after, before,
         "the predecessor's hosts stay labeled and no other is taken"
@@ -390,7 +373,7 @@ async fn a_cluster_left_by_the_predecessor_is_taken_over_without_moving_a_tenant
     })
     .await;
     assert_eq!(
-        labels_of(&hosts).await,
+        host_labels(&hosts).await,
         BTreeMap::new(),
         "no host stays labeled"
     );
