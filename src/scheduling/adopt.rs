@@ -12,9 +12,7 @@ use std::hash::BuildHasher;
 
 use kube::core::{Selector, SelectorExt};
 
-use crate::api::{
-    HostRecord, HostState, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE, NodeRole,
-};
+use crate::api::{HostRecord, HostState, LABEL_NODE_TYPE, NodeRole};
 
 use super::choose::Inputs;
 use super::host::{ClusterKey, HostView};
@@ -22,12 +20,6 @@ use super::host::{ClusterKey, HostView};
 /// The reason an adopted host's record carries.
 pub const ADOPTED: &str =
     "adopted: labeled for this SIPCluster before sip kept its ledger (airshipit/sip)";
-
-/// Whether `host`'s labels give it to exactly `cluster`.
-fn labeled_for(host: &HostView, cluster: &ClusterKey) -> bool {
-    host.labels.get(LABEL_CLUSTER_NAME) == Some(&cluster.name)
-        && host.labels.get(LABEL_CLUSTER_NAMESPACE) == Some(&cluster.namespace)
-}
 
 /// The role a stray serves: the one its `node-type` label names; without a known one, the
 /// first role whose selector matches it (else ControlPlane, where the review releases it).
@@ -51,7 +43,7 @@ pub fn outside_ledger<'a, H: Borrow<HostView>>(
     let mut found: Vec<&HostView> = hosts
         .iter()
         .map(Borrow::borrow)
-        .filter(|h| labeled_for(h, cluster))
+        .filter(|h| h.is_labeled_for(cluster))
         .filter(|h| {
             !ledger
                 .iter()
@@ -109,6 +101,7 @@ pub(super) fn strays<S: BuildHasher, H: Borrow<HostView>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE};
     use crate::scheduling::tests::{HostBuilder, cluster, host, role, spec};
 
     #[test]

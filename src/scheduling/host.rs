@@ -223,6 +223,12 @@ impl HostView {
         Some(ClusterKey::new(namespace, name.clone()))
     }
 
+    /// Whether the host's labels give it to exactly `cluster` (without building its key).
+    pub fn is_labeled_for(&self, cluster: &ClusterKey) -> bool {
+        self.labels.get(LABEL_CLUSTER_NAME) == Some(&cluster.name)
+            && self.labels.get(LABEL_CLUSTER_NAMESPACE) == Some(&cluster.namespace)
+    }
+
     /// Whether the host's labels give it to a cluster other than `cluster`.
     pub fn labeled_for_other(&self, cluster: &ClusterKey) -> bool {
         match self.labels.get(LABEL_CLUSTER_NAME) {

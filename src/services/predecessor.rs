@@ -19,9 +19,9 @@ use super::meta::{LABEL_INSTANCE, LABEL_PART_OF};
 pub struct Legacy {
     pub name: String,
     pub replaced_by: ServiceKind,
-    /// The kinds of object it made, in the order they are removed once sip's replacement is
-    /// applied (its Service goes first, before sip's Service is applied: it holds the node
-    /// port).
+    /// The kinds of object it made besides its Service, removed once sip's replacement is
+    /// applied (its Service is handled apart: it goes just before sip's is applied, since it
+    /// holds the node port).
     pub kinds: &'static [&'static str],
 }
 
