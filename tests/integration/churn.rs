@@ -74,8 +74,9 @@ async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
         turns <= 6,
         "{turns} Gathering turns during {patches} status updates: the churn bypassed the backoff"
     );
+    // The backoff still lets it retry within a minute, and the counter sees those reads.
     assert!(
-        lists <= turns,
+        (1..=turns).contains(&lists),
         "{lists} LISTs of SIPClusters for {turns} Gathering turns"
     );
 

@@ -1,7 +1,7 @@
 //! The Go predecessor's service objects, replaced by sip's: found by their names and marks
 //! (`services::predecessor`), removed in the order that frees their node ports for sip's
-//! Services, each deletion told in an Event. Objects of those names that the predecessor did
-//! not make are left alone and reported.
+//! Services, what was removed told in an Event per instance. Objects of those names that the
+//! predecessor did not make are left alone and reported.
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
