@@ -230,22 +230,27 @@ impl ControlPlane {
     /// Stops kube-apiserver, leaves it down for `down`, and starts it again on the same port
     /// and etcd: what a control-plane upgrade or crash does to the operator.
     pub async fn restart_api_server(&mut self, down: Duration) -> Result<()> {
-        self.processes[0].stop();
-        tokio::time::sleep(down).await;
-        let (program, args) = &self.api_server;
-        let log = self.dir.join("kube-apiserver.restarted.log");
-        self.processes[0] = Supervised::spawn("kube-apiserver", program, args, log, None)?;
-        self.wait_ready().await
+        self.restart(0, down).await
     }
 
     /// Stops etcd, leaves it down for `down`, and starts it again on its data: the API server
     /// stays up and reconnects, as when a control plane's etcd member restarts.
     pub async fn restart_etcd(&mut self, down: Duration) -> Result<()> {
-        self.processes[1].stop();
+        self.restart(1, down).await
+    }
+
+    /// Restarts process `index` (0: kube-apiserver, 1: etcd) as it was first started.
+    async fn restart(&mut self, index: usize, down: Duration) -> Result<()> {
+        self.processes[index].stop();
         tokio::time::sleep(down).await;
-        let (program, args) = &self.etcd;
-        let log = self.dir.join("etcd.restarted.log");
-        self.processes[1] = Supervised::spawn("etcd", program, args, log, None)?;
+        let (program, args) = if index == 0 {
+            &self.api_server
+        } else {
+            &self.etcd
+        };
+        let name = self.processes[index].name.clone();
+        let log = self.dir.join(format!("{name}.restarted.log"));
+        self.processes[index] = Supervised::spawn(&name, program, args, log, None)?;
         self.wait_ready().await
     }
 
