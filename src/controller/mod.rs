@@ -12,7 +12,7 @@
 //!    (`announce.rs`).
 //!
 //! Around them: `relevance.rs` (which host events matter), `hosts.rs` (guarded label patches),
-//! `drift.rs` and `relist.rs` (what the operator wrote of the services' objects, and what others
+//! `drift/` and `relist.rs` (what the operator wrote of the services' objects, and what others
 //! changed), `sources.rs` (versions of what the services are rendered from), `views.rs` (the
 //! scheduler's host views), `verified.rs` (the Ready check's memory between turns),
 //! `history.rs` and `conditions.rs` (the status records).
