@@ -14,7 +14,8 @@
 //! Around them: `relevance.rs` (which host events matter), `hosts.rs` (guarded label patches),
 //! `drift/` and `relist.rs` (what the operator wrote of the services' objects, and what others
 //! changed), `sources.rs` (versions of what the services are rendered from), `views.rs` (the
-//! scheduler's host views), `verified.rs` (the Ready check's memory between turns),
+//! scheduler's host views), `verified.rs` (the Ready check's memory between turns), `reads.rs` (what the phases read, behind
+//! an interface their unit tests fill),
 //! `history.rs` and `conditions.rs` (the status records).
 
 mod announce;
@@ -26,11 +27,14 @@ mod error;
 pub mod history;
 mod hosts;
 mod phases;
+mod reads;
 mod reconcile;
 mod relevance;
 mod relist;
 mod sources;
 mod step;
+#[cfg(test)]
+mod testing;
 mod verified;
 mod views;
 mod watches;
@@ -59,6 +63,8 @@ const CACHE_SYNC_LIMIT: std::time::Duration = std::time::Duration::from_secs(120
 
 pub struct Context {
     pub client: kube::Client,
+    /// What the phases read (the client, but for the phases' unit tests).
+    reads: Arc<dyn reads::Reads>,
     pub recorder: Recorder,
     pub manager: String,
     /// Every BareMetalHost the operator may use.
@@ -120,6 +126,7 @@ pub async fn run(
                 instance: settings.instance.clone(),
             },
         ),
+        reads: Arc::new(client.clone()),
         client,
         manager: MANAGER.into(),
         hosts: hosts.clone(),

@@ -309,4 +309,4 @@ pub fn record_outcome(record: &mut HostRecord, outcome: &Result<Extracted, Extra
 #[cfg(test)]
 mod fuzz;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

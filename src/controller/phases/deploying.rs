@@ -217,9 +217,12 @@ impl Turn<'_> {
         if self.template_config_map_names().is_empty() {
             return Ok(BTreeMap::new());
         }
-        let api = self.namespaced::<ConfigMap>();
+        let (reads, namespace) = (&self.ctx.reads, &self.key.namespace);
         let [a, b] = services::TEMPLATE_CONFIG_MAPS;
-        let found = futures::try_join!(api.get_opt(a), api.get_opt(b))?;
+        let found = futures::try_join!(
+            reads.config_map(namespace, a),
+            reads.config_map(namespace, b)
+        )?;
         for (name, cm) in [(a, &found.0), (b, &found.1)] {
             let version = cm.as_ref().and_then(|c| c.resource_version());
             self.saw(SourceRef::config_map(&self.key.namespace, name), version);

@@ -95,3 +95,117 @@ impl Turn<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::api::{
+        BareMetalHost, HostRecord, HostState, SIPCluster, SIPClusterSpec, SIPClusterStatus,
+    };
+    use crate::controller::phases::{Turn, test_record as record};
+    use crate::controller::testing::{Objects, context};
+    use crate::extraction::tests::{ND_JSON, creds, host, secret, services};
+    use crate::machine::Event;
+
+    /// A cluster whose ledger holds `cp-1`, just chosen, with services on `oam-ipv4`.
+    fn cluster() -> SIPCluster {
+        let mut c = SIPCluster::new(
+            "tenant-a",
+            SIPClusterSpec {
+                services: services("oam-ipv4", "oam-ipv4"),
+                ..Default::default()
+            },
+        );
+        c.metadata.namespace = Some("sip".into());
+        c.status = Some(SIPClusterStatus {
+            hosts: vec![record("cp-1", HostState::Chosen)],
+            ..Default::default()
+        });
+        c
+    }
+
+    fn both_secrets() -> Objects {
+        Objects::default()
+            .with_secret("metal3", "cp-1-nd", secret(&[("networkData", ND_JSON)]))
+            .with_secret("metal3", "cp-1-bmc", creds())
+    }
+
+    /// One Extracting step on [`cluster`] with `hosts` cached: the story (reason, message,
+    /// machine event), the ledger after it, and what was read.
+    async fn extract(
+        objects: Objects,
+        hosts: Vec<BareMetalHost>,
+    ) -> (Vec<String>, Vec<HostRecord>, Vec<String>) {
+        let objects = Arc::new(objects);
+        let (ctx, cluster) = (context(objects.clone(), hosts), cluster());
+        let mut turn = Turn::new(&ctx, &cluster);
+        let step = turn.extract().await.expect("no request reaches a server");
+        let mut story = vec![step.reason.to_string(), step.message];
+        story.extend(step.event.map(|e| format!("{e:?}")));
+        (story, turn.status.hosts, objects.read())
+    }
+
+    #[tokio::test]
+    async fn a_members_secrets_are_read_once_and_what_they_say_enters_the_ledger() {
+        let objects = Arc::new(both_secrets());
+        let ctx = context(objects.clone(), vec![host()]);
+        let cluster = cluster();
+        let mut turn = Turn::new(&ctx, &cluster);
+        let step = turn.extract().await.unwrap();
+        assert_eq!(
+            (step.event, step.reason),
+            (Some(Event::Done), "HostsExtracted")
+        );
+        let member = &turn.status.hosts[0];
+        assert_eq!(member.state, HostState::Extracted);
+        assert_eq!(member.addresses["oam-ipv4"], "192.168.100.11");
+        assert_eq!(
+            member.bmc_address.as_deref(),
+            Some("redfish+https://10.23.0.11:8443/redfish/v1/Systems/1")
+        );
+        assert_eq!(
+            objects.read(),
+            ["Secret metal3/cp-1-nd", "Secret metal3/cp-1-bmc"]
+        );
+        // Extracted: the same turn, or the next, reads nothing again.
+        let again = turn.extract().await.unwrap();
+        assert_eq!(again.event, Some(Event::Done));
+        assert_eq!(objects.read().len(), 2, "{:?}", objects.read());
+    }
+
+    #[tokio::test]
+    async fn a_member_without_its_network_data_is_unusable_and_named() {
+        let objects = Objects::default().with_secret("metal3", "cp-1-bmc", creds());
+        let (story, ledger, _) = extract(objects, vec![host()]).await;
+        assert_eq!(story[0], "HostUnusable");
+        assert!(story[1].contains("cp-1"), "{story:?}");
+        assert!(story[1].contains("cp-1-nd"), "names the Secret: {story:?}");
+        assert_eq!(story[2], "HostUnusable", "the machine event");
+        assert_eq!(ledger[0].state, HostState::Unusable);
+        assert!(!story[1].contains("s3cret-pw"));
+    }
+
+    #[tokio::test]
+    async fn a_member_gone_from_the_cache_sends_the_cluster_back_to_gathering() {
+        let (story, ledger, read) = extract(both_secrets(), Vec::new()).await;
+        assert_eq!(story, ["HostLost", "host metal3/cp-1 is gone", "Regather"]);
+        assert_eq!(ledger[0].state, HostState::Chosen, "unchanged");
+        assert!(read.is_empty(), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn network_data_in_another_namespace_is_refused_unread() {
+        let mut elsewhere = host();
+        elsewhere.spec.network_data.as_mut().unwrap().namespace = Some("kube-system".into());
+        let objects = both_secrets().with_secret(
+            "kube-system",
+            "cp-1-nd",
+            secret(&[("networkData", ND_JSON)]),
+        );
+        let (story, _, read) = extract(objects, vec![elsewhere]).await;
+        assert_eq!(story[0], "HostUnusable");
+        assert!(story[1].contains("kube-system"), "{story:?}");
+        assert_eq!(read, ["Secret metal3/cp-1-bmc"], "only the credentials");
+    }
+}

@@ -1,7 +1,6 @@
-//! Requests the phases share: bounded overlap over one connection, and reads by name.
+//! Requests the phases share: bounded overlap over one connection.
 
 use futures::{StreamExt, TryStreamExt, stream};
-use kube::api::Api;
 
 /// Requests for one cluster's objects that may be waiting on the API server at once: enough
 /// that a 3 + 5 cluster's Secret reads (16) and label patches (8) each take one round trip
@@ -9,24 +8,6 @@ use kube::api::Api;
 /// connection), few enough that one cluster's turn does not crowd out the API server's other
 /// clients (its default max-requests-inflight is 400).
 const REQUESTS_IN_FLIGHT: usize = 16;
-
-/// The resourceVersion of an object, read as metadata only (`None`: it does not exist).
-pub async fn version_of<K>(
-    client: kube::Client,
-    namespace: &str,
-    name: &str,
-) -> kube::Result<Option<String>>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let found = Api::<K>::namespaced(client, namespace)
-        .get_metadata_opt(name)
-        .await?;
-    Ok(found.and_then(|o| o.metadata.resource_version))
-}
 
 /// `request` for each item, [`REQUESTS_IN_FLIGHT`] at a time; the results in the items' order.
 pub async fn overlapped<I, T, Fut>(

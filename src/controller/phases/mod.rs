@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
@@ -76,9 +76,7 @@ impl<'a> Turn<'a> {
             return Ok(known.clone());
         }
         let (namespace, name) = &reference;
-        let read = Api::<Secret>::namespaced(self.ctx.client.clone(), namespace)
-            .get_opt(name)
-            .await?;
+        let read = self.ctx.reads.secret(namespace, name).await?;
         let mut seen = self.seen();
         seen.versions.insert(
             SourceRef::secret(namespace, name),
@@ -115,8 +113,7 @@ impl<'a> Turn<'a> {
     /// still in a ledger that released it; the regather that follows reads fresh and keeps it.
     async fn claims_elsewhere(&self, fresh: bool) -> kube::Result<HashSet<HostKey>> {
         let clusters: Vec<SIPCluster> = if fresh {
-            let all: Api<SIPCluster> = Api::all(self.ctx.client.clone());
-            all.list(&ListParams::default()).await?.items
+            self.ctx.reads.clusters().await?
         } else {
             self.ctx
                 .clusters

@@ -2,11 +2,9 @@
 //! object of the services changed or deleted by someone else, or a Secret or ConfigMap they
 //! are rendered from changed, means applying them again.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::controller::drift::{self, ChildRef, EVERY_SERVICE_HAS};
@@ -16,7 +14,7 @@ use crate::controller::verified::Check;
 use crate::machine::Event;
 
 use super::Turn;
-use super::io::{overlapped, version_of};
+use super::io::overlapped;
 
 impl Turn<'_> {
     /// Ready: still what the spec asks for? A spec change or a lost host means choosing again;
@@ -68,7 +66,7 @@ impl Turn<'_> {
     /// The services' Secrets, which the operator may not watch: read each (metadata only) and
     /// compare with what it wrote.
     async fn secrets_drifted(&self) -> kube::Result<Vec<String>> {
-        let (client, namespace) = (&self.ctx.client, &self.key.namespace);
+        let (reads, namespace) = (&self.ctx.reads, &self.key.namespace);
         let names: Vec<String> = self
             .status
             .services
@@ -77,18 +75,17 @@ impl Turn<'_> {
             .map(|s| s.name.clone())
             .collect();
         let found = overlapped(names.clone(), |name| {
-            let (client, namespace) = (client.clone(), namespace.clone());
-            let written = self.seen_version(&SourceRef::secret(&namespace, &name));
+            let written = self.seen_version(&SourceRef::secret(namespace, &name));
             async move {
                 // (version, whether someone else wrote it after the operator's last apply)
                 match written {
                     Some(version) => Ok(version.map(|v| (v, false))),
-                    None => Ok(Api::<Secret>::namespaced(client, &namespace)
-                        .get_metadata_opt(&name)
+                    None => Ok(reads
+                        .metadata(SourceKind::Secret, namespace, &name)
                         .await?
                         .and_then(|m| {
-                            let edited = drift::edited_by_others(&m.metadata);
-                            Some((m.metadata.resource_version?, edited))
+                            let edited = drift::edited_by_others(&m);
+                            Some((m.resource_version?, edited))
                         })),
                 }
             }
@@ -112,19 +109,17 @@ impl Turn<'_> {
     /// The versions of what the services are rendered from, as they are now (metadata only).
     async fn sources_now(&self) -> kube::Result<Sources> {
         let refs = self.source_refs();
-        let client = &self.ctx.client;
+        let reads = &self.ctx.reads;
         let versions = overlapped(refs.clone(), |source| {
-            let client = client.clone();
             let read = self.seen_version(&source);
             async move {
                 if let Some(version) = read {
                     return Ok(version);
                 }
-                let (ns, name) = (&source.namespace, &source.name);
-                match source.kind {
-                    SourceKind::Secret => version_of::<Secret>(client, ns, name).await,
-                    SourceKind::ConfigMap => version_of::<ConfigMap>(client, ns, name).await,
-                }
+                let found = reads
+                    .metadata(source.kind, &source.namespace, &source.name)
+                    .await?;
+                Ok(found.and_then(|m| m.resource_version))
             }
         })
         .await?;

@@ -1,4 +1,5 @@
-//! The predecessor's extraction cases, and the ones it got wrong.
+//! The predecessor's extraction cases, and the ones it got wrong. The host, its Secrets and
+//! the services serve the Extracting phase's tests too.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,7 @@ use crate::api::sipcluster::{
 };
 use crate::api::{BareMetalHostSpec, NodeRole};
 
-fn host() -> BareMetalHost {
+pub(crate) fn host() -> BareMetalHost {
     let mut h = BareMetalHost::new(
         "cp-1",
         BareMetalHostSpec {
@@ -32,7 +33,7 @@ fn host() -> BareMetalHost {
     h
 }
 
-fn secret(pairs: &[(&str, &[u8])]) -> Secret {
+pub(crate) fn secret(pairs: &[(&str, &[u8])]) -> Secret {
     Secret {
         metadata: ObjectMeta::default(),
         data: Some(
@@ -45,11 +46,11 @@ fn secret(pairs: &[(&str, &[u8])]) -> Secret {
     }
 }
 
-fn creds() -> Secret {
+pub(crate) fn creds() -> Secret {
     secret(&[("username", b"admin"), ("password", b"s3cret-pw")])
 }
 
-const ND_JSON: &[u8] = br#"{"links": [{"id": "oam-ipv4"}, {"id": "pxe-ipv4"}],
+pub(crate) const ND_JSON: &[u8] = br#"{"links": [{"id": "oam-ipv4"}, {"id": "pxe-ipv4"}],
   "networks": [{"id": "oam-ipv4", "link": "oam-ipv4", "type": "ipv4", "ip_address": "192.168.100.11"},
                {"id": "pxe-ipv4", "link": "pxe-ipv4", "type": "ipv4", "ip_address": "172.3.3.11"}]}"#;
 const ND_YAML: &[u8] = b"networks:\n  - id: oam-ipv4\n    link: oam-ipv4\n    type: ipv4\n    ip_address: 192.168.100.12\n";
@@ -63,7 +64,7 @@ fn common(interface: &str) -> ServiceCommon {
 }
 
 /// Control-plane LB on `a`, jump host on `b`.
-fn services(a: &str, b: &str) -> Services {
+pub(crate) fn services(a: &str, b: &str) -> Services {
     Services {
         load_balancer_control_plane: vec![LoadBalancerControlPlane {
             common: common(a),

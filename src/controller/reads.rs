@@ -1,0 +1,95 @@
+//! What the phases read from the API server, behind one small interface: in the operator it is
+//! the client; the phases' unit tests hand in the objects they need, count what was read, and
+//! run without a server. (The phases' writes go through the client: what a write does on a
+//! real API server, guarded by resourceVersion or applied server-side, is what the integration
+//! tests are for.)
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams};
+
+use super::sources::SourceKind;
+use crate::api::SIPCluster;
+
+pub trait Reads: Send + Sync {
+    /// A Secret, whole (`None`: there is none of that name).
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<Secret>>>;
+    /// A ConfigMap, whole (`None`: there is none of that name).
+    fn config_map<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ConfigMap>>>;
+    /// The metadata of a Secret or ConfigMap (`None`: there is none of that name).
+    fn metadata<'a>(
+        &'a self,
+        kind: SourceKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>>;
+    /// Every SIPCluster, as the API server has them now (not as a cache may lag).
+    fn clusters(&self) -> BoxFuture<'_, kube::Result<Vec<SIPCluster>>>;
+}
+
+impl Reads for kube::Client {
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<Secret>>> {
+        async move {
+            Api::<Secret>::namespaced(self.clone(), namespace)
+                .get_opt(name)
+                .await
+        }
+        .boxed()
+    }
+
+    fn config_map<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ConfigMap>>> {
+        async move {
+            Api::<ConfigMap>::namespaced(self.clone(), namespace)
+                .get_opt(name)
+                .await
+        }
+        .boxed()
+    }
+
+    fn metadata<'a>(
+        &'a self,
+        kind: SourceKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
+        async move {
+            Ok(match kind {
+                SourceKind::Secret => Api::<Secret>::namespaced(self.clone(), namespace)
+                    .get_metadata_opt(name)
+                    .await?
+                    .map(|m| m.metadata),
+                SourceKind::ConfigMap => Api::<ConfigMap>::namespaced(self.clone(), namespace)
+                    .get_metadata_opt(name)
+                    .await?
+                    .map(|m| m.metadata),
+            })
+        }
+        .boxed()
+    }
+
+    fn clusters(&self) -> BoxFuture<'_, kube::Result<Vec<SIPCluster>>> {
+        async move {
+            let all: Api<SIPCluster> = Api::all(self.clone());
+            Ok(all.list(&ListParams::default()).await?.items)
+        }
+        .boxed()
+    }
+}
