@@ -33,6 +33,11 @@ impl Objects {
         self
     }
 
+    pub fn with_clusters(mut self, clusters: Vec<SIPCluster>) -> Self {
+        self.clusters = clusters;
+        self
+    }
+
     /// What was read, in order: `"Secret ns/name"`, `"clusters"`, ...
     pub fn read(&self) -> Vec<String> {
         self.read.lock().unwrap().clone()

@@ -23,4 +23,4 @@ pub use host::{ClusterKey, HostKey, HostView, free_by_itself};
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

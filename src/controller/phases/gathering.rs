@@ -84,7 +84,10 @@ mod tests {
         Counts, HostKey, Pick, Release, ReleaseReason, RoleDecision, Shortfall,
     };
 
-    use crate::controller::phases::test_record as record;
+    use crate::api::SIPCluster;
+    use crate::controller::phases::{Turn, test_record as record};
+    use crate::controller::testing::{Objects, context};
+    use std::sync::Arc;
 
     fn decision(role: RoleDecision) -> Decision {
         Decision {
@@ -167,5 +170,45 @@ mod tests {
         let hosts: Vec<String> = (0..13).map(|i| format!("h{i}")).collect();
         assert_eq!(super::names(&hosts[..2]), "h0, h1");
         assert!(super::names(&hosts).ends_with("h9 and 3 more"));
+    }
+
+    /// Gathering on a pool of one worker, `wk-1`, which `others` may hold in their ledgers.
+    async fn gather(others: Vec<SIPCluster>) -> (Step, Vec<HostRecord>, Vec<String>) {
+        use crate::scheduling::tests::{FLAVOR, role, spec};
+        let mut wk = crate::extraction::tests::host();
+        wk.metadata.name = Some("wk-1".into());
+        wk.metadata.labels = Some([(FLAVOR.to_string(), "worker".to_string())].into());
+        let objects = Arc::new(Objects::default().with_clusters(others));
+        let ctx = context(objects.clone(), vec![wk]);
+        let mut cluster = SIPCluster::new("tenant-a", spec(None, Some(role("worker", None, 1, 0))));
+        cluster.metadata.namespace = Some("sip".into());
+        let mut turn = Turn::new(&ctx, &cluster);
+        let step = turn.gather().await.expect("no request reaches a server");
+        (step, turn.status.hosts, objects.read())
+    }
+
+    #[tokio::test]
+    async fn gathering_reads_the_other_ledgers_fresh_and_leaves_their_hosts_alone() {
+        let (step, ledger, read) = gather(Vec::new()).await;
+        assert_eq!(step.reason, "HostsChosen", "{}", step.message);
+        assert!(
+            step.message.contains("metal3/wk-1 (Worker)"),
+            "{}",
+            step.message
+        );
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(read, ["clusters"]);
+
+        // Another cluster's claim, written a moment ago and not yet in any cache, is seen.
+        let mut other = SIPCluster::new("tenant-b", Default::default());
+        other.metadata.namespace = Some("sip".into());
+        other.status = Some(crate::api::SIPClusterStatus {
+            hosts: vec![record("wk-1", HostState::Chosen)],
+            ..Default::default()
+        });
+        let (step, ledger, _) = gather(vec![other]).await;
+        assert_eq!(step.reason, "Unschedulable");
+        assert_eq!(step.blocked, Some(reason::UNSCHEDULABLE));
+        assert!(ledger.is_empty(), "all or nothing: {ledger:?}");
     }
 }

@@ -10,7 +10,7 @@ use crate::api::{
     NodeSet, SIPClusterSpec,
 };
 
-pub(super) const FLAVOR: &str = "vino.airshipit.org/flavor";
+pub(crate) const FLAVOR: &str = "vino.airshipit.org/flavor";
 pub(super) const RACK: &str = "vino.airshipit.org/rack";
 pub(super) const SERVER: &str = "vino.airshipit.org/host";
 
@@ -62,7 +62,7 @@ impl HostBuilder {
     }
 }
 
-pub(super) fn role(flavor: &str, topology: Option<&str>, active: u32, standby: u32) -> NodeSet {
+pub(crate) fn role(flavor: &str, topology: Option<&str>, active: u32, standby: u32) -> NodeSet {
     NodeSet {
         label_selector: LabelSelector {
             match_labels: Some([(FLAVOR.to_string(), flavor.to_string())].into()),
@@ -73,7 +73,7 @@ pub(super) fn role(flavor: &str, topology: Option<&str>, active: u32, standby: u
     }
 }
 
-pub(super) fn spec(cp: Option<NodeSet>, worker: Option<NodeSet>) -> SIPClusterSpec {
+pub(crate) fn spec(cp: Option<NodeSet>, worker: Option<NodeSet>) -> SIPClusterSpec {
     let mut nodes = BTreeMap::new();
     if let Some(cp) = cp {
         nodes.insert(NodeRole::ControlPlane, cp);
