@@ -241,4 +241,84 @@ mod tests {
             assert!(step.message.contains(says), "{msg}: {}", step.message);
         }
     }
+
+    /// Objects holding every source of `cluster`'s services at `version`.
+    fn sources_at(turn: &Turn<'_>, version: &str) -> crate::controller::testing::Objects {
+        use crate::controller::sources::SourceKind;
+        let mut objects = crate::controller::testing::Objects::default();
+        for source in turn.source_refs() {
+            let key = (source.namespace.clone(), source.name.clone());
+            let metadata = kube::api::ObjectMeta {
+                resource_version: Some(version.into()),
+                ..Default::default()
+            };
+            match source.kind {
+                SourceKind::Secret => {
+                    let secret = k8s_openapi::api::core::v1::Secret {
+                        metadata,
+                        ..Default::default()
+                    };
+                    objects.secrets.insert(key, secret);
+                }
+                SourceKind::ConfigMap => {
+                    let config_map = k8s_openapi::api::core::v1::ConfigMap {
+                        metadata,
+                        ..Default::default()
+                    };
+                    objects.config_maps.insert(key, config_map);
+                }
+            }
+        }
+        objects
+    }
+
+    #[tokio::test]
+    async fn the_ready_check_reads_the_sources_metadata_and_sees_a_change() {
+        use std::sync::Arc;
+
+        use crate::api::{SIPCluster, SIPClusterSpec, SIPClusterStatus};
+        use crate::controller::sources::Sources;
+        use crate::controller::testing::context;
+
+        let mut cluster = SIPCluster::new(
+            "tenant-a",
+            SIPClusterSpec {
+                services: crate::extraction::tests::services("oam-ipv4", "oam-ipv4"),
+                ..Default::default()
+            },
+        );
+        cluster.metadata.namespace = Some("sip".into());
+        let placeholder = context(Arc::default(), Vec::new());
+        let refs = Turn::new(&placeholder, &cluster).source_refs();
+        assert!(refs.len() >= 3, "the SSH keys and two templates: {refs:?}");
+        let mut rendered = Sources::default();
+        for source in &refs {
+            rendered.add(source, Some("1".into()));
+        }
+        cluster.status = Some(SIPClusterStatus {
+            sources_version: Some(rendered.sum()),
+            ..Default::default()
+        });
+
+        for (version, expected) in [("1", "Ready"), ("2", "ServiceDrift")] {
+            let objects = Arc::new(sources_at(&Turn::new(&placeholder, &cluster), version));
+            let ctx = context(objects.clone(), Vec::new());
+            let mut turn = Turn::new(&ctx, &cluster);
+            let step = turn.check().await.expect("no request reaches a server");
+            assert_eq!(
+                step.reason, expected,
+                "sources at {version}: {}",
+                step.message
+            );
+            // Metadata only, each source once; the cache serves the hosts and the ledgers.
+            let mut read = objects.read();
+            read.sort();
+            let mut wanted: Vec<String> = refs
+                .iter()
+                .map(|r| format!("{:?} metadata {}/{}", r.kind, r.namespace, r.name))
+                .collect();
+            wanted.sort();
+            assert_eq!(read, wanted);
+        }
+    }
 }
