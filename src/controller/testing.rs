@@ -28,8 +28,7 @@ pub struct Objects {
 
 impl Objects {
     pub fn with_secret(mut self, namespace: &str, name: &str, secret: Secret) -> Self {
-        self.secrets
-            .insert((namespace.to_string(), name.to_string()), secret);
+        self.secrets.insert(key(namespace, name), secret);
         self
     }
 
@@ -43,9 +42,19 @@ impl Objects {
         self.read.lock().unwrap().clone()
     }
 
-    fn note(&self, what: String) {
+    /// Logs the read of `what` and answers it from `held`.
+    fn answer<'a, T: Clone + Send + 'a>(
+        &self,
+        what: String,
+        held: Option<&T>,
+    ) -> BoxFuture<'a, kube::Result<Option<T>>> {
         self.read.lock().unwrap().push(what);
+        futures::future::ready(Ok(held.cloned())).boxed()
     }
+}
+
+fn key(namespace: &str, name: &str) -> (String, String) {
+    (namespace.to_string(), name.to_string())
 }
 
 impl Reads for Objects {
@@ -54,9 +63,8 @@ impl Reads for Objects {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, kube::Result<Option<Secret>>> {
-        self.note(format!("Secret {namespace}/{name}"));
-        let found = self.secrets.get(&(namespace.into(), name.into())).cloned();
-        futures::future::ready(Ok(found)).boxed()
+        let held = self.secrets.get(&key(namespace, name));
+        self.answer(format!("Secret {namespace}/{name}"), held)
     }
 
     fn config_map<'a>(
@@ -64,12 +72,8 @@ impl Reads for Objects {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, kube::Result<Option<ConfigMap>>> {
-        self.note(format!("ConfigMap {namespace}/{name}"));
-        let found = self
-            .config_maps
-            .get(&(namespace.into(), name.into()))
-            .cloned();
-        futures::future::ready(Ok(found)).boxed()
+        let held = self.config_maps.get(&key(namespace, name));
+        self.answer(format!("ConfigMap {namespace}/{name}"), held)
     }
 
     fn metadata<'a>(
@@ -78,17 +82,16 @@ impl Reads for Objects {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
-        self.note(format!("{kind:?} metadata {namespace}/{name}"));
-        let key = (namespace.to_string(), name.to_string());
-        let found = match kind {
-            SourceKind::Secret => self.secrets.get(&key).map(|s| s.metadata.clone()),
-            SourceKind::ConfigMap => self.config_maps.get(&key).map(|c| c.metadata.clone()),
+        let key = key(namespace, name);
+        let held = match kind {
+            SourceKind::Secret => self.secrets.get(&key).map(|s| &s.metadata),
+            SourceKind::ConfigMap => self.config_maps.get(&key).map(|c| &c.metadata),
         };
-        futures::future::ready(Ok(found)).boxed()
+        self.answer(format!("{kind:?} metadata {namespace}/{name}"), held)
     }
 
     fn clusters(&self) -> BoxFuture<'_, kube::Result<Vec<SIPCluster>>> {
-        self.note("clusters".into());
+        self.read.lock().unwrap().push("clusters".into());
         futures::future::ready(Ok(self.clusters.clone())).boxed()
     }
 }
