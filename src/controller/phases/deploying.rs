@@ -30,6 +30,14 @@ type SecretVersions = Vec<((String, String), Option<String>)>;
 
 impl Turn<'_> {
     pub async fn deploy(&mut self) -> kube::Result<Step> {
+        // A member deleted since it was chosen is replaced before anything is rendered for it.
+        if let Some((key, _)) = self.members().into_iter().find(|(_, h)| h.is_none()) {
+            return Ok(Step::trouble(
+                Event::Regather,
+                "HostLost",
+                format!("host {key} is gone"),
+            ));
+        }
         // Every object is applied again now: what drifted before is repaired by this.
         let _ = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
         let spec = &self.cluster.spec;
@@ -301,5 +309,48 @@ impl Turn<'_> {
             Ok(objects) => self.apply_all(rendered.id, objects).await,
             Err(e) => Ok(Err(e.clone())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::api::{HostState, SIPCluster, SIPClusterSpec, SIPClusterStatus};
+    use crate::controller::phases::{Turn, test_record as record};
+    use crate::controller::testing::{Objects, context};
+    use crate::extraction::tests::services;
+    use crate::machine::Event;
+
+    #[tokio::test]
+    async fn a_member_gone_since_extracting_sends_the_cluster_back_to_gathering_unapplied() {
+        let mut cluster = SIPCluster::new(
+            "tenant-a",
+            SIPClusterSpec {
+                services: services("oam-ipv4", "oam-ipv4"),
+                ..Default::default()
+            },
+        );
+        cluster.metadata.namespace = Some("sip".into());
+        cluster.status = Some(SIPClusterStatus {
+            hosts: vec![record("cp-1", HostState::Extracted)],
+            ..Default::default()
+        });
+        let objects = Arc::new(Objects::default());
+        // The host cache is empty: cp-1 was deleted.
+        let ctx = context(objects.clone(), Vec::new());
+        let mut turn = Turn::new(&ctx, &cluster);
+        // Any apply would reach the test's refusing client and fail this.
+        let step = turn.deploy().await.expect("no request");
+        assert_eq!(
+            (step.event, step.reason, step.message.as_str()),
+            (
+                Some(Event::Regather),
+                "HostLost",
+                "host metal3/cp-1 is gone"
+            )
+        );
+        assert!(step.warning);
+        assert!(objects.read().is_empty(), "{:?}", objects.read());
     }
 }
