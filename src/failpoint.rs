@@ -2,7 +2,9 @@
 //! (as a SIGKILL would stop it, no cleanup) at an exact phase boundary:
 //! - `before:<phase>`: the work that leads into `<phase>` is done (labels patched, services
 //!   applied) but the status saying so is not written;
-//! - `after:<phase>`: the status with `<phase>` is written, nothing of the next phase is done.
+//! - `after:<phase>`: the status write that holds the step into `<phase>` has succeeded (a turn
+//!   writes its steps together up to the first phase that writes outside the status, so that
+//!   write may hold the next steps too) and its Events are published; nothing after it is done.
 //!
 //! Unset (always, outside tests) it costs one load of a cached `Option`.
 
@@ -34,9 +36,14 @@ fn parse(value: &str) -> Option<(When, Phase)> {
     Some((when, phase))
 }
 
+/// Whether this is the configured crash point.
+pub fn armed(when: When, phase: Phase) -> bool {
+    configured() == Some((when, phase))
+}
+
 /// Aborts the process when this is the configured crash point.
 pub fn hit(when: When, phase: Phase) {
-    if configured() == Some((when, phase)) {
+    if armed(when, phase) {
         tracing::warn!(?when, %phase, "failpoint: aborting");
         std::process::abort();
     }

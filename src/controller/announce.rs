@@ -3,8 +3,9 @@
 //! An Event is a write of its own (5–20 ms each on the local control plane); published inline,
 //! a turn's transitions cost as much again as its status writes. The Event only reports what
 //! the status write already made true, so it can travel while the next phase works. One is in
-//! flight at a time so `kubectl describe` lists them in the order they happened, and a turn
-//! settles its last one before it ends, so the next turn's Events never overtake it.
+//! flight at a time, each queued behind the one told before it, so `kubectl describe` lists them
+//! in the order they happened; a turn settles its last one before it ends, so the next turn's
+//! Events never overtake it.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
@@ -31,20 +32,24 @@ impl Announcer {
         }
     }
 
-    /// Sends the Event once the previous one has been published.
-    pub async fn tell(&mut self, type_: EventType, reason: &str, note: String) {
-        self.settle().await;
+    /// Queues the Event behind the ones told before it, without waiting for any of them.
+    pub fn tell(&mut self, type_: EventType, reason: &str, note: String) {
         let (recorder, about, event) = (
             self.recorder.clone(),
             self.about.clone(),
             event(type_, reason, note),
         );
+        let before = self.in_flight.take();
         self.in_flight = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                // Its failure was logged; what matters here is only that it went first.
+                let _ = before.await;
+            }
             publish(&recorder, &event, &about).await;
         }));
     }
 
-    /// Waits for the Event in flight, if any.
+    /// Waits for every Event told so far.
     pub async fn settle(&mut self) {
         if let Some(task) = self.in_flight.take() {
             // A publish task only logs its failure; a join error means it panicked or was

@@ -1,7 +1,7 @@
-//! One transition, recorded the same way on every path (phase work, creation, spec change,
-//! deletion): the history entry, the phase and the Ready condition on the working status; one
-//! status write guarded by the resourceVersion the turn holds; then, only once that write made
-//! it true, the phase metrics and the Event.
+//! Transitions, recorded the same way on every path (phase work, creation, spec change,
+//! deletion): the history entry, the phase and the Ready condition on the working status; a
+//! status write guarded by the resourceVersion the turn holds, for one step or several; then,
+//! only once that write made them true, the phase metrics and the Events.
 
 use std::time::Duration;
 
@@ -67,68 +67,160 @@ pub fn record(
     history::summarize(status, &cluster.spec);
 }
 
-/// Records `step` on `status` (which holds the phase work's changes; `written` is the status as
-/// last written), writes it if it changed, and tells it. Returns the transition and the
-/// resourceVersion of the write (or the one given, when nothing was written).
-#[allow(clippy::too_many_arguments)]
-pub async fn commit(
-    api: &Api<SIPCluster>,
-    cluster: &SIPCluster,
-    ctx: &Context,
-    told: &mut Announcer,
-    written: &SIPClusterStatus,
-    status: &mut SIPClusterStatus,
-    step: &Step,
-    resource_version: Option<String>,
-) -> Result<(Transition, Option<String>), Error> {
-    let transition = Transition::of(written.phase, step);
-    let at = now();
-    record(status, cluster, transition, step, &at);
-    let moves = transition.moves();
-    if moves {
-        failpoint::hit(failpoint::When::Before, transition.to);
-    }
-    let resource_version = if status != written {
-        let version = write_status(api, cluster, status, resource_version).await?;
-        if let Some(v) = &version {
-            ctx.verified.wrote(cluster, v);
+/// What a recorded step owes the world once the status holding it is written.
+enum Owed {
+    /// A phase entered: its failpoint, its metrics and its Event.
+    Moved {
+        transition: Transition,
+        stayed: Option<Duration>,
+        reason: &'static str,
+        note: String,
+        warning: bool,
+    },
+    /// A block: its failure count, and a Warning Event when its reason or message is new (not
+    /// on every retry).
+    Blocked {
+        phase: Phase,
+        reason: &'static str,
+        message: Option<String>,
+    },
+}
+
+/// The steps of one turn, recorded on its working status as they happen and written together
+/// by [`Commits::flush`]: the turn decides when a write is due (before anything is written
+/// outside the status, and when it stops). A step counts in the metrics and is told in an
+/// Event only once the write that holds it has succeeded; a turn that ends without it leaves
+/// nothing behind, and the next turn starts again from what was written.
+pub struct Commits<'a> {
+    api: &'a Api<SIPCluster>,
+    cluster: &'a SIPCluster,
+    ctx: &'a Context,
+    told: &'a mut Announcer,
+    /// The status as last written (or as the turn read it).
+    persisted: SIPClusterStatus,
+    /// The resourceVersion that write produced, which guards the next one.
+    version: Option<String>,
+    owed: Vec<Owed>,
+}
+
+impl<'a> Commits<'a> {
+    pub fn new(
+        api: &'a Api<SIPCluster>,
+        cluster: &'a SIPCluster,
+        ctx: &'a Context,
+        told: &'a mut Announcer,
+    ) -> Self {
+        Commits {
+            api,
+            cluster,
+            ctx,
+            told,
+            persisted: cluster.status.clone().unwrap_or_default(),
+            version: cluster.resource_version(),
+            owed: Vec::new(),
         }
-        version
-    } else {
-        resource_version
-    };
-    if moves {
-        failpoint::hit(failpoint::When::After, transition.to);
-        // The status write made it true: now it counts.
-        let stayed = written.phase.and_then(|p| time_in(written, p, &at));
-        ctx.metrics
-            .transition(transition.from, transition.to, stayed);
     }
-    if step.blocked.is_some() {
-        ctx.metrics
-            .failure(written.phase.unwrap_or_default(), step.reason);
+
+    /// Records `step` on `status` (the working status, with the phase work's changes) and
+    /// returns where it leads; nothing is written or told until [`Commits::flush`].
+    pub fn step(&mut self, status: &mut SIPClusterStatus, step: &Step) -> Transition {
+        let before = status.clone();
+        let transition = Transition::of(before.phase, step);
+        let at = now();
+        record(status, self.cluster, transition, step, &at);
+        if transition.moves() {
+            failpoint::hit(failpoint::When::Before, transition.to);
+            self.owed.push(Owed::Moved {
+                transition,
+                stayed: before.phase.and_then(|p| time_in(&before, p, &at)),
+                reason: step.reason,
+                note: note(transition, &step.message),
+                warning: step.warning,
+            });
+        }
+        if step.blocked.is_some() {
+            self.owed.push(Owed::Blocked {
+                phase: before.phase.unwrap_or_default(),
+                reason: step.reason,
+                message: (before.conditions != status.conditions).then(|| step.message.clone()),
+            });
+        }
+        transition
     }
-    if moves {
-        let from = transition
-            .from
-            .map_or("created".to_string(), |p| p.to_string());
-        let note = match step.message.as_str() {
-            "" => format!("{from} -> {}", transition.to),
-            m => format!("{from} -> {}: {m}", transition.to),
-        };
-        let type_ = if step.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        told.tell(type_, step.reason, note).await;
+
+    /// Whether `status` holds a ledger the last write does not: hosts chosen or released.
+    pub fn ledger_pending(&self, status: &SIPClusterStatus) -> bool {
+        status.hosts != self.persisted.hosts
     }
-    // A block is told when its reason is new, not on every retry.
-    if step.blocked.is_some() && written.conditions != status.conditions {
-        told.tell(EventType::Warning, step.reason, step.message.clone())
-            .await;
+
+    /// Writes `status` if it differs from the last write (one write guarded by that write's
+    /// resourceVersion), then counts and tells what the steps recorded since owe. Returns the
+    /// resourceVersion the cluster now has.
+    pub async fn flush(&mut self, status: &SIPClusterStatus) -> Result<Option<String>, Error> {
+        if *status != self.persisted {
+            let version =
+                write_status(self.api, self.cluster, status, self.version.clone()).await?;
+            if let Some(v) = &version {
+                self.ctx.verified.wrote(self.cluster, v);
+            }
+            self.version = version;
+            self.persisted = status.clone();
+        }
+        for owed in std::mem::take(&mut self.owed) {
+            match owed {
+                Owed::Moved {
+                    transition,
+                    stayed,
+                    reason,
+                    note,
+                    warning,
+                } => {
+                    // The status write made it true: now it counts.
+                    self.ctx
+                        .metrics
+                        .transition(transition.from, transition.to, stayed);
+                    let type_ = if warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    };
+                    self.told.tell(type_, reason, note);
+                    if failpoint::armed(failpoint::When::After, transition.to) {
+                        // The crash comes once the story so far is told.
+                        self.told.settle().await;
+                        failpoint::hit(failpoint::When::After, transition.to);
+                    }
+                }
+                Owed::Blocked {
+                    phase,
+                    reason,
+                    message,
+                } => {
+                    self.ctx.metrics.failure(phase, reason);
+                    if let Some(message) = message {
+                        self.told.tell(EventType::Warning, reason, message);
+                    }
+                }
+            }
+        }
+        Ok(self.version.clone())
     }
-    Ok((transition, resource_version))
+
+    /// Tells an Event that needs no status write (what a turn did after its last one).
+    pub fn tell(&mut self, type_: EventType, reason: &str, note: String) {
+        self.told.tell(type_, reason, note);
+    }
+}
+
+/// The Event's note for a transition: `from -> to`, and the step's message.
+fn note(transition: Transition, message: &str) -> String {
+    let from = transition
+        .from
+        .map_or("created".to_string(), |p| p.to_string());
+    match message {
+        "" => format!("{from} -> {}", transition.to),
+        m => format!("{from} -> {}: {m}", transition.to),
+    }
 }
 
 /// How long the cluster has been in `phase`, from the history's last entry into it.
@@ -284,6 +376,66 @@ mod tests {
             Some(3),
             "choosing for generation 3"
         );
+    }
+
+    fn counted(ctx: &Context, line: &str) -> bool {
+        ctx.metrics.render().lines().any(|l| l == line)
+    }
+
+    #[tokio::test]
+    async fn steps_are_counted_only_once_a_write_holds_them() {
+        let ctx = crate::controller::testing::context(Default::default(), vec![]);
+        let cluster = cluster(1);
+        let api: Api<SIPCluster> = Api::namespaced(ctx.client.clone(), "tenants");
+        let mut told = Announcer::new(&ctx.recorder, &cluster);
+        let mut commits = Commits::new(&api, &cluster, &ctx, &mut told);
+        let mut status = SIPClusterStatus::default();
+        let first = commits.step(&mut status, &Step::go(Event::Created, "Created", ""));
+        let second = commits.step(
+            &mut status,
+            &Step::go(Event::Done, "HostsChosen", "3 hosts"),
+        );
+        assert_eq!(
+            second.from,
+            Some(first.to),
+            "the second step starts where the first led"
+        );
+        assert_eq!(status.history.len(), 2, "both are on the working status");
+        // No server: the write fails, and nothing it would have made true is counted.
+        assert!(commits.flush(&status).await.is_err());
+        for (from, to) in [("None", "Gathering"), ("Gathering", "Extracting")] {
+            let line = format!(r#"sip_phase_transitions_total{{from="{from}",to="{to}"}} 0"#);
+            assert!(counted(&ctx, &line), "counted without a write: {line}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_block_retried_unchanged_writes_nothing_and_counts_each_time() {
+        let ctx = crate::controller::testing::context(Default::default(), vec![]);
+        let step = Step::blocked(reason::UNSCHEDULABLE, "Unschedulable", "0 of 2 free".into());
+        // The status as the first time this block was written.
+        let mut written = SIPClusterStatus {
+            phase: Some(Phase::Gathering),
+            ..SIPClusterStatus::default()
+        };
+        let mut cluster = cluster(1);
+        let stays = Transition::of(written.phase, &step);
+        record(&mut written, &cluster, stays, &step, &now());
+        cluster.status = Some(written.clone());
+        let api: Api<SIPCluster> = Api::namespaced(ctx.client.clone(), "tenants");
+        let mut told = Announcer::new(&ctx.recorder, &cluster);
+        let mut commits = Commits::new(&api, &cluster, &ctx, &mut told);
+        for retry in 1..=2 {
+            let mut status = written.clone();
+            assert!(!commits.step(&mut status, &step).moves());
+            assert_eq!(status, written, "retry {retry} changes nothing");
+            // The client refuses every request: this succeeds only because nothing is sent.
+            commits.flush(&status).await.expect("no write");
+            let line = format!(
+                r#"sip_phase_failures_total{{phase="Gathering",reason="Unschedulable"}} {retry}"#
+            );
+            assert!(counted(&ctx, &line), "{line}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! One turn on one SIPCluster: the finalizer routes it to [`apply`] (work the phases) or
 //! [`cleanup`] (decommission); each step's outside event ([`step::observe`]) or phase work
-//! ([`Turn::work`]) goes to the machine and is recorded by [`commit`]. Failures go to
+//! ([`Turn::work`]) goes to the machine and is recorded by [`Commits`]. Failures go to
 //! [`error_policy`], which counts them and backs the cluster off.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 
 use super::announce::Announcer;
-use super::commit::commit;
+use super::commit::Commits;
 use super::conditions::reason;
 use super::phases::Turn;
 use super::step::{self, Step};
@@ -119,7 +119,10 @@ async fn apply(
     result
 }
 
-/// Walks the cluster through as many phases as it can go this turn, each step committed.
+/// Walks the cluster through as many phases as it can go this turn. The steps are written
+/// together where nothing outside the status depends on them: Gathering's choice and
+/// Extracting's reads are written before the first phase that writes elsewhere (services,
+/// labels), so every object the operator writes is for a ledger already persisted.
 async fn advance(
     api: &Api<SIPCluster>,
     cluster: &SIPCluster,
@@ -127,48 +130,63 @@ async fn advance(
     told: &mut Announcer,
 ) -> Result<Action, Error> {
     let mut turn = Turn::new(ctx, cluster);
-    let mut resource_version = cluster.resource_version();
+    let mut commits = Commits::new(api, cluster, ctx, told);
     for _ in 0..MAX_STEPS {
         let step_started = std::time::Instant::now();
-        let written = turn.status.clone();
-        let step = match step::observe(&written, cluster.metadata.generation, false) {
+        let step = match step::observe(&turn.status, cluster.metadata.generation, false) {
             Some(step) => step,
-            None => match turn.work(written.phase.unwrap_or_default()).await? {
-                Some(step) => step,
-                None => return Ok(Action::await_change()),
-            },
+            None => {
+                let phase = turn.status.phase.unwrap_or_default();
+                if writes_outside_the_status(phase) && commits.ledger_pending(&turn.status) {
+                    commits.flush(&turn.status).await?;
+                }
+                let before = turn.status.clone();
+                match turn.work(phase).await {
+                    Ok(Some(step)) => step,
+                    Ok(None) => {
+                        commits.flush(&turn.status).await?;
+                        return Ok(Action::await_change());
+                    }
+                    Err(e) => {
+                        // The steps before the failure are done: written, the status says
+                        // where the cluster is stuck. The failed work's changes are not.
+                        if let Err(write) = commits.flush(&before).await {
+                            tracing::debug!(error = %write, "writing the steps before a failure");
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
         };
         tracing::debug!(reason = step.reason, elapsed = ?step_started.elapsed(), "phase work");
-        let (transition, version) = commit(
-            api,
-            cluster,
-            ctx,
-            told,
-            &written,
-            &mut turn.status,
-            &step,
-            resource_version,
-        )
-        .await?;
-        resource_version = version;
+        let transition = commits.step(&mut turn.status, &step);
         if step.blocked.is_some() {
+            commits.flush(&turn.status).await?;
             let epoch = ctx.host_epoch.load(Ordering::Relaxed);
             return Ok(Action::requeue(ctx.backoff.hold(cluster, epoch)));
         }
         if !transition.moves() {
+            let version = commits.flush(&turn.status).await?;
             ctx.backoff.reset(cluster);
             match turn.verified {
                 Some(check) if transition.to == Phase::Ready => {
                     ctx.verified
-                        .remember(cluster, resource_version, check, Instant::now())
+                        .remember(cluster, version, check, Instant::now())
                 }
                 _ => ctx.verified.forget(cluster),
             }
             return Ok(Action::requeue(READY_RESYNC));
         }
     }
+    commits.flush(&turn.status).await?;
     // Still progressing: come back soon, after the others had their turn.
     Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// Whether the work of `phase` may write anything besides the SIPCluster's status. Gathering
+/// and Extracting only read (their unit tests run on a client that refuses every request).
+fn writes_outside_the_status(phase: Phase) -> bool {
+    !matches!(phase, Phase::Gathering | Phase::Extracting)
 }
 
 async fn cleanup(
@@ -191,25 +209,10 @@ async fn decommission(
     told: &mut Announcer,
 ) -> Result<Action, Error> {
     let mut turn = Turn::new(ctx, cluster);
-    let mut version = cluster.resource_version();
-    // Each step recorded on the status as last written by this turn.
-    let mut record = async |turn: &mut Turn<'_>, step: &Step, version: Option<String>| {
-        let written = turn.status.clone();
-        commit(
-            api,
-            cluster,
-            ctx,
-            told,
-            &written,
-            &mut turn.status,
-            step,
-            version,
-        )
-        .await
-        .map(|(_, version)| version)
-    };
+    let mut commits = Commits::new(api, cluster, ctx, told);
     if let Some(step) = step::observe(&turn.status, cluster.metadata.generation, true) {
-        version = record(&mut turn, &step, version).await?;
+        commits.step(&mut turn.status, &step);
+        commits.flush(&turn.status).await?;
     }
     if !turn.remove_services().await? || !turn.decommission().await? {
         // Said where people look, with the predecessor's reason; the finalizer stays.
@@ -218,21 +221,21 @@ async fn decommission(
             "UnableToDecommission",
             "a host changed while its labels were being removed; retrying".into(),
         );
-        record(&mut turn, &step, version).await?;
+        commits.step(&mut turn.status, &step);
+        commits.flush(&turn.status).await?;
         return Ok(Action::requeue(ctx.backoff.fail(cluster)));
     }
     // Drift recorded before the deletion (someone removed an object first) goes with the
     // cluster; the operator's own deletions are marked and never recorded.
     let _ = ctx.drift.take(&ObjectRef::from_obj(cluster));
     ctx.verified.drop_cluster(cluster);
-    told.tell(
+    commits.tell(
         EventType::Normal,
         "Decommissioned",
         format!(
             "services deleted, labels removed from {} hosts",
             turn.status.hosts.len()
         ),
-    )
-    .await;
+    );
     Ok(Action::await_change())
 }

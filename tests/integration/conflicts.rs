@@ -1,6 +1,6 @@
-//! Other writers at the worst moment. The operator is stopped by a failpoint right after it
-//! persisted Labeling (hosts chosen, read, services applied; no label written yet); the test
-//! then changes the world and restarts it.
+//! Other writers at the worst moment. The operator is stopped by a failpoint right before it
+//! labels the hosts (hosts chosen, read and persisted, services applied; no label written); the
+//! test then changes the world and restarts it.
 
 use std::collections::BTreeMap;
 
@@ -15,13 +15,13 @@ use crate::resume::{Operator, resumable};
 /// Starts `name` and stops the operator between choosing its hosts and labeling them; returns
 /// the chosen control-plane hosts.
 async fn stopped_before_labels(env: &TestEnv, api: &Api<SIPCluster>, name: &str) -> Vec<String> {
-    let operator = Operator::with_failpoint(env, Some("after:Labeling"));
+    let operator = Operator::with_failpoint(env, Some("before:Labeling"));
     api.create(&PostParams::default(), &resumable(env, name))
         .await
         .unwrap();
-    operator.crashed("after:Labeling").await;
+    operator.crashed("before:Labeling").await;
     let cluster = api.get(name).await.unwrap();
-    assert_eq!(phase(Some(&cluster)), Some(Phase::Labeling));
+    assert_eq!(phase(Some(&cluster)), Some(Phase::DeployingInfra));
     assert!(
         labeled_hosts(env).await.is_empty(),
         "no label is written before Labeling"
