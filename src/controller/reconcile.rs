@@ -1,14 +1,14 @@
-//! One turn on one SIPCluster: the finalizer routes it to [`apply`] (work the phases) or
-//! [`cleanup`] (decommission); each step's outside event ([`step::observe`]) or phase work
-//! ([`Turn::work`]) goes to the machine and is recorded by [`Commits`]. Failures go to
-//! [`error_policy`], which counts them and backs the cluster off.
+//! One turn on one SIPCluster: the finalizer, added at first sight ([`with_finalizer`]), routes
+//! it to [`apply`] (work the phases) or [`cleanup`] (decommission); each step's outside event
+//! ([`step::observe`]) or phase work ([`Turn::work`]) goes to the machine and is recorded by
+//! [`Commits`]. Failures go to [`error_policy`], which counts them and backs the cluster off.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -40,20 +40,25 @@ pub async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Ac
         .namespace()
         .ok_or_else(|| Error::NoNamespace(cluster.name_any()))?;
     let api: Api<SIPCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    let turn = finalizer(&api, FINALIZER, cluster, |event| async {
-        match event {
-            Finalizer::Apply(c) => apply(&api, &c, &ctx).await,
-            Finalizer::Cleanup(c) => cleanup(&api, &c, &ctx).await,
-        }
-    });
-    let started = std::time::Instant::now();
-    let result = match tokio::time::timeout(TURN_LIMIT, turn).await {
-        Err(_) => Err(Error::Timeout(TURN_LIMIT)),
-        Ok(result) => result.map_err(|e| match e {
+    let turn = async {
+        let cluster = with_finalizer(&api, cluster, &ctx).await?;
+        finalizer(&api, FINALIZER, cluster, |event| async {
+            match event {
+                Finalizer::Apply(c) => apply(&api, &c, &ctx).await,
+                Finalizer::Cleanup(c) => cleanup(&api, &c, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
             kube::runtime::finalizer::Error::ApplyFailed(e)
             | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
             other => Error::Finalizer(other.to_string()),
-        }),
+        })
+    };
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(TURN_LIMIT, turn).await {
+        Err(_) => Err(Error::Timeout(TURN_LIMIT)),
+        Ok(result) => result,
     };
     match &result {
         Ok(_) => ctx.metrics.reconciled("success", None, started.elapsed()),
@@ -87,6 +92,39 @@ pub fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) 
             .await;
     });
     Action::requeue(ctx.backoff.fail(&cluster))
+}
+
+/// Adds the finalizer to a SIPCluster that lacks it (the operator's first sight of it) and
+/// returns the object as that write left it. kube's finalizer helper would add it too, but
+/// then end the turn and wait for the watch to bring the change back, and that turn would read
+/// the object again: the patch's answer is already the latest version, so the turn goes on
+/// with it. Guarded by the resourceVersion seen: a 409 means the cache was behind, retried.
+async fn with_finalizer(
+    api: &Api<SIPCluster>,
+    cluster: Arc<SIPCluster>,
+    ctx: &Context,
+) -> Result<Arc<SIPCluster>, Error> {
+    if cluster.metadata.deletion_timestamp.is_some()
+        || cluster.finalizers().iter().any(|f| f == FINALIZER)
+    {
+        return Ok(cluster);
+    }
+    let mut finalizers = cluster.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": cluster.resource_version()},
+    });
+    let patched = api
+        .patch(
+            &cluster.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    if let Some(version) = patched.resource_version() {
+        ctx.verified.wrote(&patched, &version);
+    }
+    Ok(Arc::new(patched))
 }
 
 async fn apply(

@@ -6,7 +6,8 @@
 //! (the scheduling decision and the drift the watches saw) without reads. Any other change to
 //! the SIPCluster (a poke, a spec change), a host event, or the age of the last full check
 //! makes the next check read everything again. It also knows the version of the operator's
-//! last status write, so a turn whose cached object is that version skips the fresh read.
+//! last write to each SIPCluster (its status, or the finalizer it adds), so a turn whose
+//! cached object is that version skips the fresh read.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,7 +21,7 @@ const FULL_CHECK_AT_LEAST_EVERY: Duration = Duration::from_secs(150);
 #[derive(Default)]
 pub struct Verified {
     checks: Mutex<HashMap<(String, String), Entry>>,
-    /// The resourceVersion of each SIPCluster's last status write by this operator.
+    /// The resourceVersion of each SIPCluster's last write by this operator.
     written: Mutex<HashMap<(String, String), String>>,
 }
 
@@ -53,12 +54,12 @@ impl Verified {
         self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the version the operator's status write produced.
+    /// Records the version the operator's write (status or finalizer) produced.
     pub fn wrote(&self, cluster: &SIPCluster, version: &str) {
         self.written().insert(key(cluster), version.to_string());
     }
 
-    /// Whether `cached` is the object as the operator's last status write left it: then the
+    /// Whether `cached` is the object as the operator's last write left it: then the
     /// cache is as fresh as a read would be (anyone's later write comes as an event of its
     /// own), and the turn need not read the SIPCluster again.
     pub fn is_own_last_write(&self, cached: &SIPCluster) -> bool {
