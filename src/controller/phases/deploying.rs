@@ -41,6 +41,7 @@ impl Turn<'_> {
         // Every object is applied again now: what drifted before is repaired by this.
         let _ = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
         let spec = &self.cluster.spec;
+        let started = std::time::Instant::now();
         // What rendering reads is read at once.
         let (secrets, config_maps, (credentials, credential_versions), mut leftovers) = futures::try_join!(
             self.referenced_secrets(),
@@ -114,10 +115,12 @@ impl Turn<'_> {
         }
         // Services do not depend on each other: each applies its objects in order while the
         // others apply theirs.
+        let read = started.elapsed();
         let outcomes = futures::future::join_all(rendered.iter().map(|r| self.apply_service(r)))
             .await
             .into_iter()
             .collect::<kube::Result<Vec<_>>>()?;
+        tracing::debug!(?read, applied = ?(started.elapsed() - read), "services read and applied");
         let applied: Vec<services::ServiceId> = rendered
             .iter()
             .zip(&outcomes)

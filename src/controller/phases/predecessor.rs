@@ -45,9 +45,13 @@ impl Turn<'_> {
         let present: Vec<String> = if thorough {
             instances.iter().map(|l| l.name.clone()).collect()
         } else {
+            // Served from the API server's watch cache (resourceVersion 0): a consistent LIST
+            // took 10-36 ms in a burst of 50 clusters in one namespace (most of their
+            // deployment), this one 1-5 ms. The cache lags by moments and the predecessor is
+            // stopped before sip runs, so the objects it left are long in it.
             let selector = format!("{LABEL_PART_OF}=sip,!{LABEL_MANAGED_BY}");
             self.namespaced::<Deployment>()
-                .list_metadata(&ListParams::default().labels(&selector))
+                .list_metadata(&ListParams::default().labels(&selector).match_any())
                 .await?
                 .items
                 .into_iter()
