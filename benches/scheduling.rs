@@ -34,7 +34,7 @@ fn pool(n: usize) -> (Vec<HostView>, Claims) {
             HostView {
                 key: HostKey::new("metal3", format!("host-{i:06}")),
                 uid: Some(format!("uid-{i}")),
-                labels,
+                labels: labels.into(),
                 deleting: false,
                 paused: false,
                 errored: false,

@@ -18,7 +18,7 @@ pub fn fingerprint(host: &BareMetalHost) -> u64 {
     let mut h = DefaultHasher::new();
     (
         &view.uid,
-        &view.labels,
+        &*view.labels,
         view.deleting,
         view.paused,
         view.errored,

@@ -1,11 +1,13 @@
 //! The scheduler's view of a host: only what eligibility depends on, taken from a snapshot.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use foldhash::fast::FixedState;
+
+use super::Labels;
 
 use crate::api::baremetalhost::{
     OPERATIONAL_STATUS_ERROR, PAUSED_ANNOTATION, UNHEALTHY_ANNOTATION,
@@ -123,7 +125,7 @@ impl fmt::Display for ClusterKey {
 pub struct HostView {
     pub key: HostKey,
     pub uid: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
     /// metal3's paused annotation is present.
@@ -181,7 +183,20 @@ pub fn free_by_itself(host: &BareMetalHost) -> bool {
 }
 
 impl HostView {
+    /// The view of a host, its labels copied (for a one-off look; see [`HostView::of_cached`]).
     pub fn from_host(host: &BareMetalHost) -> Self {
+        Self::with_labels(
+            host,
+            Labels::from(host.metadata.labels.clone().unwrap_or_default()),
+        )
+    }
+
+    /// The view of a cached host, sharing its labels instead of copying them.
+    pub fn of_cached(host: &Arc<BareMetalHost>) -> Self {
+        Self::with_labels(host, Labels::of(host))
+    }
+
+    fn with_labels(host: &BareMetalHost, labels: Labels) -> Self {
         let meta = &host.metadata;
         let annotations = meta.annotations.as_ref();
         let annotated = |key: &str| annotations.is_some_and(|a| a.contains_key(key));
@@ -197,7 +212,7 @@ impl HostView {
                 meta.name.as_deref().unwrap_or_default(),
             ),
             uid: meta.uid.clone(),
-            labels: meta.labels.clone().unwrap_or_default(),
+            labels,
             deleting,
             paused,
             errored,

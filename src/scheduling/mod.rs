@@ -11,6 +11,7 @@ mod adopt;
 mod choose;
 mod decision;
 mod host;
+mod labels;
 mod scan;
 
 pub use adopt::{ADOPTED, outside_ledger};
@@ -19,6 +20,7 @@ pub use decision::{
     Counts, Decision, LostReason, Pick, Release, ReleaseReason, RoleDecision, Shortfall,
 };
 pub use host::{ClusterKey, HostKey, HostView, free_by_itself};
+pub use labels::Labels;
 
 #[cfg(test)]
 mod proptests;

@@ -56,7 +56,7 @@ fn arb_host(i: usize) -> impl Strategy<Value = (HostView, bool)> {
                 let host = HostView {
                     key: HostKey::new(if ns { "other" } else { "metal3" }, format!("h{i:02}")),
                     uid: Some(format!("uid-{i}")),
-                    labels,
+                    labels: labels.into(),
                     deleting,
                     paused,
                     errored,

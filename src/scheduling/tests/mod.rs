@@ -25,7 +25,7 @@ pub(super) fn host(name: &str) -> HostBuilder {
     HostBuilder(HostView {
         key: HostKey::new("metal3", name),
         uid: Some(format!("uid-{name}")),
-        labels: BTreeMap::new(),
+        labels: BTreeMap::new().into(),
         deleting: false,
         paused: false,
         errored: false,
