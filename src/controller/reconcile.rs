@@ -40,12 +40,13 @@ pub async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Ac
         .namespace()
         .ok_or_else(|| Error::NoNamespace(cluster.name_any()))?;
     let api: Api<SIPCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let (api, ctx) = (&api, &ctx);
     let turn = async {
-        let cluster = with_finalizer(&api, cluster, &ctx).await?;
-        finalizer(&api, FINALIZER, cluster, |event| async {
+        let (cluster, ledgers) = with_finalizer(api, cluster, ctx).await?;
+        finalizer(api, FINALIZER, cluster, move |event| async move {
             match event {
-                Finalizer::Apply(c) => apply(&api, &c, &ctx).await,
-                Finalizer::Cleanup(c) => cleanup(&api, &c, &ctx).await,
+                Finalizer::Apply(c) => apply(api, &c, ctx, ledgers).await,
+                Finalizer::Cleanup(c) => cleanup(api, &c, ctx).await,
             }
         })
         .await
@@ -99,38 +100,41 @@ pub fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) 
 /// then end the turn and wait for the watch to bring the change back, and that turn would read
 /// the object again: the patch's answer is already the latest version, so the turn goes on
 /// with it. Guarded by the resourceVersion seen: a 409 means the cache was behind, retried.
+/// Such a cluster is about to choose hosts, so the other clusters' ledgers are read while the
+/// patch is on its way.
 async fn with_finalizer(
     api: &Api<SIPCluster>,
     cluster: Arc<SIPCluster>,
     ctx: &Context,
-) -> Result<Arc<SIPCluster>, Error> {
+) -> Result<(Arc<SIPCluster>, Option<Vec<SIPCluster>>), Error> {
     if cluster.metadata.deletion_timestamp.is_some()
         || cluster.finalizers().iter().any(|f| f == FINALIZER)
     {
-        return Ok(cluster);
+        return Ok((cluster, None));
     }
     let mut finalizers = cluster.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": cluster.resource_version()},
     });
-    let patched = api
-        .patch(
-            &cluster.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    let (name, params, patch) = (
+        cluster.name_any(),
+        PatchParams::default(),
+        Patch::Merge(&patch),
+    );
+    let (patched, ledgers) =
+        futures::try_join!(api.patch(&name, &params, &patch), ctx.reads.clusters())?;
     if let Some(version) = patched.resource_version() {
         ctx.verified.wrote(&patched, &version);
     }
-    Ok(Arc::new(patched))
+    Ok((Arc::new(patched), Some(ledgers)))
 }
 
 async fn apply(
     api: &Api<SIPCluster>,
     cluster: &SIPCluster,
     ctx: &Context,
+    ledgers: Option<Vec<SIPCluster>>,
 ) -> Result<Action, Error> {
     // The cache may lag behind this operator's own last status write; the phase and ledger
     // must be the latest, so the turn starts from a fresh read of the object, unless the
@@ -152,7 +156,7 @@ async fn apply(
         return Ok(Action::requeue(wait));
     }
     let mut told = Announcer::new(&ctx.recorder, cluster);
-    let result = advance(api, cluster, ctx, &mut told).await;
+    let result = advance(api, cluster, ctx, &mut told, ledgers).await;
     told.settle().await;
     result
 }
@@ -166,8 +170,9 @@ async fn advance(
     cluster: &SIPCluster,
     ctx: &Context,
     told: &mut Announcer,
+    ledgers: Option<Vec<SIPCluster>>,
 ) -> Result<Action, Error> {
-    let mut turn = Turn::new(ctx, cluster);
+    let mut turn = Turn::new(ctx, cluster).with_ledgers(ledgers);
     let mut commits = Commits::new(api, cluster, ctx, told);
     for _ in 0..MAX_STEPS {
         let step_started = std::time::Instant::now();

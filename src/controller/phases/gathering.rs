@@ -211,4 +211,31 @@ mod tests {
         assert_eq!(step.blocked, Some(reason::UNSCHEDULABLE));
         assert!(ledger.is_empty(), "all or nothing: {ledger:?}");
     }
+
+    #[tokio::test]
+    async fn ledgers_read_with_the_finalizer_serve_the_first_choice_only() {
+        use crate::scheduling::tests::{FLAVOR, role, spec};
+        let mut wk = crate::extraction::tests::host();
+        wk.metadata.name = Some("wk-1".into());
+        wk.metadata.labels = Some([(FLAVOR.to_string(), "worker".to_string())].into());
+        // The server has no other cluster; the ledgers read at the turn's start have one
+        // that holds wk-1.
+        let objects = Arc::new(Objects::default());
+        let ctx = context(objects.clone(), vec![wk]);
+        let mut cluster = SIPCluster::new("tenant-a", spec(None, Some(role("worker", None, 1, 0))));
+        cluster.metadata.namespace = Some("sip".into());
+        let mut other = SIPCluster::new("tenant-b", Default::default());
+        other.metadata.namespace = Some("sip".into());
+        other.status = Some(crate::api::SIPClusterStatus {
+            hosts: vec![record("wk-1", HostState::Chosen)],
+            ..Default::default()
+        });
+        let mut turn = Turn::new(&ctx, &cluster).with_ledgers(Some(vec![other]));
+        let first = turn.gather().await.expect("no request reaches a server");
+        assert_eq!(first.reason, "Unschedulable", "{}", first.message);
+        assert!(objects.read().is_empty(), "{:?}", objects.read());
+        let second = turn.gather().await.expect("no request reaches a server");
+        assert_eq!(second.reason, "HostsChosen", "{}", second.message);
+        assert_eq!(objects.read(), ["clusters"], "a second choice reads again");
+    }
 }

@@ -45,6 +45,7 @@ pub struct Turn<'a> {
 struct Seen {
     secrets: HashMap<(String, String), Option<Secret>>,
     versions: HashMap<SourceRef, Option<String>>,
+    ledgers: Option<Vec<SIPCluster>>,
 }
 
 impl<'a> Turn<'a> {
@@ -112,18 +113,22 @@ impl<'a> Turn<'a> {
     /// cluster reads the ledgers fresh before choosing. At worst a stale cache shows a member
     /// still in a ledger that released it; the regather that follows reads fresh and keeps it.
     async fn claims_elsewhere(&self, fresh: bool) -> kube::Result<HashSet<HostKey>> {
-        let clusters: Vec<SIPCluster> = if fresh {
-            self.ctx.reads.clusters().await?
+        if fresh {
+            let prefetched = self.seen().ledgers.take();
+            let read = match prefetched {
+                Some(read) => read,
+                None => self.ctx.reads.clusters().await?,
+            };
+            Ok(self.claims_in(read.iter()))
         } else {
-            self.ctx
-                .clusters
-                .state()
-                .iter()
-                .map(|c| (**c).clone())
-                .collect()
-        };
-        Ok(clusters
-            .iter()
+            let cached = self.ctx.clusters.state();
+            Ok(self.claims_in(cached.iter().map(|c| &**c)))
+        }
+    }
+
+    /// The hosts that the ledgers of `clusters` other than this one claim.
+    fn claims_in<'c>(&self, clusters: impl Iterator<Item = &'c SIPCluster>) -> HashSet<HostKey> {
+        clusters
             .filter(|c| {
                 c.metadata.namespace.as_deref() != Some(&self.key.namespace)
                     || c.metadata.name.as_deref() != Some(&self.key.name)
@@ -131,7 +136,16 @@ impl<'a> Turn<'a> {
             .flat_map(|c| c.status.iter().flat_map(|s| s.hosts.iter()))
             .filter(|r| r.state.claims())
             .map(HostKey::of_record)
-            .collect())
+            .collect()
+    }
+
+    /// Every SIPCluster as read from the API server at the start of this turn, for its first
+    /// fresh read of the ledgers (a turn on a cluster seen for the first time reads them while
+    /// it adds the finalizer). As fresh as a read made later in the turn: no other cluster's
+    /// turn runs in between. A second fresh read in the same turn reads again.
+    pub fn with_ledgers(self, ledgers: Option<Vec<SIPCluster>>) -> Self {
+        self.seen().ledgers = ledgers;
+        self
     }
 
     /// The decision on the current snapshot, without acting on it; `fresh`: see
