@@ -319,26 +319,14 @@ impl Turn<'_> {
 mod tests {
     use std::sync::Arc;
 
-    use crate::api::{HostState, SIPCluster, SIPClusterSpec, SIPClusterStatus};
-    use crate::controller::phases::{Turn, test_record as record};
+    use crate::api::HostState;
+    use crate::controller::phases::{Turn, test_cluster};
     use crate::controller::testing::{Objects, context};
-    use crate::extraction::tests::services;
     use crate::machine::Event;
 
     #[tokio::test]
     async fn a_member_gone_since_extracting_sends_the_cluster_back_to_gathering_unapplied() {
-        let mut cluster = SIPCluster::new(
-            "tenant-a",
-            SIPClusterSpec {
-                services: services("oam-ipv4", "oam-ipv4"),
-                ..Default::default()
-            },
-        );
-        cluster.metadata.namespace = Some("sip".into());
-        cluster.status = Some(SIPClusterStatus {
-            hosts: vec![record("cp-1", HostState::Extracted)],
-            ..Default::default()
-        });
+        let cluster = test_cluster(HostState::Extracted);
         let objects = Arc::new(Objects::default());
         // The host cache is empty: cp-1 was deleted.
         let ctx = context(objects.clone(), Vec::new());

@@ -100,29 +100,15 @@ impl Turn<'_> {
 mod tests {
     use std::sync::Arc;
 
-    use crate::api::{
-        BareMetalHost, HostRecord, HostState, SIPCluster, SIPClusterSpec, SIPClusterStatus,
-    };
-    use crate::controller::phases::{Turn, test_record as record};
+    use crate::api::{BareMetalHost, HostRecord, HostState, SIPCluster};
+    use crate::controller::phases::{Turn, test_cluster};
     use crate::controller::testing::{Objects, context};
-    use crate::extraction::tests::{ND_JSON, creds, host, secret, services};
+    use crate::extraction::tests::{ND_JSON, creds, host, secret};
     use crate::machine::Event;
 
     /// A cluster whose ledger holds `cp-1`, just chosen, with services on `oam-ipv4`.
     fn cluster() -> SIPCluster {
-        let mut c = SIPCluster::new(
-            "tenant-a",
-            SIPClusterSpec {
-                services: services("oam-ipv4", "oam-ipv4"),
-                ..Default::default()
-            },
-        );
-        c.metadata.namespace = Some("sip".into());
-        c.status = Some(SIPClusterStatus {
-            hosts: vec![record("cp-1", HostState::Chosen)],
-            ..Default::default()
-        });
-        c
+        test_cluster(HostState::Chosen)
     }
 
     fn both_secrets() -> Objects {

@@ -240,3 +240,22 @@ fn test_record(name: &str, state: crate::api::HostState) -> crate::api::HostReco
         bmc_address: None,
     }
 }
+
+/// A cluster for the phases' unit tests: `tenant-a` in `sip`, services on `oam-ipv4`, whose
+/// ledger holds `cp-1` in `state`.
+#[cfg(test)]
+fn test_cluster(state: crate::api::HostState) -> SIPCluster {
+    let mut c = SIPCluster::new(
+        "tenant-a",
+        crate::api::SIPClusterSpec {
+            services: crate::extraction::tests::services("oam-ipv4", "oam-ipv4"),
+            ..Default::default()
+        },
+    );
+    c.metadata.namespace = Some("sip".into());
+    c.status = Some(SIPClusterStatus {
+        hosts: vec![test_record("cp-1", state)],
+        ..Default::default()
+    });
+    c
+}
