@@ -100,8 +100,9 @@ pub fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) 
 /// then end the turn and wait for the watch to bring the change back, and that turn would read
 /// the object again: the patch's answer is already the latest version, so the turn goes on
 /// with it. Guarded by the resourceVersion seen: a 409 means the cache was behind, retried.
-/// Such a cluster is about to choose hosts, so the other clusters' ledgers are read while the
-/// patch is on its way.
+/// Such a cluster is almost always new and about to choose hosts, so the other clusters'
+/// ledgers are read while the patch is on its way (one whose finalizer someone removed later
+/// pays for that LIST unused).
 async fn with_finalizer(
     api: &Api<SIPCluster>,
     cluster: Arc<SIPCluster>,
