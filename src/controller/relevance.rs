@@ -5,10 +5,8 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use kube::runtime::reflector::ObjectRef;
-
 use crate::api::BareMetalHost;
-use crate::scheduling::HostView;
+use crate::scheduling::{HostKey, HostView};
 
 /// A hash of what the operator reads of a host: its identity and labels, what makes it
 /// unavailable (deletion, paused, errored, unhealthy), the release request, and the
@@ -38,17 +36,22 @@ pub fn fingerprint(host: &BareMetalHost) -> u64 {
     h.finish()
 }
 
-/// The fingerprints of the hosts seen so far.
+/// The fingerprints of the hosts seen so far, by name (an `ObjectRef` key would also copy each
+/// host's uid and resourceVersion: at 10,000 hosts, megabytes for nothing).
 #[derive(Default)]
 pub struct Relevance {
-    seen: HashMap<ObjectRef<BareMetalHost>, u64>,
+    seen: HashMap<HostKey, u64>,
 }
 
 impl Relevance {
     /// Whether this event for `host` changed what the operator reads: a new host, a changed
     /// fingerprint, or a deletion (`gone`: the cache no longer holds it).
     pub fn changed(&mut self, host: &BareMetalHost, gone: bool) -> bool {
-        let key = ObjectRef::from_obj(host);
+        let meta = &host.metadata;
+        let key = HostKey::new(
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
         if gone {
             return self.seen.remove(&key).is_some();
         }
