@@ -292,6 +292,24 @@ pub fn history_of(cluster: &SIPCluster, reason: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until `name` is Ready and its history holds a `reason` entry whose message `says`
+/// what is expected: a turn that repairs or re-renders writes its story with the status write
+/// that ends it, after the objects are in place, so seeing the objects is not yet seeing it.
+pub async fn told(
+    api: &Api<SIPCluster>,
+    name: &str,
+    reason: &str,
+    says: impl Fn(&str) -> bool,
+) -> SIPCluster {
+    let what = format!("Ready, with a {reason} entry in the history");
+    wait_for(api, name, &what, |c| {
+        phase(c) == Some(Phase::Ready)
+            && c.is_some_and(|c| history_of(c, reason).iter().any(|m| says(m)))
+    })
+    .await
+    .expect("wait_for returns the object it checked")
+}
+
 pub fn phase(c: Option<&SIPCluster>) -> Option<Phase> {
     c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase)
 }

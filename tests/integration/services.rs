@@ -15,7 +15,7 @@ use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
     TestEnv, captured_logs, children_of, history_of, load_hosts, phase, poke, poke_and_wait,
-    sample_cluster, start_metered_operator, start_operator, test_env, wait_for,
+    sample_cluster, start_metered_operator, start_operator, test_env, told, wait_for,
 };
 
 const DEX_CONFIG: &str = "- type: ldap\n  id: ldap\n  name: LDAP\n  config:\n    host: ldap.example:636\n    bindPW: ldap-bind-password-value\n";
@@ -296,17 +296,21 @@ async fn a_broken_service_gives_a_clear_answer_recovers_and_keeps_secrets() {
         "the other services are applied: {:#?}",
         status.services
     );
+    // The Event follows the status write that holds the block.
     let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
-    let warned = events
-        .list(&ListParams::default().fields("involvedObject.name=broken"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .any(|e| {
-            e.type_.as_deref() == Some("Warning") && e.message.unwrap_or_default().contains(&needle)
-        });
-    assert!(warned, "a Warning Event names the missing Secret");
+    eventually("a Warning Event that names the missing Secret", || async {
+        events
+            .list(&ListParams::default().fields("involvedObject.name=broken"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.message.unwrap_or_default().contains(&needle)
+            })
+    })
+    .await;
 
     // Fixing the Secret is enough: no restart, no spec change.
     create_secret(
@@ -464,33 +468,29 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
         recreated.ports.unwrap()[0].port,
         want_ports.ports.unwrap()[0].port
     );
-    let ready = ready_at_current_generation(&api, "tenant").await;
-    let story = history_of(&ready, "ServiceDrift");
-    assert!(
-        story
-            .iter()
-            .any(|m| m.contains("tenant-lb-control-plane deleted")),
-        "the history says what drifted: {story:?}"
-    );
+    let told = told(&api, "tenant", "ServiceDrift", |m| {
+        m.contains("tenant-lb-control-plane deleted")
+    })
+    .await;
+    let story = history_of(&told, "ServiceDrift");
     assert!(
         story
             .iter()
             .all(|m| m.ends_with("applying the services again")),
         "{story:?}"
     );
+    ready_at_current_generation(&api, "tenant").await;
     let events: Api<Event> = Api::namespaced(env.client.clone(), ns);
-    let drift_events = events
-        .list(&ListParams::default().fields("involvedObject.name=tenant"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("ServiceDrift"))
-        .count();
-    assert!(
-        drift_events > 0,
-        "a ServiceDrift Event for kubectl describe"
-    );
+    eventually("a ServiceDrift Event for kubectl describe", || async {
+        events
+            .list(&ListParams::default().fields("involvedObject.name=tenant"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ServiceDrift"))
+    })
+    .await;
 
     // Secrets are not watched: the Ready check reads them. A poke (any event) runs it.
     let deleted = secrets.get("tenant-lb-worker").await.unwrap().data;
@@ -564,14 +564,12 @@ async fn a_changed_secret_the_services_are_rendered_from_is_rendered_again() {
         jump_host_config().await.contains("node-key-2")
     })
     .await;
-    let ready_again = ready_at_current_generation(&api, "tenant").await;
+    let ready_again = told(&api, "tenant", "ServiceDrift", |m| {
+        m.contains("rendered from changed")
+    })
+    .await;
     let status = ready_again.status.clone().unwrap();
     assert_ne!(status.sources_version, recorded);
-    let story = history_of(&ready_again, "ServiceDrift");
-    assert!(
-        story.iter().any(|m| m.contains("rendered from changed")),
-        "the history says why: {story:?}"
-    );
     // The sum is of versions only: nothing of the Secret's content reaches the status.
     let status_json = serde_json::to_string(&status).unwrap();
     assert!(!status_json.contains("second key"));
