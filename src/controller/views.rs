@@ -13,21 +13,22 @@ use crate::scheduling::HostView;
 
 #[derive(Default)]
 pub struct HostViews {
-    /// By uid: the resourceVersion the view was built from, the view, and the last snapshot
-    /// that saw the host.
-    by_uid: HashMap<String, Entry, FastHash>,
+    /// By a hash of the host's uid (the uid itself is in the view; a copy of it as the key
+    /// would cost as much again at 10,000 hosts): the view, and the last snapshot that saw it.
+    by_uid: HashMap<u64, Entry, FastHash>,
     snapshots: u64,
 }
 
 struct Entry {
-    version: Option<String>,
     view: Arc<HostView>,
     seen: u64,
 }
 
 impl HostViews {
     /// A view of each host, in order; views of hosts no longer given are forgotten. Updated in
-    /// place: a turn on 10,000 unchanged hosts costs a lookup each, nothing allocated.
+    /// place: a turn on 10,000 unchanged hosts costs a lookup each, nothing allocated. A view
+    /// is current while it reads its labels from the very object the cache holds: the cache
+    /// replaces a host's object when the host changes.
     pub fn snapshot(&mut self, hosts: &[Arc<BareMetalHost>]) -> Vec<Arc<HostView>> {
         self.snapshots += 1;
         let now = self.snapshots;
@@ -39,23 +40,26 @@ impl HostViews {
                     return Arc::new(HostView::of_cached(host));
                 };
                 seen += 1;
-                let version = &host.metadata.resource_version;
-                if let Some(entry) = self.by_uid.get_mut(uid) {
-                    if &entry.version != version {
-                        entry.version.clone_from(version);
-                        entry.view = Arc::new(HostView::of_cached(host));
+                let key = uid_hash(uid);
+                match self.by_uid.get_mut(&key) {
+                    // Another uid with the same hash (never seen in practice) replaces it.
+                    Some(entry) if entry.view.uid.as_deref() == Some(uid) => {
+                        if !entry.view.labels.shares(host) {
+                            entry.view = Arc::new(HostView::of_cached(host));
+                        }
+                        entry.seen = now;
+                        entry.view.clone()
                     }
-                    entry.seen = now;
-                    return entry.view.clone();
+                    _ => {
+                        let view = Arc::new(HostView::of_cached(host));
+                        let entry = Entry {
+                            view: view.clone(),
+                            seen: now,
+                        };
+                        self.by_uid.insert(key, entry);
+                        view
+                    }
                 }
-                let view = Arc::new(HostView::of_cached(host));
-                let entry = Entry {
-                    version: version.clone(),
-                    view: view.clone(),
-                    seen: now,
-                };
-                self.by_uid.insert(uid.to_string(), entry);
-                view
             })
             .collect();
         if self.by_uid.len() > seen {
@@ -63,6 +67,11 @@ impl HostViews {
         }
         views
     }
+}
+
+fn uid_hash(uid: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one(uid)
 }
 
 #[cfg(test)]
@@ -81,8 +90,10 @@ mod tests {
     #[test]
     fn a_view_is_rebuilt_only_when_its_host_changed() {
         let mut views = HostViews::default();
-        let first = views.snapshot(&[host("a", "1", "10", "r1"), host("b", "2", "11", "r2")]);
-        let second = views.snapshot(&[host("a", "1", "10", "r1"), host("b", "2", "12", "r9")]);
+        // The cache keeps a host's object until the host changes.
+        let a = host("a", "1", "10", "r1");
+        let first = views.snapshot(&[a.clone(), host("b", "2", "11", "r2")]);
+        let second = views.snapshot(&[a.clone(), host("b", "2", "12", "r9")]);
         assert!(
             Arc::ptr_eq(&first[0], &second[0]),
             "unchanged host: same view"
