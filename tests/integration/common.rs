@@ -310,6 +310,19 @@ pub async fn told(
     .expect("wait_for returns the object it checked")
 }
 
+/// The Events about the object `name` in `namespace`, as `kubectl describe` lists them.
+pub async fn events_about(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::core::v1::Event> {
+    Api::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .unwrap()
+        .items
+}
+
 pub fn phase(c: Option<&SIPCluster>) -> Option<Phase> {
     c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase)
 }

@@ -14,8 +14,9 @@ use serde_json::json;
 use sip::api::{Phase, SIPCluster};
 
 use crate::common::{
-    TestEnv, captured_logs, children_of, history_of, load_hosts, phase, poke, poke_and_wait,
-    sample_cluster, start_metered_operator, start_operator, test_env, told, wait_for,
+    TestEnv, captured_logs, children_of, events_about, history_of, load_hosts, phase, poke,
+    poke_and_wait, sample_cluster, start_metered_operator, start_operator, test_env, told,
+    wait_for,
 };
 
 const DEX_CONFIG: &str = "- type: ldap\n  id: ldap\n  name: LDAP\n  config:\n    host: ldap.example:636\n    bindPW: ldap-bind-password-value\n";
@@ -297,13 +298,9 @@ async fn a_broken_service_gives_a_clear_answer_recovers_and_keeps_secrets() {
         status.services
     );
     // The Event follows the status write that holds the block.
-    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
     eventually("a Warning Event that names the missing Secret", || async {
-        events
-            .list(&ListParams::default().fields("involvedObject.name=broken"))
+        events_about(&env.client, &env.namespace, "broken")
             .await
-            .unwrap()
-            .items
             .into_iter()
             .any(|e| {
                 e.type_.as_deref() == Some("Warning")
@@ -332,6 +329,7 @@ async fn a_broken_service_gives_a_clear_answer_recovers_and_keeps_secrets() {
         .list(&ListParams::default())
         .await
         .unwrap();
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
     let mut places = vec![
         (
             "ConfigMaps",
@@ -480,13 +478,9 @@ async fn objects_changed_or_deleted_by_others_are_repaired_and_then_left_alone()
         "{story:?}"
     );
     ready_at_current_generation(&api, "tenant").await;
-    let events: Api<Event> = Api::namespaced(env.client.clone(), ns);
     eventually("a ServiceDrift Event for kubectl describe", || async {
-        events
-            .list(&ListParams::default().fields("involvedObject.name=tenant"))
+        events_about(&env.client, ns, "tenant")
             .await
-            .unwrap()
-            .items
             .iter()
             .any(|e| e.reason.as_deref() == Some("ServiceDrift"))
     })
