@@ -2,7 +2,7 @@
 //!
 //! Starts etcd and kube-apiserver (building them on first use), installs the CRDs, applies the
 //! sample inventory and the sample SIPCluster (adapted from the predecessor's), runs the operator and prints the
-//! phases as they happen until Ready; then scales the workers up and down and deletes the
+//! transitions its status history records until Ready; then scales the workers up and down and deletes the
 //! cluster, showing the host labels each time. Exits 0 when every step reached its goal.
 //! `--keep` leaves the control plane running at the end until Ctrl-C.
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
-use sip::api::{Phase, SIPCluster};
+use sip::api::{Phase, SIPCluster, TransitionRecord};
 use sip_envtest::{ControlPlane, apply_yaml, binaries::repo_root};
 
 const NS: &str = "sipcluster-system";
@@ -61,7 +61,7 @@ async fn run() -> Result<()> {
     step("applying manifests/samples/sipcluster.yaml (adapted from the predecessor's sample)");
     apply_file(&client, "sipcluster.yaml").await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), NS);
-    follow(&api, 1).await?;
+    let seen = follow(&api, 1, Vec::new()).await?;
     kubectl(&cp, &["get", "sip", "-n", NS])?;
     kubectl(&cp, &["get", "bmh", "-n", "metal3", "-L", LABELS])?;
     step("the support services, owned by the SIPCluster (no kubelet here: no pods run)");
@@ -84,12 +84,12 @@ async fn run() -> Result<()> {
 
     step("scaling workers up to 3 active + 1 standby");
     scale_workers(&api, 3, 1).await?;
-    follow(&api, 2).await?;
+    let seen = follow(&api, 2, seen).await?;
     kubectl(&cp, &["get", "bmh", "-n", "metal3", "-L", LABELS])?;
 
     step("scaling workers down to 1 active + 0 standby: the surplus hosts are released");
     scale_workers(&api, 1, 0).await?;
-    follow(&api, 3).await?;
+    follow(&api, 3, seen).await?;
     kubectl(&cp, &["get", "sip", "-n", NS])?;
     kubectl(&cp, &["get", "bmh", "-n", "metal3", "-L", LABELS])?;
 
@@ -166,38 +166,55 @@ async fn scale_workers(api: &Api<SIPCluster>, active: u32, standby: u32) -> Resu
     Ok(())
 }
 
-/// Prints each phase as it happens until the cluster is Ready at `generation`.
-async fn follow(api: &Api<SIPCluster>, generation: i64) -> Result<()> {
+/// Prints each transition the status history records after `seen` (the history as it stood
+/// before the change), until the cluster is Ready at `generation`; returns the history then.
+/// The history, not the phase seen by polling: a turn writes the steps that only read
+/// together, so a poll would skip phases the cluster went through.
+async fn follow(
+    api: &Api<SIPCluster>,
+    generation: i64,
+    mut seen: Vec<TransitionRecord>,
+) -> Result<Vec<TransitionRecord>> {
     let deadline = Instant::now() + Duration::from_secs(90);
-    let mut last: Option<(Phase, String)> = None;
     loop {
         let cluster = api.get(NAME).await?;
         let status = cluster.status.unwrap_or_default();
-        if let Some(phase) = status.phase {
-            let ready = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Ready")
-                .map(|c| format!("{} ({})", c.status, c.reason))
-                .unwrap_or_default();
-            let now = (phase, ready.clone());
-            if last.as_ref() != Some(&now) {
-                println!(
-                    "  phase {phase:<15} Ready={ready:<32} control plane {} workers {}",
-                    status.control_plane.as_deref().unwrap_or("-"),
-                    status.workers.as_deref().unwrap_or("-")
-                );
-                last = Some(now);
-            }
-            if phase == Phase::Ready && status.observed_generation == Some(generation) {
-                return Ok(());
-            }
+        for entry in unseen(&seen, &status.history) {
+            let from = entry.from.map_or("created".to_string(), |p| p.to_string());
+            println!(
+                "  {from:>14} -> {:<15} {:<16} {}",
+                entry.to.to_string(),
+                entry.reason,
+                entry.message
+            );
+        }
+        seen = status.history;
+        if status.phase == Some(Phase::Ready) && status.observed_generation == Some(generation) {
+            println!(
+                "  Ready: control plane {} workers {}",
+                status.control_plane.as_deref().unwrap_or("-"),
+                status.workers.as_deref().unwrap_or("-")
+            );
+            return Ok(seen);
         }
         if Instant::now() > deadline {
             bail!("the SIPCluster did not reach Ready for generation {generation} within 90s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The entries of `history` after those in `seen`. Found by position, not by content: two
+/// records of the same step within one second are equal. The history is bounded, so its oldest
+/// entries may have been dropped since: the longest tail of `seen` that `history` starts with
+/// is where the new entries begin.
+fn unseen<'a>(
+    seen: &[TransitionRecord],
+    history: &'a [TransitionRecord],
+) -> &'a [TransitionRecord] {
+    (0..=seen.len())
+        .find(|&dropped| history.starts_with(&seen[dropped..]))
+        .map_or(history, |dropped| &history[seen.len() - dropped..])
 }
 
 async fn wait<F, Fut>(limit: Duration, what: &str, mut done: F) -> Result<()>
@@ -219,4 +236,33 @@ fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<()> {
     let status = cp.kubectl().args(args).status()?;
     anyhow::ensure!(status.success(), "kubectl {args:?} failed: {status}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(reason: &str) -> TransitionRecord {
+        serde_json::from_value(json!({
+            "time": "2026-12-04T00:00:00Z", "to": "Ready", "reason": reason
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn entries_equal_to_seen_ones_are_still_new() {
+        let a = record("A");
+        let seen = vec![a.clone()];
+        let history = vec![a.clone(), record("B"), a.clone()];
+        assert_eq!(unseen(&seen, &history), &history[1..]);
+        assert!(unseen(&history, &history).is_empty());
+        assert_eq!(unseen(&[], &history), &history[..]);
+    }
+
+    #[test]
+    fn entries_dropped_from_the_bounded_history_are_skipped() {
+        let seen = vec![record("A"), record("B"), record("C")];
+        let history = vec![record("B"), record("C"), record("D")];
+        assert_eq!(unseen(&seen, &history), &history[2..]);
+    }
 }
