@@ -24,7 +24,7 @@ pub fn delay(attempts: u32) -> Duration {
 struct Hold {
     until: Instant,
     generation: Option<i64>,
-    host_epoch: u64,
+    input_epoch: u64,
 }
 
 /// Per-cluster failure counts and holds.
@@ -54,8 +54,8 @@ impl Backoff {
     }
 
     /// A failure that holds the cluster: until the delay passes, it is not worked unless its
-    /// spec changes or a host changes (`host_epoch` moves) meanwhile.
-    pub fn hold(&self, cluster: &SIPCluster, host_epoch: u64) -> Duration {
+    /// spec changes or a host changes (`input_epoch` moves) meanwhile.
+    pub fn hold(&self, cluster: &SIPCluster, input_epoch: u64) -> Duration {
         let wait = self.fail(cluster);
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
         holds.insert(
@@ -63,19 +63,19 @@ impl Backoff {
             Hold {
                 until: Instant::now() + wait,
                 generation: cluster.metadata.generation,
-                host_epoch,
+                input_epoch,
             },
         );
         wait
     }
 
     /// How long the cluster must still wait, if it is held and nothing it waits for changed.
-    pub fn held(&self, cluster: &SIPCluster, host_epoch: u64) -> Option<Duration> {
+    pub fn held(&self, cluster: &SIPCluster, input_epoch: u64) -> Option<Duration> {
         let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
         let hold = holds.get(&ObjectRef::from_obj(cluster))?;
         let now = Instant::now();
         let unchanged =
-            hold.generation == cluster.metadata.generation && hold.host_epoch == host_epoch;
+            hold.generation == cluster.metadata.generation && hold.input_epoch == input_epoch;
         (unchanged && hold.until > now).then(|| hold.until - now)
     }
 

@@ -15,7 +15,7 @@
 //! `drift/` and `relist.rs` (what the operator wrote of the services' objects, and what others
 //! changed), `sources.rs` (versions of what the services are rendered from), `views.rs` (the
 //! scheduler's host views), `verified.rs` (the Ready check's memory between turns), `reads.rs` (what the phases read, behind
-//! an interface their unit tests fill),
+//! an interface their unit tests fill), `templates.rs` (the template ConfigMaps' watch),
 //! `history.rs` and `conditions.rs` (the status records).
 
 mod announce;
@@ -33,6 +33,7 @@ mod relevance;
 mod relist;
 mod sources;
 mod step;
+mod templates;
 #[cfg(test)]
 mod testing;
 mod verified;
@@ -74,8 +75,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Failure counts and holds of clusters that cannot progress.
     backoff: Backoff,
-    /// Counts BareMetalHost events.
-    host_epoch: Arc<AtomicU64>,
+    /// Counts events of the BareMetalHosts and the template ConfigMaps.
+    input_epoch: Arc<AtomicU64>,
     /// What the operator wrote of the services' objects, and what others changed.
     pub drift: Arc<Drift>,
     /// The scheduler's views of the cached hosts.
@@ -126,14 +127,17 @@ pub async fn run(
                 instance: settings.instance.clone(),
             },
         ),
-        reads: Arc::new(client.clone()),
+        reads: Arc::new(reads::Served {
+            client: client.clone(),
+            templates: watches.templates.clone(),
+        }),
         client,
         manager: MANAGER.into(),
         hosts: hosts.clone(),
         clusters: cluster_store.clone(),
         metrics: settings.metrics.clone(),
         backoff: Backoff::default(),
-        host_epoch: watches.host_epoch,
+        input_epoch: watches.input_epoch,
         drift: watches.drift,
         views: Mutex::default(),
         verified: verified::Verified::default(),
@@ -144,7 +148,9 @@ pub async fn run(
     settings.metrics.watch(cluster_store.clone(), hosts.clone());
     let started = std::time::Instant::now();
     let synced = async {
-        hosts.wait_until_ready().await.is_ok() && cluster_store.wait_until_ready().await.is_ok()
+        hosts.wait_until_ready().await.is_ok()
+            && cluster_store.wait_until_ready().await.is_ok()
+            && watches.templates.wait_until_ready().await
     };
     match tokio::time::timeout(CACHE_SYNC_LIMIT, synced).await {
         Ok(true) => {}

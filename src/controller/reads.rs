@@ -1,6 +1,6 @@
 //! What the phases read from the API server to decide (the hosts' Secrets, the services'
 //! sources, the other clusters' ledgers), behind one small interface: in the operator it is the
-//! client; the phases' unit tests hand in the objects they need, see what was read, and run
+//! client, with the template ConfigMaps served from their watch (`Served`); the phases' unit tests hand in the objects they need, see what was read, and run
 //! without a server. The phases' writes, and the predecessor check's reads of its Deployments
 //! and Services (which decide only what to delete), go through the client: what they do on a
 //! real API server is what the integration tests are for.
@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
 
 use super::sources::SourceKind;
+use super::templates::Templates;
 use crate::api::SIPCluster;
 
 pub trait Reads: Send + Sync {
@@ -92,5 +93,52 @@ impl Reads for kube::Client {
             Ok(all.list(&ListParams::default()).await?.items)
         }
         .boxed()
+    }
+}
+
+/// The operator's reads: the client's, but for the template ConfigMaps, which their watch
+/// holds (as fresh as a read, give or take the watch's delay; a change then wakes the clusters
+/// that render from them).
+pub struct Served {
+    pub client: kube::Client,
+    pub templates: Templates,
+}
+
+impl Reads for Served {
+    fn secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<Secret>>> {
+        self.client.secret(namespace, name)
+    }
+
+    fn config_map<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ConfigMap>>> {
+        match self.templates.get(namespace, name) {
+            Some(cached) => futures::future::ready(Ok(cached.map(|c| (*c).clone()))).boxed(),
+            None => self.client.config_map(namespace, name),
+        }
+    }
+
+    fn metadata<'a>(
+        &'a self,
+        kind: SourceKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
+        match (kind, self.templates.get(namespace, name)) {
+            (SourceKind::ConfigMap, Some(cached)) => {
+                futures::future::ready(Ok(cached.map(|c| c.metadata.clone()))).boxed()
+            }
+            _ => self.client.metadata(kind, namespace, name),
+        }
+    }
+
+    fn clusters(&self) -> BoxFuture<'_, kube::Result<Vec<SIPCluster>>> {
+        self.client.clusters()
     }
 }

@@ -152,7 +152,7 @@ async fn apply(
     };
     if let Some(wait) = ctx
         .backoff
-        .held(cluster, ctx.host_epoch.load(Ordering::Relaxed))
+        .held(cluster, ctx.input_epoch.load(Ordering::Relaxed))
     {
         return Ok(Action::requeue(wait));
     }
@@ -206,7 +206,7 @@ async fn advance(
         let transition = commits.step(&mut turn.status, &step);
         if step.blocked.is_some() {
             commits.flush(&turn.status).await?;
-            let epoch = ctx.host_epoch.load(Ordering::Relaxed);
+            let epoch = ctx.input_epoch.load(Ordering::Relaxed);
             return Ok(Action::requeue(ctx.backoff.hold(cluster, epoch)));
         }
         if !transition.moves() {

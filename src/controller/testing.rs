@@ -129,7 +129,7 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         clusters,
         metrics: Default::default(),
         backoff: Default::default(),
-        host_epoch: Default::default(),
+        input_epoch: Default::default(),
         drift: Default::default(),
         views: Mutex::new(views::HostViews::default()),
         verified: verified::Verified::default(),

@@ -27,7 +27,7 @@ pub struct Verified {
 
 struct Entry {
     version: Option<String>,
-    host_epoch: u64,
+    input_epoch: u64,
     full_at: Instant,
 }
 
@@ -35,7 +35,7 @@ struct Entry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Check {
     pub full: bool,
-    pub host_epoch: u64,
+    pub input_epoch: u64,
 }
 
 fn key(cluster: &SIPCluster) -> (String, String) {
@@ -71,10 +71,10 @@ impl Verified {
     }
 
     /// Whether nothing the Ready check reads can have changed since its last full check.
-    pub fn unchanged(&self, cluster: &SIPCluster, host_epoch: u64, now: Instant) -> bool {
+    pub fn unchanged(&self, cluster: &SIPCluster, input_epoch: u64, now: Instant) -> bool {
         self.map().get(&key(cluster)).is_some_and(|e| {
             e.version == cluster.metadata.resource_version
-                && e.host_epoch == host_epoch
+                && e.input_epoch == input_epoch
                 && now.duration_since(e.full_at) < FULL_CHECK_AT_LEAST_EVERY
         })
     }
@@ -99,7 +99,7 @@ impl Verified {
             key(cluster),
             Entry {
                 version,
-                host_epoch: check.host_epoch,
+                input_epoch: check.input_epoch,
                 full_at,
             },
         );
@@ -133,7 +133,7 @@ mod tests {
         let t0 = Instant::now();
         let full = Check {
             full: true,
-            host_epoch: 7,
+            input_epoch: 7,
         };
         assert!(!v.unchanged(&cluster("10"), 7, t0), "nothing remembered");
         v.remember(&cluster("9"), Some("10".into()), full, t0);
@@ -162,7 +162,7 @@ mod tests {
         let later = t0 + FULL_CHECK_AT_LEAST_EVERY / 2;
         let from_memory = Check {
             full: false,
-            host_epoch: 7,
+            input_epoch: 7,
         };
         v.remember(&cluster("10"), Some("10".into()), from_memory, later);
         assert!(!v.unchanged(&cluster("10"), 7, t0 + FULL_CHECK_AT_LEAST_EVERY));

@@ -1,6 +1,7 @@
 //! What the operator watches, and whom each event wakes: the SIPClusters (the controller's own
 //! stream and cache), the BareMetalHosts (a cache; an event wakes the clusters it concerns),
-//! and the metadata of the services' objects (drift wakes the cluster that owns them).
+//! the load balancers' template ConfigMaps (`templates.rs`), and the metadata of the services'
+//! objects (drift wakes the cluster that owns them).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::drift::{self, Drift};
 use super::relevance::Relevance;
+use super::templates::Templates;
 use super::{Settings, relist};
 use crate::api::{BareMetalHost, Phase, SIPCluster};
 use crate::metrics::Metrics;
@@ -32,10 +34,12 @@ pub struct Watches {
     /// The SIPCluster events the controller is driven by.
     pub cluster_events: ReflectHandle<SIPCluster>,
     pub hosts: Store<BareMetalHost>,
-    /// Counts BareMetalHost events (a held cluster is let through when it moves).
-    pub host_epoch: Arc<AtomicU64>,
+    /// Counts events of what the phases read from caches, the BareMetalHosts and the template
+    /// ConfigMaps (a held cluster is let through when it moves).
+    pub input_epoch: Arc<AtomicU64>,
+    pub templates: Templates,
     pub drift: Arc<Drift>,
-    /// Clusters woken by host events and drift.
+    /// Clusters woken by host and template events and by drift.
     pub woken: UnboundedReceiver<ObjectRef<SIPCluster>>,
     /// The watch tasks, stopped when dropped.
     pub tasks: Tasks,
@@ -80,12 +84,12 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     // Host events and drift wake clusters through this channel: one watch per kind, whose
     // events first update the cache the reconciler reads, then wake whom they concern.
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    let host_epoch = Arc::new(AtomicU64::new(0));
+    let input_epoch = Arc::new(AtomicU64::new(0));
     let drift = Arc::new(Drift::default());
 
     let (hosts, writer) = reflector::store();
     let host_events = {
-        let (clusters, epoch, wake) = (cluster_store.clone(), host_epoch.clone(), wake.clone());
+        let (clusters, epoch, wake) = (cluster_store.clone(), input_epoch.clone(), wake.clone());
         let cache = hosts.clone();
         let metrics = metrics.clone();
         let mut relevance = Relevance::default();
@@ -115,8 +119,10 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         })
     };
     let ns = settings.cluster_namespace.as_deref();
+    let (templates, template_events) =
+        super::templates::watch(client, ns, &cluster_store, &input_epoch, &wake, metrics);
     // The watches end with the controller (a replica that loses the lease stops them all).
-    let tasks = Tasks(vec![
+    let mut tasks = Tasks(vec![
         tokio::spawn(cluster_cache),
         tokio::spawn(host_events),
         tokio::spawn(watch_children::<Deployment>(
@@ -132,11 +138,15 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
             client, ns, &drift, &wake, metrics,
         )),
     ]);
+    tasks
+        .0
+        .extend(template_events.into_iter().map(tokio::spawn));
     Watches {
         clusters: cluster_store,
         cluster_events,
         hosts,
-        host_epoch,
+        input_epoch,
+        templates,
         drift,
         woken,
         tasks,
@@ -259,7 +269,12 @@ fn clusters_for_host(
 
 /// A failed list or watch (retried with backoff): logged at warn and counted, with what it
 /// means for whoever runs the operator; `/readyz` shows it until the watch recovers.
-fn report(metrics: &Metrics, resource: &'static str, full_name: &str, error: &watcher::Error) {
+pub(super) fn report(
+    metrics: &Metrics,
+    resource: &'static str,
+    full_name: &str,
+    error: &watcher::Error,
+) {
     let why = describe(full_name, error);
     tracing::warn!(resource, error = %why, "a watch of the operator's caches failed; retrying");
     metrics.watches.failed(resource, why);

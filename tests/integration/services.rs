@@ -571,6 +571,73 @@ async fn a_changed_secret_the_services_are_rendered_from_is_rendered_again() {
 }
 
 #[tokio::test]
+async fn a_template_config_map_takes_effect_without_a_poke() {
+    let (env, operator, _, _, _) = sample_tenant_ready("template").await;
+    let config = || secret_text(&env, "tenant-lb-control-plane", "haproxy.cfg");
+    assert!(!config().await.contains("# from the tenant's template"));
+
+    // The template ConfigMaps are watched: creating one, then editing it, renders the load
+    // balancer again with nothing else happening (the periodic full check is minutes away).
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    let template = |marker: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "loadbalancercontrolplane"},
+        "data": {"loadBalancerControlPlane.cfg": format!(
+            "# from the tenant's template, {marker}\n{{% for s in servers %}}server {{{{ s.name }}}}\n{{% endfor %}}"
+        )}})
+    };
+    let apply = PatchParams::apply("template-test");
+    config_maps
+        .patch(
+            "loadbalancercontrolplane",
+            &apply,
+            &Patch::Apply(template("first")),
+        )
+        .await
+        .unwrap();
+    eventually("the load balancer to render the new template", || async {
+        config()
+            .await
+            .contains("# from the tenant's template, first")
+    })
+    .await;
+    config_maps
+        .patch(
+            "loadbalancercontrolplane",
+            &apply,
+            &Patch::Apply(template("second")),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the load balancer to render the edited template",
+        || async {
+            config()
+                .await
+                .contains("# from the tenant's template, second")
+        },
+    )
+    .await;
+    let cfg = config().await;
+    assert!(
+        cfg.contains("server cp-"),
+        "the members are its servers: {cfg}"
+    );
+
+    // Deleted, the built-in template serves again.
+    config_maps
+        .delete("loadbalancercontrolplane", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the built-in template to serve again", || async {
+        let cfg = config().await;
+        !cfg.contains("# from the tenant's template") && cfg.contains("bind *:6443")
+    })
+    .await;
+    operator.abort();
+}
+
+#[tokio::test]
 async fn pruning_deletes_only_what_the_cluster_owns() {
     use k8s_openapi::api::core::v1::ServiceAccount;
     let (env, operator, api, _, _) = sample_tenant_ready("prune-owned").await;

@@ -28,12 +28,12 @@ impl Turn<'_> {
         // changed since the last full check), then what the watches saw meanwhile, or, when
         // they saw nothing, objects missing since before a restart (a deletion while the
         // operator was not running has no event).
-        let host_epoch = self.ctx.host_epoch.load(Ordering::Relaxed);
+        let input_epoch = self.ctx.input_epoch.load(Ordering::Relaxed);
         let full = !self
             .ctx
             .verified
-            .unchanged(self.cluster, host_epoch, Instant::now());
-        self.verified = Some(Check { full, host_epoch });
+            .unchanged(self.cluster, input_epoch, Instant::now());
+        self.verified = Some(Check { full, input_epoch });
         let (secrets, sum) = if full {
             let (secrets, sources) =
                 futures::try_join!(self.secrets_drifted(), self.sources_now())?;
