@@ -2,9 +2,9 @@
 //! objects they are rendered from (the operator may not watch Secrets); the turn that starts
 //! because of the operator's own status write, right after a full check, would read them all
 //! again for nothing. So a Ready cluster whose object is still at the version the operator
-//! left it, with no host event since and a full check not long ago, is checked from memory
+//! left it, with no host or template event since and a full check not long ago, is checked from memory
 //! (the scheduling decision and the drift the watches saw) without reads. Any other change to
-//! the SIPCluster (a poke, a spec change), a host event, or the age of the last full check
+//! the SIPCluster (a poke, a spec change), a host or template event, or the age of the last full check
 //! makes the next check read everything again. It also knows the version of the operator's
 //! last write to each SIPCluster (its status, or the finalizer it adds), so a turn whose
 //! cached object is that version skips the fresh read.
@@ -31,7 +31,7 @@ struct Entry {
     full_at: Instant,
 }
 
-/// What a Ready check did: read everything, or trusted the memory; and the host epoch it saw.
+/// What a Ready check did: read everything, or trusted the memory; and the input epoch it saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Check {
     pub full: bool,
