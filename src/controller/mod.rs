@@ -67,6 +67,8 @@ pub struct Context {
     /// What the phases read (the client, but for the phases' unit tests).
     reads: Arc<dyn reads::Reads>,
     pub recorder: Recorder,
+    /// Events a cluster's last turn told that may still be travelling.
+    announcing: announce::InFlight,
     pub manager: String,
     /// Every BareMetalHost the operator may use.
     pub hosts: Store<BareMetalHost>,
@@ -132,6 +134,7 @@ pub async fn run(
             templates: watches.templates.clone(),
         }),
         client,
+        announcing: Default::default(),
         manager: MANAGER.into(),
         hosts: hosts.clone(),
         clusters: cluster_store.clone(),

@@ -156,9 +156,9 @@ async fn apply(
     {
         return Ok(Action::requeue(wait));
     }
-    let mut told = Announcer::new(&ctx.recorder, cluster);
+    let mut told = Announcer::resume(&ctx.recorder, cluster, &ctx.announcing);
     let result = advance(api, cluster, ctx, &mut told, ledgers).await;
-    told.settle().await;
+    told.hand_over(cluster, &ctx.announcing);
     result
 }
 
@@ -238,7 +238,8 @@ async fn cleanup(
     cluster: &SIPCluster,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let mut told = Announcer::new(&ctx.recorder, cluster);
+    // The cluster is going: its story is told to the end before the finalizer goes.
+    let mut told = Announcer::resume(&ctx.recorder, cluster, &ctx.announcing);
     let result = decommission(api, cluster, ctx, &mut told).await;
     told.settle().await;
     result

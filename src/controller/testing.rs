@@ -124,6 +124,7 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         ),
         reads: objects,
         client,
+        announcing: Default::default(),
         manager: MANAGER.into(),
         hosts: host_store,
         clusters,
