@@ -137,6 +137,11 @@ async fn apply(
     ctx: &Context,
     ledgers: Option<Vec<SIPCluster>>,
 ) -> Result<Action, Error> {
+    // An earlier write of this operator's own, which its later write superseded: the event of
+    // that later write is on its way and starts the turn that works on it.
+    if ctx.verified.is_own_earlier_write(cluster) {
+        return Ok(Action::await_change());
+    }
     // The cache may lag behind this operator's own last status write; the phase and ledger
     // must be the latest, so the turn starts from a fresh read of the object, unless the
     // cached object is that write.

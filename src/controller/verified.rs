@@ -7,7 +7,9 @@
 //! the SIPCluster (a poke, a spec change), a host or template event, or the age of the last full check
 //! makes the next check read everything again. It also knows the version of the operator's
 //! last write to each SIPCluster (its status, or the finalizer it adds), so a turn whose
-//! cached object is that version skips the fresh read.
+//! cached object is that version skips the fresh read; and of the few writes before it, so a
+//! turn started by the event of one of those (its later write's event is on its way and
+//! starts a turn of its own) is skipped without a read.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,9 +23,17 @@ const FULL_CHECK_AT_LEAST_EVERY: Duration = Duration::from_secs(150);
 #[derive(Default)]
 pub struct Verified {
     checks: Mutex<HashMap<(String, String), Entry>>,
-    /// The resourceVersion of each SIPCluster's last write by this operator.
-    written: Mutex<HashMap<(String, String), String>>,
+    /// The resourceVersions of each SIPCluster's last writes by this operator.
+    written: Mutex<HashMap<(String, String), Written>>,
 }
+
+/// Versions an operator's writes produced, newest last.
+#[derive(Default)]
+struct Written(Vec<String>);
+
+/// How many versions are remembered: a turn writes at most three times (the finalizer and two
+/// status writes), and only the latest events can still be on their way.
+const WRITES_REMEMBERED: usize = 4;
 
 struct Entry {
     version: Option<String>,
@@ -50,13 +60,18 @@ impl Verified {
         self.checks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Written>> {
         self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records the version the operator's write (status or finalizer) produced.
     pub fn wrote(&self, cluster: &SIPCluster, version: &str) {
-        self.written().insert(key(cluster), version.to_string());
+        let mut written = self.written();
+        let versions = &mut written.entry(key(cluster)).or_default().0;
+        if versions.len() == WRITES_REMEMBERED {
+            versions.remove(0);
+        }
+        versions.push(version.to_string());
     }
 
     /// Whether `cached` is the object as the operator's last write left it: then the
@@ -67,7 +82,20 @@ impl Verified {
             .metadata
             .resource_version
             .as_ref()
-            .is_some_and(|v| self.written().get(&key(cached)) == Some(v))
+            .is_some_and(|v| self.written().get(&key(cached)).and_then(|w| w.0.last()) == Some(v))
+    }
+
+    /// Whether `cached` is a version an earlier write of the operator produced, which its
+    /// last write superseded: the watch has yet to bring that write, and its event starts a
+    /// turn of its own, so a turn on this one would only read the object again.
+    pub fn is_own_earlier_write(&self, cached: &SIPCluster) -> bool {
+        let Some(version) = cached.metadata.resource_version.as_ref() else {
+            return false;
+        };
+        self.written().get(&key(cached)).is_some_and(|w| {
+            w.0.split_last()
+                .is_some_and(|(last, earlier)| last != version && earlier.contains(version))
+        })
     }
 
     /// Whether nothing the Ready check reads can have changed since its last full check.
@@ -186,5 +214,34 @@ mod tests {
         assert!(!v.is_own_last_write(&cluster("6")), "someone wrote after");
         v.drop_cluster(&cluster("5"));
         assert!(!v.is_own_last_write(&cluster("5")));
+    }
+
+    #[test]
+    fn a_version_the_operators_later_write_superseded_is_known_as_such() {
+        let v = Verified::default();
+        assert!(
+            !v.is_own_earlier_write(&cluster("5")),
+            "nothing written yet"
+        );
+        for version in ["5", "6", "7"] {
+            v.wrote(&cluster("4"), version);
+        }
+        assert!(v.is_own_earlier_write(&cluster("5")));
+        assert!(v.is_own_earlier_write(&cluster("6")));
+        assert!(!v.is_own_earlier_write(&cluster("7")), "the last write");
+        assert!(v.is_own_last_write(&cluster("7")));
+        assert!(!v.is_own_earlier_write(&cluster("4")), "not the operator's");
+        assert!(
+            !v.is_own_earlier_write(&cluster("8")),
+            "someone wrote after"
+        );
+        // Only the last few are remembered.
+        for version in ["8", "9", "10"] {
+            v.wrote(&cluster("7"), version);
+        }
+        assert!(!v.is_own_earlier_write(&cluster("6")));
+        assert!(v.is_own_earlier_write(&cluster("7")));
+        v.drop_cluster(&cluster("10"));
+        assert!(!v.is_own_earlier_write(&cluster("9")));
     }
 }
