@@ -15,7 +15,7 @@
 //! `drift/` and `relist.rs` (what the operator wrote of the services' objects, and what others
 //! changed), `sources.rs` (versions of what the services are rendered from), `views.rs` (the
 //! scheduler's host views), `verified.rs` (the Ready check's memory between turns), `reads.rs` (what the phases read, behind
-//! an interface their unit tests fill), `templates.rs` (the template ConfigMaps' watch),
+//! an interface their unit tests fill), `templates.rs` (the template ConfigMaps' watch), `touched.rs` (the events that concerned each cluster),
 //! `history.rs` and `conditions.rs` (the status records).
 
 mod announce;
@@ -36,6 +36,7 @@ mod step;
 mod templates;
 #[cfg(test)]
 mod testing;
+mod touched;
 mod verified;
 mod views;
 mod watches;
@@ -79,6 +80,8 @@ pub struct Context {
     backoff: Backoff,
     /// Counts events of the BareMetalHosts and the template ConfigMaps.
     input_epoch: Arc<AtomicU64>,
+    /// The same events, counted for each cluster they concern.
+    touched: Arc<touched::Touched>,
     /// What the operator wrote of the services' objects, and what others changed.
     pub drift: Arc<Drift>,
     /// The scheduler's views of the cached hosts.
@@ -141,6 +144,7 @@ pub async fn run(
         metrics: settings.metrics.clone(),
         backoff: Backoff::default(),
         input_epoch: watches.input_epoch,
+        touched: watches.touched,
         drift: watches.drift,
         views: Mutex::default(),
         verified: verified::Verified::default(),

@@ -279,6 +279,7 @@ async fn decommission(
     // cluster; the operator's own deletions are marked and never recorded.
     let _ = ctx.drift.take(&ObjectRef::from_obj(cluster));
     ctx.verified.drop_cluster(cluster);
+    ctx.touched.forget(cluster);
     commits.tell(
         EventType::Normal,
         "Decommissioned",

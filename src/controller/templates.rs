@@ -14,6 +14,7 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use super::touched::Touched;
 use crate::api::SIPCluster;
 use crate::metrics::Metrics;
 use crate::services::TEMPLATE_CONFIG_MAPS;
@@ -47,14 +48,14 @@ impl Templates {
     }
 }
 
-/// Starts the two watches (in `namespace`, or everywhere). Each event moves `epoch` (a Ready
-/// check then reads everything again, and a held cluster is let through) and wakes the
-/// clusters of its namespace that have a load balancer.
+/// Starts the two watches (in `namespace`, or everywhere). Each event moves the input epoch
+/// (a held cluster is let through), and counts for and wakes the clusters of its namespace
+/// that have a load balancer (their Ready check then reads everything again).
 pub fn watch(
     client: &kube::Client,
     namespace: Option<&str>,
     clusters: &Store<SIPCluster>,
-    epoch: &Arc<AtomicU64>,
+    (epoch, touched): (&Arc<AtomicU64>, &Arc<Touched>),
     wake: &UnboundedSender<ObjectRef<SIPCluster>>,
     metrics: &Arc<Metrics>,
 ) -> (Templates, Vec<impl Future<Output = ()> + Send + 'static>) {
@@ -66,9 +67,10 @@ pub fn watch(
         };
         let (store, writer) = reflector::store();
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let (clusters, epoch, wake, metrics) = (
+        let (clusters, epoch, touched, wake, metrics) = (
             clusters.clone(),
             epoch.clone(),
+            touched.clone(),
             wake.clone(),
             metrics.clone(),
         );
@@ -80,13 +82,14 @@ pub fn watch(
                     .default_backoff(),
             )
             .touched_objects()
-            .for_each(move |touched| {
-                match touched {
+            .for_each(move |event| {
+                match event {
                     Ok(cm) => {
                         metrics.watches.recovered("configmaps");
                         epoch.fetch_add(1, Ordering::Relaxed);
                         let namespace = cm.metadata.namespace.as_deref().unwrap_or_default();
                         for cluster in rendering_from(&clusters.state(), namespace) {
+                            touched.bump(&cluster);
                             let _ = wake.unbounded_send(cluster);
                         }
                     }

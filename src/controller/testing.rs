@@ -131,6 +131,7 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         metrics: Default::default(),
         backoff: Default::default(),
         input_epoch: Default::default(),
+        touched: Default::default(),
         drift: Default::default(),
         views: Mutex::new(views::HostViews::default()),
         verified: verified::Verified::default(),

@@ -2,9 +2,9 @@
 //! objects they are rendered from (the operator may not watch Secrets); the turn that starts
 //! because of the operator's own status write, right after a full check, would read them all
 //! again for nothing. So a Ready cluster whose object is still at the version the operator
-//! left it, with no host or template event since and a full check not long ago, is checked from memory
+//! left it, with no host or template event concerning it since and a full check not long ago, is checked from memory
 //! (the scheduling decision and the drift the watches saw) without reads. Any other change to
-//! the SIPCluster (a poke, a spec change), a host or template event, or the age of the last full check
+//! the SIPCluster (a poke, a spec change), a host or template event concerning it, or the age of the last full check
 //! makes the next check read everything again. It also knows the version of the operator's
 //! last write to each SIPCluster (its status, or the finalizer it adds), so a turn whose
 //! cached object is that version skips the fresh read; and of the few writes before it, so a
@@ -37,15 +37,15 @@ const WRITES_REMEMBERED: usize = 4;
 
 struct Entry {
     version: Option<String>,
-    input_epoch: u64,
+    touched: u64,
     full_at: Instant,
 }
 
-/// What a Ready check did: read everything, or trusted the memory; and the input epoch it saw.
+/// What a Ready check did: read everything, or trusted the memory; and how many events had concerned the cluster (`touched.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Check {
     pub full: bool,
-    pub input_epoch: u64,
+    pub touched: u64,
 }
 
 fn key(cluster: &SIPCluster) -> (String, String) {
@@ -99,10 +99,10 @@ impl Verified {
     }
 
     /// Whether nothing the Ready check reads can have changed since its last full check.
-    pub fn unchanged(&self, cluster: &SIPCluster, input_epoch: u64, now: Instant) -> bool {
+    pub fn unchanged(&self, cluster: &SIPCluster, touched: u64, now: Instant) -> bool {
         self.map().get(&key(cluster)).is_some_and(|e| {
             e.version == cluster.metadata.resource_version
-                && e.input_epoch == input_epoch
+                && e.touched == touched
                 && now.duration_since(e.full_at) < FULL_CHECK_AT_LEAST_EVERY
         })
     }
@@ -127,7 +127,7 @@ impl Verified {
             key(cluster),
             Entry {
                 version,
-                input_epoch: check.input_epoch,
+                touched: check.touched,
                 full_at,
             },
         );
@@ -161,7 +161,7 @@ mod tests {
         let t0 = Instant::now();
         let full = Check {
             full: true,
-            input_epoch: 7,
+            touched: 7,
         };
         assert!(!v.unchanged(&cluster("10"), 7, t0), "nothing remembered");
         v.remember(&cluster("9"), Some("10".into()), full, t0);
@@ -174,7 +174,13 @@ mod tests {
                 "as the operator left it",
             ),
             (cluster("11"), 7, t0, false, "someone wrote the SIPCluster"),
-            (cluster("10"), 8, t0, false, "a host event came"),
+            (
+                cluster("10"),
+                8,
+                t0,
+                false,
+                "a host event concerning it came",
+            ),
             (
                 cluster("10"),
                 7,
@@ -190,7 +196,7 @@ mod tests {
         let later = t0 + FULL_CHECK_AT_LEAST_EVERY / 2;
         let from_memory = Check {
             full: false,
-            input_epoch: 7,
+            touched: 7,
         };
         v.remember(&cluster("10"), Some("10".into()), from_memory, later);
         assert!(!v.unchanged(&cluster("10"), 7, t0 + FULL_CHECK_AT_LEAST_EVERY));

@@ -19,6 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use super::drift::{self, Drift};
 use super::relevance::Relevance;
 use super::templates::Templates;
+use super::touched::Touched;
 use super::{Settings, relist};
 use crate::api::{BareMetalHost, Phase, SIPCluster};
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct Watches {
     /// Counts events of what the phases read from caches, the BareMetalHosts and the template
     /// ConfigMaps (a held cluster is let through when it moves).
     pub input_epoch: Arc<AtomicU64>,
+    /// The same events, counted for each cluster they concern.
+    pub touched: Arc<Touched>,
     pub templates: Templates,
     pub drift: Arc<Drift>,
     /// Clusters woken by host and template events and by drift.
@@ -85,11 +88,13 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     // events first update the cache the reconciler reads, then wake whom they concern.
     let (wake, woken) = futures::channel::mpsc::unbounded();
     let input_epoch = Arc::new(AtomicU64::new(0));
+    let touched = Arc::new(Touched::default());
     let drift = Arc::new(Drift::default());
 
     let (hosts, writer) = reflector::store();
     let host_events = {
         let (clusters, epoch, wake) = (cluster_store.clone(), input_epoch.clone(), wake.clone());
+        let touched = touched.clone();
         let cache = hosts.clone();
         let metrics = metrics.clone();
         let mut relevance = Relevance::default();
@@ -109,6 +114,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
                     if relevance.changed(&host, gone) {
                         epoch.fetch_add(1, Ordering::Relaxed);
                         for cluster in clusters_for_host(&clusters, &host) {
+                            touched.bump(&cluster);
                             let _ = wake.unbounded_send(cluster);
                         }
                     }
@@ -119,8 +125,14 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         })
     };
     let ns = settings.cluster_namespace.as_deref();
-    let (templates, template_events) =
-        super::templates::watch(client, ns, &cluster_store, &input_epoch, &wake, metrics);
+    let (templates, template_events) = super::templates::watch(
+        client,
+        ns,
+        &cluster_store,
+        (&input_epoch, &touched),
+        &wake,
+        metrics,
+    );
     // The watches end with the controller (a replica that loses the lease stops them all).
     let mut tasks = Tasks(vec![
         tokio::spawn(cluster_cache),
@@ -146,6 +158,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         cluster_events,
         hosts,
         input_epoch,
+        touched,
         templates,
         drift,
         woken,

@@ -2,7 +2,6 @@
 //! object of the services changed or deleted by someone else, or a Secret or ConfigMap they
 //! are rendered from changed, means applying them again.
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use kube::runtime::reflector::ObjectRef;
@@ -28,12 +27,12 @@ impl Turn<'_> {
         // changed since the last full check), then what the watches saw meanwhile, or, when
         // they saw nothing, objects missing since before a restart (a deletion while the
         // operator was not running has no event).
-        let input_epoch = self.ctx.input_epoch.load(Ordering::Relaxed);
+        let touched = self.ctx.touched.of(self.cluster);
         let full = !self
             .ctx
             .verified
-            .unchanged(self.cluster, input_epoch, Instant::now());
-        self.verified = Some(Check { full, input_epoch });
+            .unchanged(self.cluster, touched, Instant::now());
+        self.verified = Some(Check { full, touched });
         let (secrets, sum) = if full {
             let (secrets, sources) =
                 futures::try_join!(self.secrets_drifted(), self.sources_now())?;
