@@ -16,6 +16,7 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::task::JoinHandle;
 
+use super::verified::key;
 use crate::api::SIPCluster;
 
 /// The longest note an Event carries, in bytes: the API server refuses notes over 1 kB.
@@ -30,13 +31,6 @@ pub struct Announcer {
 /// The Events each cluster's last turn told that may still be travelling.
 #[derive(Default)]
 pub struct InFlight(Mutex<HashMap<(String, String), JoinHandle<()>>>);
-
-fn key(cluster: &SIPCluster) -> (String, String) {
-    (
-        cluster.metadata.namespace.clone().unwrap_or_default(),
-        cluster.metadata.name.clone().unwrap_or_default(),
-    )
-}
 
 impl InFlight {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), JoinHandle<()>>> {

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use kube::runtime::reflector::ObjectRef;
 
+use super::verified::key;
 use crate::api::SIPCluster;
 
 #[derive(Default)]
@@ -37,13 +38,6 @@ impl Touched {
     pub fn forget(&self, cluster: &SIPCluster) {
         self.map().remove(&key(cluster));
     }
-}
-
-fn key(cluster: &SIPCluster) -> (String, String) {
-    (
-        cluster.metadata.namespace.clone().unwrap_or_default(),
-        cluster.metadata.name.clone().unwrap_or_default(),
-    )
 }
 
 #[cfg(test)]

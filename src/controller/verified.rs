@@ -48,7 +48,8 @@ pub struct Check {
     pub touched: u64,
 }
 
-fn key(cluster: &SIPCluster) -> (String, String) {
+/// A SIPCluster's `(namespace, name)`, what the controller's per-cluster memories are keyed by.
+pub(super) fn key(cluster: &SIPCluster) -> (String, String) {
     (
         cluster.metadata.namespace.clone().unwrap_or_default(),
         cluster.metadata.name.clone().unwrap_or_default(),
