@@ -17,7 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use super::touched::Touched;
 use crate::api::SIPCluster;
 use crate::metrics::Metrics;
-use crate::services::TEMPLATE_CONFIG_MAPS;
+use crate::services::{TEMPLATE_CONFIG_MAPS, uses_templates};
 
 /// The cached template ConfigMaps, one store per name.
 #[derive(Clone)]
@@ -109,11 +109,7 @@ fn rendering_from(clusters: &[Arc<SIPCluster>], namespace: &str) -> Vec<ObjectRe
     clusters
         .iter()
         .filter(|c| c.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|c| {
-            let services = &c.spec.services;
-            !services.load_balancer_control_plane.is_empty()
-                || !services.load_balancer_worker.is_empty()
-        })
+        .filter(|c| uses_templates(&c.spec))
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }

@@ -141,6 +141,12 @@ pub const TEMPLATE_CONFIG_MAPS: [&str; 2] = [
     loadbalancer::WORKER_CONFIG_MAP,
 ];
 
+/// Whether the spec renders from [`TEMPLATE_CONFIG_MAPS`]: it has a load balancer.
+pub fn uses_templates(spec: &SIPClusterSpec) -> bool {
+    let s = &spec.services;
+    !s.load_balancer_control_plane.is_empty() || !s.load_balancer_worker.is_empty()
+}
+
 /// Every service instance of the spec, in apply order.
 pub fn instances(spec: &SIPClusterSpec) -> Vec<ServiceId> {
     let s = &spec.services;

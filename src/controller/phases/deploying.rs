@@ -213,13 +213,10 @@ impl Turn<'_> {
     /// The ConfigMaps that may override the load balancers' templates: none for a cluster
     /// without load balancers.
     fn template_config_map_names(&self) -> &'static [&'static str] {
-        let services = &self.cluster.spec.services;
-        if services.load_balancer_control_plane.is_empty()
-            && services.load_balancer_worker.is_empty()
-        {
-            &[]
-        } else {
+        if services::uses_templates(&self.cluster.spec) {
             &services::TEMPLATE_CONFIG_MAPS
+        } else {
+            &[]
         }
     }
 
