@@ -31,8 +31,9 @@ pub struct Verified {
 #[derive(Default)]
 struct Written(Vec<String>);
 
-/// How many versions are remembered: a turn writes at most three times (the finalizer and two
-/// status writes), and only the latest events can still be on their way.
+/// How many versions are remembered: a turn writes the finalizer and a status write or three,
+/// and only the latest events can still be on their way. A version that fell out costs only
+/// what it cost before: the turn it starts reads the cluster again.
 const WRITES_REMEMBERED: usize = 4;
 
 struct Entry {

@@ -587,37 +587,24 @@ async fn a_template_config_map_takes_effect_without_a_poke() {
         )}})
     };
     let apply = PatchParams::apply("template-test");
-    config_maps
-        .patch(
-            "loadbalancercontrolplane",
-            &apply,
-            &Patch::Apply(template("first")),
-        )
-        .await
-        .unwrap();
-    eventually("the load balancer to render the new template", || async {
-        config()
+    for (marker, what) in [
+        ("first", "the new template"),
+        ("second", "the edited template"),
+    ] {
+        config_maps
+            .patch(
+                "loadbalancercontrolplane",
+                &apply,
+                &Patch::Apply(template(marker)),
+            )
             .await
-            .contains("# from the tenant's template, first")
-    })
-    .await;
-    config_maps
-        .patch(
-            "loadbalancercontrolplane",
-            &apply,
-            &Patch::Apply(template("second")),
-        )
-        .await
-        .unwrap();
-    eventually(
-        "the load balancer to render the edited template",
-        || async {
-            config()
-                .await
-                .contains("# from the tenant's template, second")
-        },
-    )
-    .await;
+            .unwrap();
+        let rendered = format!("# from the tenant's template, {marker}");
+        eventually(&format!("the load balancer to render {what}"), || async {
+            config().await.contains(&rendered)
+        })
+        .await;
+    }
     let cfg = config().await;
     assert!(
         cfg.contains("server cp-"),
