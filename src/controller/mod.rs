@@ -14,7 +14,8 @@
 //! Around them: `relevance.rs` (which host events matter), `hosts.rs` (guarded label patches),
 //! `drift/` and `relist.rs` (what the operator wrote of the services' objects, and what others
 //! changed), `sources.rs` (versions of what the services are rendered from), `views.rs` (the
-//! scheduler's host views), `verified.rs` (the Ready check's memory between turns), `reads.rs` (what the phases read, behind
+//! scheduler's host views), `ledgers.rs` (every cluster's claims, and when that cache can stand
+//! in for a fresh read), `verified.rs` (the Ready check's memory between turns), `reads.rs` (what the phases read, behind
 //! an interface their unit tests fill), `templates.rs` (the template ConfigMaps' watch), `touched.rs` (the events that concerned each cluster),
 //! `history.rs` and `conditions.rs` (the status records).
 
@@ -26,6 +27,7 @@ mod drift;
 mod error;
 pub mod history;
 mod hosts;
+mod ledgers;
 mod phases;
 mod reads;
 mod reconcile;
@@ -75,6 +77,10 @@ pub struct Context {
     pub hosts: Store<BareMetalHost>,
     /// Every SIPCluster the controller watches (may lag behind the API server).
     pub clusters: Store<SIPCluster>,
+    /// Every SIPCluster's ledger, in any namespace, for Gathering.
+    ledgers: Arc<ledgers::Ledgers>,
+    /// The predecessor's Deployments (metadata), which the services replace.
+    predecessors: Store<kube::core::PartialObjectMeta<k8s_openapi::api::apps::v1::Deployment>>,
     pub metrics: Arc<Metrics>,
     /// Failure counts and holds of clusters that cannot progress.
     backoff: Backoff,
@@ -141,6 +147,8 @@ pub async fn run(
         manager: MANAGER.into(),
         hosts: hosts.clone(),
         clusters: cluster_store.clone(),
+        ledgers: watches.ledgers.clone(),
+        predecessors: watches.predecessors.clone(),
         metrics: settings.metrics.clone(),
         backoff: Backoff::default(),
         input_epoch: watches.input_epoch,
@@ -157,6 +165,8 @@ pub async fn run(
     let synced = async {
         hosts.wait_until_ready().await.is_ok()
             && cluster_store.wait_until_ready().await.is_ok()
+            && watches.ledgers.store.wait_until_ready().await.is_ok()
+            && watches.predecessors.wait_until_ready().await.is_ok()
             && watches.templates.wait_until_ready().await
     };
     match tokio::time::timeout(CACHE_SYNC_LIMIT, synced).await {

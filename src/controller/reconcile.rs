@@ -21,6 +21,7 @@ use super::phases::Turn;
 use super::step::{self, Step};
 use super::{Context, Error};
 use crate::api::{FINALIZER, Phase, SIPCluster};
+use crate::scheduling::ClusterKey;
 
 /// Phases one reconcile may walk through before yielding to other clusters.
 const MAX_STEPS: usize = 8;
@@ -100,9 +101,9 @@ pub fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) 
 /// then end the turn and wait for the watch to bring the change back, and that turn would read
 /// the object again: the patch's answer is already the latest version, so the turn goes on
 /// with it. Guarded by the resourceVersion seen: a 409 means the cache was behind, retried.
-/// Such a cluster is almost always new and about to choose hosts, so the other clusters'
-/// ledgers are read while the patch is on its way (one whose finalizer someone removed later
-/// pays for that LIST unused).
+/// Such a cluster is almost always new and about to choose hosts: when the ledgers' cache
+/// cannot serve that choice (`ledgers.rs`), the other clusters' ledgers are listed while the
+/// patch is on its way (one whose finalizer someone removed later pays for that LIST unused).
 async fn with_finalizer(
     api: &Api<SIPCluster>,
     cluster: Arc<SIPCluster>,
@@ -123,12 +124,18 @@ async fn with_finalizer(
         PatchParams::default(),
         Patch::Merge(&patch),
     );
-    let (patched, ledgers) =
-        futures::try_join!(api.patch(&name, &params, &patch), ctx.reads.clusters())?;
+    let listed = async {
+        let key = ClusterKey::new(cluster.namespace().unwrap_or_default(), name.clone());
+        match ctx.ledgers.caught_up_but(&key) {
+            true => Ok(None),
+            false => ctx.reads.clusters().await.map(Some),
+        }
+    };
+    let (patched, ledgers) = futures::try_join!(api.patch(&name, &params, &patch), listed)?;
     if let Some(version) = patched.resource_version() {
         ctx.verified.wrote(&patched, &version);
     }
-    Ok((Arc::new(patched), Some(ledgers)))
+    Ok((Arc::new(patched), ledgers))
 }
 
 async fn apply(

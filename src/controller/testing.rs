@@ -23,6 +23,8 @@ pub struct Objects {
     pub secrets: HashMap<(String, String), Secret>,
     pub config_maps: HashMap<(String, String), ConfigMap>,
     pub clusters: Vec<SIPCluster>,
+    /// The SIPClusters the ledgers' watch has brought (the server's are `clusters`).
+    pub cached_clusters: Vec<SIPCluster>,
     read: Mutex<Vec<String>>,
 }
 
@@ -34,6 +36,11 @@ impl Objects {
 
     pub fn with_clusters(mut self, clusters: Vec<SIPCluster>) -> Self {
         self.clusters = clusters;
+        self
+    }
+
+    pub fn with_cached_clusters(mut self, clusters: Vec<SIPCluster>) -> Self {
+        self.cached_clusters = clusters;
         self
     }
 
@@ -113,6 +120,10 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         writer.apply_watcher_event(&watcher::Event::Apply(host));
     }
     let (clusters, _) = reflector::store();
+    let (every_ledger, mut ledger_writer) = reflector::store();
+    for cluster in &objects.cached_clusters {
+        ledger_writer.apply_watcher_event(&watcher::Event::Apply(cluster.clone()));
+    }
     let client = no_server();
     Context {
         recorder: Recorder::new(
@@ -128,6 +139,8 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         manager: MANAGER.into(),
         hosts: host_store,
         clusters,
+        ledgers: Arc::new(super::ledgers::Ledgers::new(every_ledger)),
+        predecessors: reflector::store().0,
         metrics: Default::default(),
         backoff: Default::default(),
         input_epoch: Default::default(),

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::ServiceKind;
-use super::meta::{LABEL_INSTANCE, LABEL_PART_OF};
+use super::meta::{LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_PART_OF};
 
 /// One of the predecessor's service instances: its object name and what sip renders instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +23,12 @@ pub struct Legacy {
     /// applied (its Service is handled apart: it goes just before sip's is applied, since it
     /// holds the node port).
     pub kinds: &'static [&'static str],
+}
+
+/// The label selector of the predecessor's Deployments: part of sip, but without the
+/// `managed-by` label every object of sip's carries.
+pub fn deployment_selector() -> String {
+    format!("{LABEL_PART_OF}=sip,!{LABEL_MANAGED_BY}")
 }
 
 /// The predecessor's instances for cluster `cluster`.

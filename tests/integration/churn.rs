@@ -12,7 +12,8 @@ use crate::common::{
     fifth_rack_host, load_hosts, metric_sum, sample_cluster, start_operator_on, test_env, wait_for,
 };
 
-/// The operator's LISTs of SIPClusters (Gathering's fresh read of the ledgers).
+/// The operator's LISTs of SIPClusters (Gathering's fresh read of the ledgers, when their
+/// watch lags the operator's writes).
 fn cluster_lists(metrics: &Metrics) -> u64 {
     let labels = [r#"verb="list""#, r#"resource="sipclusters""#];
     metric_sum(metrics, "sip_api_requests_total", &labels) as u64
@@ -65,8 +66,8 @@ async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
     let turns = blocked_turns(&metrics) - before;
     let lists = cluster_lists(&metrics) - lists_before;
     // The backoff doubles from 2 s: within 60 s at most 2+4+8+16+32 s of waits, so 6 turns
-    // (the first may be due when the churn starts); a turn per event would be about 600. Each
-    // blocked turn reads the ledgers once.
+    // (the first may be due when the churn starts); a turn per event would be about 600. A
+    // blocked turn writes no claim, so the ledgers' cache serves the next one: no LIST.
     eprintln!(
         "figure: {patches} status patches in 60 s, {turns} blocked Gathering turns, {lists} LISTs of SIPClusters"
     );
@@ -74,11 +75,9 @@ async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
         turns <= 6,
         "{turns} Gathering turns during {patches} status updates: the churn bypassed the backoff"
     );
-    // The backoff still lets it retry within a minute, and the counter sees those reads.
-    assert!(
-        (1..=turns).contains(&lists),
-        "{lists} LISTs of SIPClusters for {turns} Gathering turns"
-    );
+    // The backoff still lets it retry within a minute.
+    assert!(turns >= 1, "no Gathering turn in 60 s");
+    assert_eq!(lists, 0, "LISTs of SIPClusters for {turns} Gathering turns");
 
     // A change the operator does read still lets the cluster through at once: a fifth rack.
     let at = blocked_turns(&metrics);

@@ -172,14 +172,50 @@ mod tests {
         assert!(super::names(&hosts).ends_with("h9 and 3 more"));
     }
 
-    /// Gathering on a pool of one worker, `wk-1`, which `others` may hold in their ledgers.
-    async fn gather(others: Vec<SIPCluster>) -> (Step, Vec<HostRecord>, Vec<String>) {
+    /// Where another cluster's claim on `wk-1` is, for [`gather`].
+    #[derive(Clone, Copy)]
+    enum Claim {
+        Nowhere,
+        /// The ledgers' watch has brought it.
+        Cached,
+        /// The operator wrote it a moment ago: the API server has it, the watch not yet.
+        JustWritten,
+    }
+
+    /// `tenant-b`, whose ledger holds `wk-1`.
+    fn claimant() -> SIPCluster {
+        let mut other = SIPCluster::new("tenant-b", Default::default());
+        other.metadata.namespace = Some("sip".into());
+        other.metadata.resource_version = Some("7".into());
+        other.status = Some(crate::api::SIPClusterStatus {
+            hosts: vec![record("wk-1", HostState::Chosen)],
+            ..Default::default()
+        });
+        other
+    }
+
+    /// Gathering on a pool of one worker, `wk-1`, which another cluster may claim.
+    async fn gather(claim: Claim) -> (Step, Vec<HostRecord>, Vec<String>) {
         use crate::scheduling::tests::{FLAVOR, role, spec};
         let mut wk = crate::extraction::tests::host();
         wk.metadata.name = Some("wk-1".into());
         wk.metadata.labels = Some([(FLAVOR.to_string(), "worker".to_string())].into());
-        let objects = Arc::new(Objects::default().with_clusters(others));
+        let (server, cache) = match claim {
+            Claim::Nowhere => (vec![], vec![]),
+            Claim::Cached => (vec![claimant()], vec![claimant()]),
+            Claim::JustWritten => (vec![claimant()], vec![]),
+        };
+        let objects = Arc::new(
+            Objects::default()
+                .with_clusters(server)
+                .with_cached_clusters(cache),
+        );
         let ctx = context(objects.clone(), vec![wk]);
+        if let Claim::JustWritten = claim {
+            let other = claimant();
+            let ledger = &other.status.as_ref().unwrap().hosts;
+            ctx.ledgers.wrote(&other, &[], ledger, "7");
+        }
         let mut cluster = SIPCluster::new("tenant-a", spec(None, Some(role("worker", None, 1, 0))));
         cluster.metadata.namespace = Some("sip".into());
         let mut turn = Turn::new(&ctx, &cluster);
@@ -188,8 +224,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn gathering_reads_the_other_ledgers_fresh_and_leaves_their_hosts_alone() {
-        let (step, ledger, read) = gather(Vec::new()).await;
+    async fn gathering_sees_every_claim_and_leaves_those_hosts_alone() {
+        let (step, ledger, read) = gather(Claim::Nowhere).await;
         assert_eq!(step.reason, "HostsChosen", "{}", step.message);
         assert!(
             step.message.contains("metal3/wk-1 (Worker)"),
@@ -197,19 +233,19 @@ mod tests {
             step.message
         );
         assert_eq!(ledger.len(), 1);
-        assert_eq!(read, ["clusters"]);
+        assert!(read.is_empty(), "the cache served: {read:?}");
 
-        // Another cluster's claim, written a moment ago and not yet in any cache, is seen.
-        let mut other = SIPCluster::new("tenant-b", Default::default());
-        other.metadata.namespace = Some("sip".into());
-        other.status = Some(crate::api::SIPClusterStatus {
-            hosts: vec![record("wk-1", HostState::Chosen)],
-            ..Default::default()
-        });
-        let (step, ledger, _) = gather(vec![other]).await;
-        assert_eq!(step.reason, "Unschedulable");
-        assert_eq!(step.blocked, Some(reason::UNSCHEDULABLE));
-        assert!(ledger.is_empty(), "all or nothing: {ledger:?}");
+        for (claim, reads) in [
+            (Claim::Cached, &[][..]),
+            (Claim::JustWritten, &["clusters"][..]),
+        ] {
+            let (step, ledger, read) = gather(claim).await;
+            assert_eq!(step.reason, "Unschedulable", "{}", step.message);
+            assert_eq!(step.blocked, Some(reason::UNSCHEDULABLE));
+            assert!(ledger.is_empty(), "all or nothing: {ledger:?}");
+            // A claim the operator wrote that the watch has yet to bring is read fresh.
+            assert_eq!(read, reads);
+        }
     }
 
     #[tokio::test]
@@ -230,6 +266,11 @@ mod tests {
             hosts: vec![record("wk-1", HostState::Chosen)],
             ..Default::default()
         });
+        // A claim of a third cluster's the watch has yet to bring: the cache cannot serve.
+        let mut third = SIPCluster::new("tenant-c", Default::default());
+        third.metadata.namespace = Some("sip".into());
+        ctx.ledgers
+            .wrote(&third, &[], &[record("elsewhere", HostState::Chosen)], "9");
         let mut turn = Turn::new(&ctx, &cluster).with_ledgers(Some(vec![other]));
         let first = turn.gather().await.expect("no request reaches a server");
         assert_eq!(first.reason, "Unschedulable", "{}", first.message);

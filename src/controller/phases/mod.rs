@@ -107,23 +107,29 @@ impl<'a> Turn<'a> {
             .snapshot(&hosts)
     }
 
-    /// Hosts in other SIPClusters' ledgers. To choose hosts (`fresh`) they are read from the
-    /// API server, not the cache: a claim written a moment ago by the previous reconcile must be
-    /// seen. To check members the cache serves: no one takes a host in this ledger, since every
-    /// cluster reads the ledgers fresh before choosing. At worst a stale cache shows a member
-    /// still in a ledger that released it; the regather that follows reads fresh and keeps it.
+    /// Hosts in other SIPClusters' ledgers. To choose hosts (`fresh`) every claim the operator
+    /// has written must be seen, a moment ago by the previous turn included: the ledgers'
+    /// cache serves once the watch has brought all of them back (`ledgers.rs`), else they are
+    /// listed from the API server. To check members the cache serves as it is: no one takes a
+    /// host in this ledger, since every cluster reads the ledgers fresh before choosing. At
+    /// worst a stale cache shows a member still in a ledger that released it; the regather
+    /// that follows reads fresh and keeps it.
     async fn claims_elsewhere(&self, fresh: bool) -> kube::Result<HashSet<HostKey>> {
-        if fresh {
-            let prefetched = self.seen().ledgers.take();
-            let read = match prefetched {
-                Some(read) => read,
-                None => self.ctx.reads.clusters().await?,
-            };
-            Ok(self.claims_in(read.iter()))
+        let prefetched = if fresh {
+            self.seen().ledgers.take()
         } else {
-            let cached = self.ctx.clusters.state();
-            Ok(self.claims_in(cached.iter().map(|c| &**c)))
+            None
+        };
+        if let Some(read) = prefetched {
+            return Ok(self.claims_in(read.iter()));
         }
+        if fresh && !self.ctx.ledgers.caught_up_but(&self.key) {
+            tracing::debug!("the ledgers' watch lags the operator's writes: listing them");
+            let read = self.ctx.reads.clusters().await?;
+            return Ok(self.claims_in(read.iter()));
+        }
+        let cached = self.ctx.ledgers.store.state();
+        Ok(self.claims_in(cached.iter().map(|c| &**c)))
     }
 
     /// The hosts that the ledgers of `clusters` other than this one claim.
@@ -142,7 +148,7 @@ impl<'a> Turn<'a> {
     /// Every SIPCluster as read from the API server at the start of this turn, for its first
     /// fresh read of the ledgers (a turn on a cluster seen for the first time reads them while
     /// it adds the finalizer). As fresh as a read made later in the turn: no other cluster's
-    /// turn runs in between. A second fresh read in the same turn reads again.
+    /// turn runs in between. A second fresh read in the same turn is like any other.
     pub fn with_ledgers(self, ledgers: Option<Vec<SIPCluster>>) -> Self {
         self.seen().ledgers = ledgers;
         self
@@ -227,7 +233,10 @@ impl<'a> Turn<'a> {
 
 /// A ledger entry for the phases' unit tests: a worker in `metal3`.
 #[cfg(test)]
-fn test_record(name: &str, state: crate::api::HostState) -> crate::api::HostRecord {
+pub(in crate::controller) fn test_record(
+    name: &str,
+    state: crate::api::HostState,
+) -> crate::api::HostRecord {
     crate::api::HostRecord {
         name: name.into(),
         namespace: "metal3".into(),

@@ -17,12 +17,13 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use sip::api::{BareMetalHost, SIPCluster};
 use sip::extraction::{credentials_secret_ref, network_data_secret_ref};
-use sip::services::meta::{LABEL_MANAGED_BY, LABEL_PART_OF, children_selector};
+use sip::services::meta::children_selector;
 use sip::services::referenced_secrets;
 
 /// The rounds of one cluster's path, as the operator makes them.
-pub const ROUNDS: &str = "create; finalizer with the ledgers' LIST; the members' Secrets; \
-    status; the services' Secrets with the predecessor check; two service waves; labels; status";
+/// (The ledgers and the predecessor's Deployments are read from the operator's watches.)
+pub const ROUNDS: &str = "create; finalizer; the members' Secrets; status; the services' \
+    Secrets; two service waves; labels; status";
 
 /// What one replay reads and writes, taken from a Ready cluster.
 pub struct Path {
@@ -77,11 +78,10 @@ impl Path {
 
     /// Requests the path makes, for the printout.
     pub fn requests(&self) -> usize {
-        1 + 2
+        1 + 1
             + self.host_secrets.len()
             + 1
             + self.service_secrets.len()
-            + 1
             + self.waves[0].len()
             + self.waves[1].len()
             + self.hosts.len()
@@ -104,7 +104,6 @@ impl Path {
             versions.push(h.resource_version().unwrap_or_default());
         }
         let status = serde_json::to_value(&self.cluster.status)?;
-        let all: Api<SIPCluster> = Api::all(client.clone());
 
         let t0 = Instant::now();
         let created = clusters.create(&PostParams::default(), &copy).await?;
@@ -112,33 +111,20 @@ impl Path {
             "resourceVersion": created.resource_version(),
             "finalizers": [sip::api::FINALIZER],
         }});
-        let (params, finalizer, every) = (
-            PatchParams::default(),
-            Patch::Merge(&finalizer),
-            ListParams::default(),
-        );
-        let (added, _) =
-            futures::try_join!(clusters.patch(&name, &params, &finalizer), all.list(&every),)?;
+        let added = clusters
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer))
+            .await?;
         try_join_all(self.host_secrets.iter().map(|(secret_ns, secret)| {
             let api: Api<Secret> = Api::namespaced(client.clone(), secret_ns);
             async move { api.get(secret).await }
         }))
         .await?;
         let written = write_status(&clusters, &name, added.resource_version(), &status).await?;
-        let predecessor_check = async {
-            let selector = format!("{LABEL_PART_OF}=sip,!{LABEL_MANAGED_BY}");
-            Api::<Deployment>::namespaced(client.clone(), ns)
-                .list_metadata(&ListParams::default().labels(&selector).match_any())
-                .await
-                .map(drop)
-        };
-        let (_, ()) = futures::try_join!(
-            try_join_all(self.service_secrets.iter().map(|secret| {
-                let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-                async move { api.get_opt(secret).await }
-            })),
-            predecessor_check,
-        )?;
+        try_join_all(self.service_secrets.iter().map(|secret| {
+            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+            async move { api.get_opt(secret).await }
+        }))
+        .await?;
         for wave in &self.waves {
             try_join_all(
                 wave.iter()

@@ -1,0 +1,229 @@
+//! Every SIPCluster's ledger, from a watch, and whether that cache can stand in for Gathering's
+//! fresh read. The claim rule asks Gathering to see the claims the operator has just written;
+//! a LIST of every SIPCluster does, and costs a request and time that grow with the clusters.
+//! The watch sees them too, a moment later: so the operator remembers the version of its
+//! last write that changed a ledger's claims, for each cluster, until the watch brings that
+//! version (or the cluster's deletion). While none is outstanding, the cache holds every
+//! claim the operator wrote, and Gathering reads it instead of listing.
+//!
+//! Claims written by someone else (a replica that lost the lease, a person editing status)
+//! are seen as soon as the watch brings them, a LIST a moment earlier. Neither read fences
+//! such a writer: the guarded label patch does (`hosts.rs`). The watch starts once this
+//! replica holds the lease, so its first list already holds every claim written before.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+
+use super::verified::key;
+use crate::api::{HostRecord, SIPCluster};
+use crate::scheduling::{ClusterKey, HostKey};
+
+/// Versions of each cluster the watch brought, remembered in case the watch is faster than
+/// the answer to the write that produced one (then no write is outstanding).
+const VERSIONS_SEEN: usize = 4;
+
+pub struct Ledgers {
+    /// Every SIPCluster in the cluster, whichever namespace the controller serves.
+    pub store: Store<SIPCluster>,
+    lag: Mutex<Lag>,
+}
+
+#[derive(Default)]
+struct Lag {
+    /// For each cluster, the version of the operator's last claim-changing write that the
+    /// watch has not brought yet.
+    outstanding: HashMap<(String, String), String>,
+    /// The last versions the watch brought of each cluster.
+    seen: HashMap<(String, String), VecDeque<String>>,
+}
+
+impl Ledgers {
+    pub fn new(store: Store<SIPCluster>) -> Self {
+        Ledgers {
+            store,
+            lag: Mutex::default(),
+        }
+    }
+
+    fn lag(&self) -> std::sync::MutexGuard<'_, Lag> {
+        self.lag.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A status write of the operator's that turned `before`'s ledger into `after`'s produced
+    /// `version`. Only a change of what the ledger claims matters: an older version with the
+    /// same claims answers Gathering the same.
+    pub fn wrote(
+        &self,
+        cluster: &SIPCluster,
+        before: &[HostRecord],
+        after: &[HostRecord],
+        version: &str,
+    ) {
+        if claims(before) == claims(after) {
+            return;
+        }
+        let key = key(cluster);
+        let mut lag = self.lag();
+        if lag
+            .seen
+            .get(&key)
+            .is_some_and(|s| s.iter().any(|v| v == version))
+        {
+            lag.outstanding.remove(&key);
+        } else {
+            lag.outstanding.insert(key, version.to_string());
+        }
+    }
+
+    /// An event of the watch, after its cache applied it.
+    pub fn observe(&self, event: &watcher::Event<SIPCluster>) {
+        let mut lag = self.lag();
+        match event {
+            watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
+                let Some(version) = c.metadata.resource_version.clone() else {
+                    return;
+                };
+                let key = key(c);
+                if lag.outstanding.get(&key) == Some(&version) {
+                    lag.outstanding.remove(&key);
+                }
+                let seen = lag.seen.entry(key).or_default();
+                if seen.len() == VERSIONS_SEEN {
+                    seen.pop_front();
+                }
+                seen.push_back(version);
+            }
+            watcher::Event::Delete(c) => {
+                let key = key(c);
+                lag.outstanding.remove(&key);
+                lag.seen.remove(&key);
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    /// Whether the cache holds every claim the operator wrote, but perhaps `cluster`'s own
+    /// (which Gathering takes from the turn, not from the cache).
+    pub fn caught_up_but(&self, cluster: &ClusterKey) -> bool {
+        self.lag()
+            .outstanding
+            .keys()
+            .all(|(namespace, name)| *namespace == cluster.namespace && *name == cluster.name)
+    }
+}
+
+/// The hosts a ledger claims.
+fn claims(ledger: &[HostRecord]) -> HashSet<HostKey> {
+    ledger
+        .iter()
+        .filter(|r| r.state.claims())
+        .map(HostKey::of_record)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::HostState;
+    use crate::controller::phases::test_record as record;
+
+    fn cluster(name: &str, version: &str) -> SIPCluster {
+        let mut c = SIPCluster::new(name, Default::default());
+        c.metadata.namespace = Some("sip".into());
+        c.metadata.resource_version = Some(version.into());
+        c
+    }
+
+    fn ledgers() -> Ledgers {
+        Ledgers::new(kube::runtime::reflector::store().0)
+    }
+
+    fn me() -> ClusterKey {
+        ClusterKey::new("sip", "me")
+    }
+
+    #[test]
+    fn a_claim_written_is_outstanding_until_the_watch_brings_its_version() {
+        let ledgers = ledgers();
+        let a = cluster("a", "1");
+        ledgers.wrote(&a, &[], &[record("h1", HostState::Chosen)], "2");
+        assert!(!ledgers.caught_up_but(&me()));
+        ledgers.observe(&watcher::Event::Apply(cluster("a", "1")));
+        assert!(!ledgers.caught_up_but(&me()), "an older version is not it");
+        ledgers.observe(&watcher::Event::Apply(cluster("a", "2")));
+        assert!(ledgers.caught_up_but(&me()));
+    }
+
+    #[test]
+    fn a_version_the_watch_brought_before_the_write_returned_is_not_outstanding() {
+        let ledgers = ledgers();
+        ledgers.observe(&watcher::Event::Apply(cluster("a", "2")));
+        ledgers.wrote(
+            &cluster("a", "1"),
+            &[],
+            &[record("h1", HostState::Chosen)],
+            "2",
+        );
+        assert!(ledgers.caught_up_but(&me()));
+    }
+
+    #[test]
+    fn a_deletion_settles_the_clusters_writes() {
+        let ledgers = ledgers();
+        ledgers.wrote(
+            &cluster("a", "1"),
+            &[],
+            &[record("h1", HostState::Chosen)],
+            "2",
+        );
+        ledgers.observe(&watcher::Event::Delete(cluster("a", "1")));
+        assert!(ledgers.caught_up_but(&me()));
+    }
+
+    #[test]
+    fn only_writes_that_change_the_claims_wait_for_the_watch() {
+        let ledgers = ledgers();
+        let chosen = [record("h1", HostState::Chosen)];
+        let labeled = [record("h1", HostState::Labeled)];
+        ledgers.wrote(&cluster("a", "1"), &chosen, &labeled, "2");
+        assert!(
+            ledgers.caught_up_but(&me()),
+            "h1 was claimed before and after"
+        );
+        let unusable = [record("h1", HostState::Unusable)];
+        ledgers.wrote(&cluster("a", "2"), &labeled, &unusable, "3");
+        assert!(!ledgers.caught_up_but(&me()), "h1 released");
+    }
+
+    #[test]
+    fn the_clusters_own_write_does_not_hold_its_gathering() {
+        let ledgers = ledgers();
+        ledgers.wrote(
+            &cluster("me", "1"),
+            &[],
+            &[record("h1", HostState::Chosen)],
+            "2",
+        );
+        assert!(ledgers.caught_up_but(&me()));
+        let other = ClusterKey::new("sip", "other");
+        assert!(!ledgers.caught_up_but(&other));
+    }
+
+    #[test]
+    fn a_later_write_replaces_the_one_outstanding() {
+        let ledgers = ledgers();
+        let a = cluster("a", "1");
+        ledgers.wrote(&a, &[], &[record("h1", HostState::Chosen)], "2");
+        ledgers.wrote(&a, &[record("h1", HostState::Chosen)], &[], "3");
+        ledgers.observe(&watcher::Event::Apply(cluster("a", "2")));
+        assert!(
+            !ledgers.caught_up_but(&me()),
+            "the release is still on its way"
+        );
+        ledgers.observe(&watcher::Event::InitApply(cluster("a", "3")));
+        assert!(ledgers.caught_up_but(&me()));
+    }
+}
