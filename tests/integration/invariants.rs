@@ -1,5 +1,6 @@
 //! The controller's invariants on the real API server: clear answers for bad input and
-//! recovery without a restart, replacement of unusable hosts, exclusivity under contention,
+//! recovery without a restart, replacement of unusable hosts, exclusivity under contention and
+//! across namespaces,
 //! and no writes once Ready.
 
 use std::collections::{BTreeMap, HashMap};
@@ -311,6 +312,79 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
     checker.abort();
     let violations = violations.lock().unwrap();
     assert!(violations.is_empty(), "hosts claimed twice: {violations:?}");
+}
+
+#[tokio::test]
+async fn claims_of_clusters_in_other_namespaces_are_respected() {
+    let env = test_env("elsewhere").await;
+    load_hosts(&env).await;
+    // A SIPCluster in another namespace, which this operator does not serve (another instance
+    // would), claims every host in its ledger.
+    let other_ns = sip_envtest::create_namespace(&env.client, "elsewhere-other")
+        .await
+        .unwrap();
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    let ledger: Vec<serde_json::Value> = hosts
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|h| {
+            json!({"name": h.metadata.name, "namespace": env.namespace,
+                   "role": "Worker", "state": "Extracted"})
+        })
+        .collect();
+    assert!(!ledger.is_empty());
+    let mut elsewhere = crate::common::unserved_sample(&env, "elsewhere");
+    elsewhere["metadata"]["namespace"] = json!(other_ns);
+    let elsewhere: SIPCluster = serde_json::from_value(elsewhere).unwrap();
+    let other: Api<SIPCluster> = Api::namespaced(env.client.clone(), &other_ns);
+    other
+        .create(&PostParams::default(), &elsewhere)
+        .await
+        .unwrap();
+    let claim = |hosts: &[serde_json::Value]| json!({"status": {"hosts": hosts}});
+    other
+        .patch_status(
+            "elsewhere",
+            &PatchParams::default(),
+            &Patch::Merge(claim(&ledger)),
+        )
+        .await
+        .unwrap();
+
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &cluster(&env, "here", (1, 0), (1, 0)),
+    )
+    .await
+    .unwrap();
+    let blocked = wait_for(&api, "here", "Unschedulable", |c| {
+        ready_condition(c).is_some_and(|(_, r, _)| r == "Unschedulable")
+    })
+    .await;
+    let (_, _, why) = ready_condition(blocked.as_ref()).unwrap();
+    assert!(!why.contains(" 0 claimed by other"), "says why: {why}");
+    assert!(
+        why.contains("claimed by other SIPClusters"),
+        "says why: {why}"
+    );
+    assert!(labeled_hosts(&env).await.is_empty());
+
+    // Released there, the hosts are taken here without a restart.
+    other
+        .patch_status(
+            "elsewhere",
+            &PatchParams::default(),
+            &Patch::Merge(claim(&[])),
+        )
+        .await
+        .unwrap();
+    wait_for(&api, "here", "Ready", |c| phase(c) == Some(Phase::Ready)).await;
+    operator.abort();
 }
 
 #[tokio::test]
