@@ -1,7 +1,6 @@
 //! The controller's invariants on the real API server: clear answers for bad input and
 //! recovery without a restart, replacement of unusable hosts, exclusivity under contention and
-//! across namespaces,
-//! and no writes once Ready.
+//! across namespaces, and no writes once Ready.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
