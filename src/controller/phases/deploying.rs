@@ -182,8 +182,8 @@ impl Turn<'_> {
         Ok(Step::go(Event::Done, "InfraDeployed", message))
     }
 
-    /// What the predecessor left: looked for at the first deployment (a cluster sip made from
-    /// the start pays one LIST, once), and by name after a failed one.
+    /// What the predecessor left: looked for at the first deployment (in the watch of its
+    /// Deployments), and by name after a failed one.
     async fn leftovers_until_applied(&self) -> kube::Result<Leftovers> {
         let services = &self.status.services;
         if self.status.sources_version.is_none() {
