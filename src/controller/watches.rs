@@ -93,20 +93,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         .for_each({
             let metrics = metrics.clone();
             move |event| {
-                match event {
-                    Ok(event) => {
-                        metrics.watches.recovered("sipclusters");
-                        if let Some(ledgers) = &serves_every_ledger {
-                            ledgers.observe(&event);
-                        }
-                    }
-                    Err(e) => report(
-                        &metrics,
-                        "sipclusters",
-                        "sipclusters.airship.airshipit.org",
-                        &e,
-                    ),
-                }
+                cluster_event(&metrics, serves_every_ledger.as_deref(), &event);
                 std::future::ready(())
             }
         });
@@ -213,20 +200,31 @@ fn ledger_watch(
         watcher(api, watcher::Config::default()).default_backoff(),
     )
     .for_each(move |event| {
-        match event {
-            Ok(event) => {
-                metrics.watches.recovered("sipclusters");
-                ledgers.observe(&event);
-            }
-            Err(e) => report(
-                &metrics,
-                "sipclusters",
-                "sipclusters.airship.airshipit.org",
-                &e,
-            ),
-        }
+        cluster_event(&metrics, Some(&ledgers), &event);
         std::future::ready(())
     })
+}
+
+/// A SIPCluster watch's event: its health, and the event shown to the ledgers if it feeds them.
+fn cluster_event(
+    metrics: &Metrics,
+    ledgers: Option<&Ledgers>,
+    event: &Result<watcher::Event<SIPCluster>, watcher::Error>,
+) {
+    match event {
+        Ok(event) => {
+            metrics.watches.recovered("sipclusters");
+            if let Some(ledgers) = ledgers {
+                ledgers.observe(event);
+            }
+        }
+        Err(e) => report(
+            metrics,
+            "sipclusters",
+            "sipclusters.airship.airshipit.org",
+            e,
+        ),
+    }
 }
 
 /// The metadata of the predecessor's Deployments (`services::predecessor`), which each
