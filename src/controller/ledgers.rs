@@ -12,13 +12,17 @@
 //! replica holds the lease, so its first list already holds every claim written before.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 
 use super::verified::key;
 use crate::api::{HostRecord, SIPCluster};
+use crate::metrics::Metrics;
 use crate::scheduling::{ClusterKey, HostKey};
 
 /// Versions of each cluster the watch brought, remembered in case the watch is faster than
@@ -103,6 +107,25 @@ impl Ledgers {
             }
             watcher::Event::Init | watcher::Event::InitDone => {}
         }
+    }
+
+    /// Every SIPCluster, for its ledger, when the controller's own cache holds one namespace's:
+    /// this watch fills `ledgers.store` and shows `ledgers` its events.
+    pub fn watch(
+        ledgers: &Arc<Ledgers>,
+        api: Api<SIPCluster>,
+        writer: Writer<SIPCluster>,
+        metrics: &Arc<Metrics>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (ledgers, metrics) = (ledgers.clone(), metrics.clone());
+        reflector(
+            writer,
+            watcher(api, watcher::Config::default()).default_backoff(),
+        )
+        .for_each(move |event| {
+            super::watches::cluster_event(&metrics, Some(&ledgers), &event);
+            std::future::ready(())
+        })
     }
 
     /// Whether the cache holds every claim the operator wrote, but perhaps `cluster`'s own

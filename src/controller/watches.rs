@@ -82,7 +82,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         Some(_) => {
             let (store, writer) = reflector::store();
             let ledgers = Arc::new(Ledgers::new(store));
-            let watch = ledger_watch(Api::all(client.clone()), writer, &ledgers, metrics);
+            let watch = Ledgers::watch(&ledgers, Api::all(client.clone()), writer, metrics);
             (ledgers, Some(watch))
         }
     };
@@ -187,26 +187,8 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     }
 }
 
-/// Every SIPCluster, for its ledger, when the controller's own cache holds one namespace's.
-fn ledger_watch(
-    api: Api<SIPCluster>,
-    writer: reflector::store::Writer<SIPCluster>,
-    ledgers: &Arc<Ledgers>,
-    metrics: &Arc<Metrics>,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let (ledgers, metrics) = (ledgers.clone(), metrics.clone());
-    reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    )
-    .for_each(move |event| {
-        cluster_event(&metrics, Some(&ledgers), &event);
-        std::future::ready(())
-    })
-}
-
 /// A SIPCluster watch's event: its health, and the event shown to the ledgers if it feeds them.
-fn cluster_event(
+pub(super) fn cluster_event(
     metrics: &Metrics,
     ledgers: Option<&Ledgers>,
     event: &Result<watcher::Event<SIPCluster>, watcher::Error>,
