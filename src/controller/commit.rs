@@ -162,7 +162,9 @@ impl<'a> Commits<'a> {
                 write_status(self.api, self.cluster, status, self.version.clone()).await?;
             if let Some(v) = &version {
                 self.ctx.verified.wrote(self.cluster, v);
-                (self.ctx.ledgers).wrote(self.cluster, &self.persisted.hosts, &status.hosts, v);
+                self.ctx
+                    .ledgers
+                    .wrote(self.cluster, &self.persisted.hosts, &status.hosts, v);
             }
             self.version = version;
             self.persisted = status.clone();

@@ -75,8 +75,6 @@ pub struct Context {
     pub manager: String,
     /// Every BareMetalHost the operator may use.
     pub hosts: Store<BareMetalHost>,
-    /// Every SIPCluster the controller watches (may lag behind the API server).
-    pub clusters: Store<SIPCluster>,
     /// Every SIPCluster's ledger, in any namespace, for Gathering.
     ledgers: Arc<ledgers::Ledgers>,
     /// The predecessor's Deployments (metadata), which the services replace.
@@ -146,7 +144,6 @@ pub async fn run(
         announcing: Default::default(),
         manager: MANAGER.into(),
         hosts: hosts.clone(),
-        clusters: cluster_store.clone(),
         ledgers: watches.ledgers.clone(),
         predecessors: watches.predecessors.clone(),
         metrics: settings.metrics.clone(),

@@ -126,9 +126,10 @@ async fn with_finalizer(
     );
     let listed = async {
         let key = ClusterKey::new(cluster.namespace().unwrap_or_default(), name.clone());
-        match ctx.ledgers.caught_up_but(&key) {
-            true => Ok(None),
-            false => ctx.reads.clusters().await.map(Some),
+        if ctx.ledgers.caught_up_but(&key) {
+            Ok(None)
+        } else {
+            ctx.reads.clusters().await.map(Some)
         }
     };
     let (patched, ledgers) = futures::try_join!(api.patch(&name, &params, &patch), listed)?;

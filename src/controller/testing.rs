@@ -119,7 +119,6 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
     for host in hosts {
         writer.apply_watcher_event(&watcher::Event::Apply(host));
     }
-    let (clusters, _) = reflector::store();
     let (every_ledger, mut ledger_writer) = reflector::store();
     for cluster in &objects.cached_clusters {
         ledger_writer.apply_watcher_event(&watcher::Event::Apply(cluster.clone()));
@@ -138,7 +137,6 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         announcing: Default::default(),
         manager: MANAGER.into(),
         hosts: host_store,
-        clusters,
         ledgers: Arc::new(super::ledgers::Ledgers::new(every_ledger)),
         predecessors: reflector::store().0,
         metrics: Default::default(),

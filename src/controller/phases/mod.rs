@@ -111,7 +111,7 @@ impl<'a> Turn<'a> {
     /// has written must be seen, a moment ago by the previous turn included: the ledgers'
     /// cache serves once the watch has brought all of them back (`ledgers.rs`), else they are
     /// listed from the API server. To check members the cache serves as it is: no one takes a
-    /// host in this ledger, since every cluster reads the ledgers fresh before choosing. At
+    /// host in this ledger, since every cluster sees every claim before choosing. At
     /// worst a stale cache shows a member still in a ledger that released it; the regather
     /// that follows reads fresh and keeps it.
     async fn claims_elsewhere(&self, fresh: bool) -> kube::Result<HashSet<HostKey>> {
