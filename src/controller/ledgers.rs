@@ -42,6 +42,23 @@ struct Lag {
     outstanding: HashMap<(String, String), String>,
     /// The last versions the watch brought of each cluster.
     seen: HashMap<(String, String), VecDeque<String>>,
+    /// While the watch lists again: the versions listed so far, which its cache holds only
+    /// once the list is complete.
+    relisted: Option<Vec<((String, String), String)>>,
+}
+
+impl Lag {
+    /// The cache holds `version` of `key`.
+    fn holds(&mut self, key: (String, String), version: String) {
+        if self.outstanding.get(&key) == Some(&version) {
+            self.outstanding.remove(&key);
+        }
+        let seen = self.seen.entry(key).or_default();
+        if seen.len() == VERSIONS_SEEN {
+            seen.pop_front();
+        }
+        seen.push_back(version);
+    }
 }
 
 impl Ledgers {
@@ -82,30 +99,35 @@ impl Ledgers {
         }
     }
 
-    /// An event of the watch, after its cache applied it.
+    /// An event of the watch, after its reflector took it: an applied or deleted object is in
+    /// the cache at once, but a (re)list's objects only when the list is done (the reflector
+    /// swaps them in at `InitDone`).
     pub fn observe(&self, event: &watcher::Event<SIPCluster>) {
         let mut lag = self.lag();
         match event {
-            watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
-                let Some(version) = c.metadata.resource_version.clone() else {
-                    return;
-                };
-                let key = key(c);
-                if lag.outstanding.get(&key) == Some(&version) {
-                    lag.outstanding.remove(&key);
+            watcher::Event::Apply(c) => {
+                if let Some(version) = c.metadata.resource_version.clone() {
+                    lag.holds(key(c), version);
                 }
-                let seen = lag.seen.entry(key).or_default();
-                if seen.len() == VERSIONS_SEEN {
-                    seen.pop_front();
-                }
-                seen.push_back(version);
             }
             watcher::Event::Delete(c) => {
                 let key = key(c);
                 lag.outstanding.remove(&key);
                 lag.seen.remove(&key);
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::Init => lag.relisted = Some(Vec::new()),
+            watcher::Event::InitApply(c) => {
+                if let (Some(listed), Some(version)) =
+                    (lag.relisted.as_mut(), c.metadata.resource_version.clone())
+                {
+                    listed.push((key(c), version));
+                }
+            }
+            watcher::Event::InitDone => {
+                for (key, version) in lag.relisted.take().unwrap_or_default() {
+                    lag.holds(key, version);
+                }
+            }
         }
     }
 
@@ -168,11 +190,16 @@ mod tests {
         ClusterKey::new("sip", "me")
     }
 
+    /// The operator's write of `version` that made cluster `name` claim `h1`.
+    fn claim_written(ledgers: &Ledgers, name: &str, version: &str) {
+        let chosen = [record("h1", HostState::Chosen)];
+        ledgers.wrote(&cluster(name, "1"), &[], &chosen, version);
+    }
+
     #[test]
     fn a_claim_written_is_outstanding_until_the_watch_brings_its_version() {
         let ledgers = ledgers();
-        let a = cluster("a", "1");
-        ledgers.wrote(&a, &[], &[record("h1", HostState::Chosen)], "2");
+        claim_written(&ledgers, "a", "2");
         assert!(!ledgers.caught_up_but(&me()));
         ledgers.observe(&watcher::Event::Apply(cluster("a", "1")));
         assert!(!ledgers.caught_up_but(&me()), "an older version is not it");
@@ -184,24 +211,14 @@ mod tests {
     fn a_version_the_watch_brought_before_the_write_returned_is_not_outstanding() {
         let ledgers = ledgers();
         ledgers.observe(&watcher::Event::Apply(cluster("a", "2")));
-        ledgers.wrote(
-            &cluster("a", "1"),
-            &[],
-            &[record("h1", HostState::Chosen)],
-            "2",
-        );
+        claim_written(&ledgers, "a", "2");
         assert!(ledgers.caught_up_but(&me()));
     }
 
     #[test]
     fn a_deletion_settles_the_clusters_writes() {
         let ledgers = ledgers();
-        ledgers.wrote(
-            &cluster("a", "1"),
-            &[],
-            &[record("h1", HostState::Chosen)],
-            "2",
-        );
+        claim_written(&ledgers, "a", "2");
         ledgers.observe(&watcher::Event::Delete(cluster("a", "1")));
         assert!(ledgers.caught_up_but(&me()));
     }
@@ -224,12 +241,7 @@ mod tests {
     #[test]
     fn the_clusters_own_write_does_not_hold_its_gathering() {
         let ledgers = ledgers();
-        ledgers.wrote(
-            &cluster("me", "1"),
-            &[],
-            &[record("h1", HostState::Chosen)],
-            "2",
-        );
+        claim_written(&ledgers, "me", "2");
         assert!(ledgers.caught_up_but(&me()));
         let other = ClusterKey::new("sip", "other");
         assert!(!ledgers.caught_up_but(&other));
@@ -246,7 +258,21 @@ mod tests {
             !ledgers.caught_up_but(&me()),
             "the release is still on its way"
         );
-        ledgers.observe(&watcher::Event::InitApply(cluster("a", "3")));
+        ledgers.observe(&watcher::Event::Apply(cluster("a", "3")));
+        assert!(ledgers.caught_up_but(&me()));
+    }
+
+    #[test]
+    fn a_relisted_version_counts_once_the_list_is_in_the_cache() {
+        let ledgers = ledgers();
+        claim_written(&ledgers, "a", "2");
+        ledgers.observe(&watcher::Event::Init);
+        ledgers.observe(&watcher::Event::InitApply(cluster("a", "2")));
+        assert!(
+            !ledgers.caught_up_but(&me()),
+            "the reflector holds the list back until it is complete"
+        );
+        ledgers.observe(&watcher::Event::InitDone);
         assert!(ledgers.caught_up_but(&me()));
     }
 }
