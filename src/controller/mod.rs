@@ -47,7 +47,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::Resource;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -78,7 +80,7 @@ pub struct Context {
     /// Every SIPCluster's ledger, in any namespace, for Gathering.
     ledgers: Arc<ledgers::Ledgers>,
     /// The predecessor's Deployments (metadata), which the services replace.
-    predecessors: Store<kube::core::PartialObjectMeta<k8s_openapi::api::apps::v1::Deployment>>,
+    predecessors: Store<PartialObjectMeta<Deployment>>,
     pub metrics: Arc<Metrics>,
     /// Failure counts and holds of clusters that cannot progress.
     backoff: Backoff,
