@@ -11,6 +11,7 @@ mod connections;
 mod control_plane;
 mod invariants;
 mod leader;
+mod leaks;
 mod legacy;
 mod lifecycle;
 mod manifests;

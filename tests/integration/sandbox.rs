@@ -3,8 +3,12 @@
 //! (loopback, plus the veth links a test makes), the image's files laid over the host's, and
 //! Debian's binaries standing in for the image's. Nothing it does is visible outside it.
 //!
-//! A holder process keeps the namespaces; every process of the sandbox is started with
-//! `nsenter` into them and dies with the test (parent-death signal), so nothing outlives it.
+//! A holder process keeps the namespaces, a PID namespace among them whose first process is
+//! the holder's child; every process of the sandbox is started with `nsenter` into them. When
+//! the sandbox is dropped (a test's end or its panic) or the test process dies, the holder dies
+//! (parent-death signal), `unshare --kill-child` kills that first process, and the kernel kills
+//! every other process of the PID namespace with it: a daemon that forked, switched user
+//! (which clears a parent-death signal) or left its session cannot outlive the sandbox.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -68,6 +72,8 @@ pub struct Sandbox {
     /// Scratch space on the host: overlay layers, volumes, logs.
     pub dir: PathBuf,
     holder: Child,
+    /// The host's PID of the PID namespace's first process (the holder's child).
+    init: u32,
     daemons: Vec<Child>,
 }
 
@@ -130,6 +136,7 @@ impl Sandbox {
         let holder = Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "--"])
             .args(["unshare", "--mount", "--net", "--propagation", "private"])
+            .args(["--pid", "--mount-proc", "--kill-child=KILL"])
             .args(["sh", "-c", &init])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -140,6 +147,7 @@ impl Sandbox {
             name: name.into(),
             dir,
             holder,
+            init: 0,
             daemons: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -153,21 +161,46 @@ impl Sandbox {
             assert!(Instant::now() < deadline, "sandbox {name} took over 30 s");
             std::thread::sleep(Duration::from_millis(20));
         }
+        let holder = sandbox.holder.id();
+        sandbox.init = children(holder)
+            .first()
+            .copied()
+            .unwrap_or_else(|| panic!("sandbox {name}: the holder {holder} has no child"));
         sandbox
     }
 
     fn pid(&self) -> u32 {
-        self.holder.id()
+        self.init
     }
 
-    /// A command that runs inside the sandbox's namespaces.
+    /// A command that runs inside the sandbox's namespaces. `nsenter` forks into the PID
+    /// namespace; the program dies with that `nsenter` (parent-death signal), and leads a
+    /// process group of its own, which [`Sandbox::stop`] kills whole.
     pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("setpriv");
-        c.args(["--pdeathsig", "KILL", "--", "nsenter", "-t"])
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
             .arg(self.pid().to_string())
-            .args(["-n", "-m", "--", program])
+            .args([
+                "-n",
+                "-m",
+                "-p",
+                "--",
+                "setpriv",
+                "--pdeathsig",
+                "KILL",
+                "--",
+            ])
+            .args(["setsid", program])
             .stdin(Stdio::null());
         c
+    }
+
+    /// The host's PIDs of every process in the sandbox's PID namespace, its first included.
+    pub fn processes(&self) -> Vec<u32> {
+        let Ok(mine) = std::fs::read_link(format!("/proc/{}/ns/pid", self.init)) else {
+            return Vec::new();
+        };
+        processes_in(&mine)
     }
 
     /// Runs `sh -c script` inside and returns its output, whatever its exit.
@@ -207,11 +240,20 @@ impl Sandbox {
         self.daemons.len() - 1
     }
 
-    /// Kills a process started by [`Sandbox::spawn`] and waits for it.
+    /// Kills a process started by [`Sandbox::spawn`] with everything it forked (in its own
+    /// session or not), and waits for it.
     pub fn stop(&mut self, index: usize) {
         let child = &mut self.daemons[index];
-        child.kill().ok();
+        let mut tree = vec![child.id()];
+        let mut next = 0;
+        while next < tree.len() {
+            tree.extend(children(tree[next]));
+            next += 1;
+        }
+        let pids: Vec<String> = tree.iter().map(u32::to_string).collect();
+        Command::new("kill").arg("-KILL").args(&pids).status().ok();
         child.wait().ok();
+        wait_gone(&tree, &self.name);
     }
 
     /// What a process started by [`Sandbox::spawn`] has written so far.
@@ -270,8 +312,26 @@ impl Drop for Sandbox {
             d.kill().ok();
             d.wait().ok();
         }
+        // The holder's death kills the PID namespace's first process (--kill-child), and with
+        // it every process in the namespace; wait until the kernel has reaped them all, so a
+        // test's end means its processes' end.
+        let processes = self.processes();
         self.holder.kill().ok();
         self.holder.wait().ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while processes
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        {
+            if Instant::now() > deadline {
+                eprintln!(
+                    "sandbox {}: processes {processes:?} outlived it by 10 s",
+                    self.name
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         if !std::thread::panicking() {
             std::fs::remove_dir_all(&self.dir).ok();
         } else {
@@ -282,6 +342,66 @@ impl Drop for Sandbox {
             );
         }
     }
+}
+
+/// Waits until none of `pids` runs (a killed process is gone, or a zombie, a moment after the
+/// signal), saying so if one is still running after 10 s.
+fn wait_gone(pids: &[u32], sandbox: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(p) = pids.iter().find(|p| is_running(**p)) {
+        if Instant::now() > deadline {
+            eprintln!(
+                "sandbox {sandbox}: process {p} (of {pids:?}) still runs 10 s after its kill"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+    })
+}
+
+/// The host's PIDs of a process's children (each thread's, as the kernel lists them).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// The host's PIDs of every live process (zombies aside: the namespace's first process, a
+/// `sleep`, reaps no orphan) whose PID namespace is `namespace` (a `pid:[inode]` link).
+fn processes_in(namespace: &Path) -> Vec<u32> {
+    let Ok(all) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = all
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|ns| ns == namespace)
+                && std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    s.rsplit_once(") ")
+                        .is_some_and(|(_, r)| !r.starts_with('Z'))
+                })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 fn is_root() -> bool {
