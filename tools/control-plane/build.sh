@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prints the directory holding etcd, kube-apiserver, kube-controller-manager and kubectl for the
+# Prints the directory holding etcd, kube-apiserver, kube-controller-manager, kubectl and the
+# node's kubelet, kube-proxy and kube-scheduler for the
 # tests and the demo, building them first when needed.
 #
 # - KUBEBUILDER_ASSETS (the envtest convention) pointing at a directory with etcd and
@@ -28,7 +29,7 @@ recipe=2
 key=$( (cat "$here/go.mod" "$here/go.sum"; echo "recipe=$recipe") | sha256sum | cut -c1-16)
 cache_root=${SIP_CONTROL_PLANE_CACHE:-$HOME/.cache/sip-control-plane}
 dest="$cache_root/$key"
-bins=(etcd kube-apiserver kube-controller-manager kubectl)
+bins=(etcd kube-apiserver kube-controller-manager kubectl kubelet kube-proxy kube-scheduler)
 
 complete() {
   local b
@@ -67,7 +68,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   stamp+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
   stamp+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
-for b in kube-apiserver kube-controller-manager kubectl; do
+for b in kube-apiserver kube-controller-manager kubectl kubelet kube-proxy kube-scheduler; do
   go build -trimpath -ldflags="-s -w $stamp" -o "$staging/$b" "k8s.io/kubernetes/cmd/$b"
 done
 chmod 755 "$staging"

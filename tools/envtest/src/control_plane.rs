@@ -20,6 +20,38 @@ use crate::process::Supervised;
 const FIELD_MANAGER: &str = "sip-envtest";
 const STARTUP_DEADLINE: Duration = Duration::from_secs(90);
 
+/// Where a control plane listens and what it serves.
+pub struct Layout {
+    /// The address kube-apiserver binds to and advertises (the `kubernetes` Service's endpoint).
+    pub address: String,
+    pub service_cidr: String,
+    pub node_port_range: String,
+    /// A node joins: the Node authorizer, and a client certificate to reach kubelets with.
+    pub node: bool,
+    /// Where its directory goes (a temporary directory by default).
+    pub parent_dir: Option<PathBuf>,
+    /// The CRDs installed at the start, a directory of the repository's `crd/`.
+    pub crds: &'static str,
+}
+
+impl Default for Layout {
+    /// Loopback, for the tests and the demo: no node joins.
+    fn default() -> Self {
+        Layout {
+            address: "127.0.0.1".into(),
+            service_cidr: "10.96.0.0/16".into(),
+            // 4,096 node ports, so the band kube-apiserver keeps for ports a client names (the
+            // lowest 128: 30000-30127) is as large as it gets; ports it picks itself come from
+            // above it, so tests that name ports there never collide with Services whose ports
+            // the API server chose (KEP-3668).
+            node_port_range: "30000-34095".into(),
+            node: false,
+            parent_dir: None,
+            crds: "crd",
+        }
+    }
+}
+
 /// A running control plane. Dropping it stops the processes and removes its directory.
 pub struct ControlPlane {
     pub dir: PathBuf,
@@ -33,6 +65,9 @@ pub struct ControlPlane {
     api_server: (PathBuf, Vec<String>),
     /// How etcd was started, likewise.
     etcd: (PathBuf, Vec<String>),
+    pub(crate) pki: Pki,
+    /// With [`Layout::node`]: the kubelet's token (user `system:node:<NODE_NAME>`).
+    pub(crate) node_token: Option<String>,
 }
 
 impl ControlPlane {
@@ -63,15 +98,26 @@ impl ControlPlane {
         }
     }
 
-    /// Starts etcd and kube-apiserver, writes a kubeconfig and installs the CRDs under `crd/`.
+    /// Starts etcd and kube-apiserver on loopback, writes a kubeconfig and installs the CRDs
+    /// under `crd/`.
     pub async fn start() -> Result<ControlPlane> {
+        ControlPlane::start_with(Layout::default()).await
+    }
+
+    /// Starts etcd and kube-apiserver as `layout` says, writes a kubeconfig and installs the
+    /// CRDs under `crd/`.
+    pub async fn start_with(layout: Layout) -> Result<ControlPlane> {
         let bin_dir = binaries::control_plane_bin_dir()?;
         let begun = Instant::now();
-        let dir = tempfile::Builder::new()
-            .prefix("sip-envtest-")
-            .tempdir()?
-            .keep();
-        let pki = Pki::create(&dir)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("sip-envtest-");
+        let dir = match &layout.parent_dir {
+            Some(parent) => builder.tempdir_in(parent)?,
+            None => builder.tempdir()?,
+        }
+        .keep();
+        let service_ip = first_address(&layout.service_cidr)?;
+        let pki = Pki::create(&dir, &[layout.address.clone(), service_ip])?;
 
         let etcd_port = free_port()?;
         let peer_port = free_port()?;
@@ -110,17 +156,20 @@ impl ControlPlane {
             Some(&dir),
         )?);
 
-        let server = format!("https://127.0.0.1:{api_port}");
-        let api_server_args: Vec<String> = vec![
+        let server = format!("https://{}:{api_port}", layout.address);
+        let mut api_server_args: Vec<String> = vec![
             format!("--etcd-servers={etcd_url}"),
             format!("--secure-port={api_port}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
+            format!("--bind-address={}", layout.address),
+            format!("--advertise-address={}", layout.address),
             format!("--cert-dir={}", dir.join("certs").display()),
             format!("--tls-cert-file={}", pki.serving_cert.display()),
             format!("--tls-private-key-file={}", pki.serving_key.display()),
             format!("--token-auth-file={}", pki.token_file.display()),
-            "--authorization-mode=RBAC".into(),
+            format!(
+                "--authorization-mode={}",
+                if layout.node { "Node,RBAC" } else { "RBAC" }
+            ),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!(
                 "--service-account-key-file={}",
@@ -130,16 +179,35 @@ impl ControlPlane {
                 "--service-account-signing-key-file={}",
                 pki.service_account_key.display()
             ),
-            "--service-cluster-ip-range=10.96.0.0/16".into(),
-            // 4,096 node ports, so the band kube-apiserver keeps for ports a client
-            // names (the lowest 128: 30000-30127) is as large as it gets; ports it picks
-            // itself come from above it, so tests that name ports there never collide
-            // with Services whose ports the API server chose (KEP-3668).
-            "--service-node-port-range=30000-34095".into(),
+            format!("--service-cluster-ip-range={}", layout.service_cidr),
+            format!("--service-node-port-range={}", layout.node_port_range),
             "--allow-privileged=true".into(),
             // One client at a time in tests: fairness queues only add latency.
             "--enable-priority-and-fairness=false".into(),
         ];
+        if layout.node {
+            // kube-apiserver reaches kubelets (logs, exec) as a member of system:masters,
+            // which the kubelet's webhook authorizer lets through.
+            let (crt, key) = pki.issue(
+                &dir,
+                "apiserver-kubelet-client",
+                "kube-apiserver-kubelet-client",
+                Some("system:masters"),
+                &[],
+            )?;
+            api_server_args.push(format!("--kubelet-client-certificate={}", crt.display()));
+            api_server_args.push(format!("--kubelet-client-key={}", key.display()));
+            api_server_args.push("--enable-admission-plugins=NodeRestriction".into());
+        }
+        // The token file is read once, at the API server's start.
+        let node_token = if layout.node {
+            Some(pki.add_token(
+                &format!("system:node:{}", crate::node::NODE_NAME),
+                &["system:nodes"],
+            )?)
+        } else {
+            None
+        };
         let api_server_program = binaries::tool(&bin_dir, "kube-apiserver")?;
         processes.insert(
             0,
@@ -153,7 +221,10 @@ impl ControlPlane {
         );
 
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&server, &pki))?;
+        std::fs::write(
+            &kubeconfig,
+            kubeconfig_yaml(&server, &pki.ca_pem, &pki.admin_token),
+        )?;
 
         let mut cp = ControlPlane {
             dir,
@@ -164,10 +235,12 @@ impl ControlPlane {
             processes,
             api_server: (api_server_program, api_server_args),
             etcd: (etcd_program, etcd_args),
+            pki,
+            node_token,
         };
         cp.wait_ready().await?;
         let client = cp.client().await?;
-        install_crds(&client, &binaries::repo_root().join("crd")).await?;
+        install_crds(&client, &binaries::repo_root().join(layout.crds)).await?;
         cp.startup = begun.elapsed();
         Ok(cp)
     }
@@ -273,8 +346,16 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn kubeconfig_yaml(server: &str, pki: &Pki) -> String {
-    let ca = base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem);
+/// The first host address of an IPv4 CIDR: the `kubernetes` Service's ClusterIP.
+fn first_address(cidr: &str) -> Result<String> {
+    let (base, _) = cidr.split_once('/').context("a CIDR has a prefix length")?;
+    let ip: std::net::Ipv4Addr = base.parse().context("an IPv4 CIDR")?;
+    Ok(std::net::Ipv4Addr::from(u32::from(ip) + 1).to_string())
+}
+
+/// A kubeconfig for `server` that authenticates with `token`.
+pub(crate) fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
         "apiVersion: v1
 kind: Config
@@ -293,8 +374,7 @@ contexts:
     cluster: sip-envtest
     user: sip-envtest-admin
 current-context: sip-envtest
-",
-        token = pki.admin_token
+"
     )
 }
 

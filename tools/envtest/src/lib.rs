@@ -7,10 +7,11 @@ pub mod apply;
 pub mod binaries;
 pub mod control_plane;
 pub mod namespace;
+pub mod node;
 mod pki;
 pub mod process;
 
 pub use apply::apply_yaml;
-pub use control_plane::ControlPlane;
+pub use control_plane::{ControlPlane, Layout};
 pub use namespace::create_namespace;
 pub use process::Supervised;

@@ -13,6 +13,8 @@ use anyhow::{Context, Result};
 
 const SUPERVISOR: &str = r#"
 parent=$1; cleanup=$2; shift 2
+# No parent to watch: the child runs until it is stopped (`cargo demo --node --keep`).
+[ -z "$parent" ] && { "$@"; exit; }
 "$@" &
 child=$!
 stop() {
@@ -32,6 +34,19 @@ done
 stop
 "#;
 
+static OUTLIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, processes started here outlive this process (in sessions of their own): for a
+/// cluster left running on purpose, which its own teardown stops.
+pub fn outlive_this_process() {
+    OUTLIVE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`outlive_this_process`] was called.
+pub fn outliving() -> bool {
+    OUTLIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct Supervised {
     pub name: String,
     pub log: PathBuf,
@@ -50,11 +65,23 @@ impl Supervised {
     ) -> Result<Self> {
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
-        let supervisor = Command::new("bash")
+        let mut command = if outliving() {
+            let mut c = Command::new("setsid");
+            c.arg("bash");
+            c
+        } else {
+            Command::new("bash")
+        };
+        let parent = if outliving() {
+            String::new()
+        } else {
+            std::process::id().to_string()
+        };
+        let supervisor = command
             .arg("-c")
             .arg(SUPERVISOR)
             .arg("sip-envtest-supervisor")
-            .arg(std::process::id().to_string())
+            .arg(parent)
             .arg(cleanup.map(|p| p.display().to_string()).unwrap_or_default())
             .arg(program)
             .args(args)

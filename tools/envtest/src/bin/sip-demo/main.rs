@@ -5,6 +5,10 @@
 //! transitions its status history records until Ready; then scales the workers up and down and deletes the
 //! cluster, showing the host labels each time. Exits 0 when every step reached its goal.
 //! `--keep` leaves the control plane running at the end until Ctrl-C.
+//!
+//! `--node` runs sip as its users do instead, on a one-node cluster (see `node.rs`).
+
+mod node;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -35,6 +39,9 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<()> {
     let keep = std::env::args().any(|a| a == "--keep");
+    if std::env::args().any(|a| a == "--node") {
+        return node::run(keep).await;
+    }
 
     step("starting the local control plane (etcd + kube-apiserver; the first run builds them)");
     let cp = ControlPlane::start().await?;
