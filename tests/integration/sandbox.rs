@@ -286,6 +286,48 @@ impl Sandbox {
         }
     }
 
+    /// Plugs this sandbox into a bridge of the host (a node cluster's) with a veth pair, `eth0`
+    /// inside with `addresses` (CIDR notation); the pair goes with the sandbox.
+    pub fn plug_into(&self, bridge: &str, addresses: &[&str]) {
+        let outside = format!("sipv{:x}{}", std::process::id() % 0xffff, unique());
+        for args in [
+            vec![
+                "link".to_string(),
+                "add".into(),
+                outside.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                "eth0".into(),
+                "netns".into(),
+                self.pid().to_string(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                outside.clone(),
+                "master".into(),
+                bridge.into(),
+                "up".into(),
+            ],
+        ] {
+            let out = Command::new("ip").args(&args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut script = String::new();
+        for a in addresses {
+            writeln!(script, "ip addr add {a} dev eth0").unwrap();
+        }
+        script.push_str("ip link set eth0 up");
+        self.sh_ok(&script);
+    }
+
     /// Polls `script` inside until it succeeds, failing with `what` after `limit`.
     pub fn wait_until(&self, what: &str, limit: Duration, script: &str) -> Duration {
         let start = Instant::now();

@@ -8,7 +8,6 @@
 //! and node ports (`fixtures/fake_backend.py`), its nodes' sshd, and its BMCs (sushy-tools,
 //! metal3's Redfish emulator, with its fake driver).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
@@ -18,122 +17,46 @@ use serde_json::json;
 use sip::api::SIPCluster;
 use sip::services::meta::object_name;
 use sip::services::{ServiceId, ServiceKind};
-use sip_envtest::apply_yaml;
 
 use crate::common::{TestEnv, sample_cluster, start_operator, test_env, wait_for};
 use crate::pod::Pod;
 use crate::sandbox::{Image, Sandbox, quote, repo_path, tools};
+use crate::tenant::{Host, Keys, Tenant};
 
-/// The tenant's hosts: name, flavor, address on `oam-ipv4`, Redfish system id.
-const HOSTS: [(&str, &str, &str, &str); 4] = [
-    (
-        "cp-1",
-        "control-plane",
-        "192.0.2.11",
-        "5a1e0000-0000-4000-8000-000000000011",
-    ),
-    (
-        "cp-2",
-        "control-plane",
-        "192.0.2.12",
-        "5a1e0000-0000-4000-8000-000000000012",
-    ),
-    (
-        "wk-1",
-        "worker",
-        "192.0.2.21",
-        "5a1e0000-0000-4000-8000-000000000021",
-    ),
-    (
-        "wk-2",
-        "worker",
-        "192.0.2.22",
-        "5a1e0000-0000-4000-8000-000000000022",
-    ),
-];
-/// The tenant's BMCs (one Redfish emulator serving every host's system).
-const BMC: &str = "192.0.2.100:8000";
+/// The tenant's hosts and BMCs on TEST-NET-1 addresses (192.0.2.0/24, RFC 5737: never routed).
+const TENANT: Tenant = Tenant {
+    hosts: [
+        (
+            "cp-1",
+            "control-plane",
+            "192.0.2.11",
+            "5a1e0000-0000-4000-8000-000000000011",
+        ),
+        (
+            "cp-2",
+            "control-plane",
+            "192.0.2.12",
+            "5a1e0000-0000-4000-8000-000000000012",
+        ),
+        (
+            "wk-1",
+            "worker",
+            "192.0.2.21",
+            "5a1e0000-0000-4000-8000-000000000021",
+        ),
+        (
+            "wk-2",
+            "worker",
+            "192.0.2.22",
+            "5a1e0000-0000-4000-8000-000000000022",
+        ),
+    ],
+    bmc: "192.0.2.100:8000",
+    label: None,
+};
+const HOSTS: [Host; 4] = TENANT.hosts;
 const SERVICE_SIDE: &str = "192.0.2.1/24";
 const CLUSTER: &str = "tenant";
-
-fn bmc_user(host: &str) -> String {
-    format!("admin-{host}")
-}
-
-fn bmc_password(host: &str) -> String {
-    format!("pw-of-{host}")
-}
-
-/// Every host's BareMetalHost, networkData Secret and BMC credentials, one host per rack and
-/// per server so the sample's 1 + 1 of each role takes them all.
-async fn create_hosts(env: &TestEnv) {
-    let mut docs = Vec::new();
-    for (i, (name, flavor, ip, system)) in HOSTS.iter().enumerate() {
-        docs.push(json!({
-            "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
-            "metadata": {"name": name, "labels": {
-                "vino.airshipit.org/flavor": flavor,
-                "vino.airshipit.org/rack": format!("rack-{i}"),
-                "vino.airshipit.org/host": format!("server-{i}"),
-            }},
-            "spec": {
-                "online": true,
-                "bootMACAddress": format!("52:54:00:00:00:{i:02x}"),
-                "bmc": {
-                    "address": format!("redfish+http://{BMC}/redfish/v1/Systems/{system}"),
-                    "credentialsName": format!("{name}-bmc"),
-                },
-                "networkData": {"name": format!("{name}-network-data"), "namespace": env.namespace},
-            },
-        }));
-        let network_data = json!({
-            "links": [{"id": "oam-ipv4", "type": "phy", "ethernet_mac_address": format!("52:54:00:00:00:{i:02x}")}],
-            "networks": [{"id": "oam-ipv4", "type": "ipv4", "link": "oam-ipv4", "ip_address": ip, "netmask": "255.255.255.0"}],
-        });
-        docs.push(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": format!("{name}-network-data")},
-            "stringData": {"networkData": network_data.to_string()},
-        }));
-        docs.push(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": format!("{name}-bmc")},
-            "stringData": {"username": bmc_user(name), "password": bmc_password(name)},
-        }));
-    }
-    let yaml: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
-    apply_yaml(&env.client, &yaml.join("\n---\n"), &env.namespace)
-        .await
-        .unwrap();
-}
-
-/// An ed25519 key pair made by ssh-keygen in `dir`: (private key path, public key line).
-fn ssh_key(dir: &Path, name: &str) -> (String, String) {
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join(name);
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .output()
-        .expect("ssh-keygen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
-    (
-        path.to_string_lossy().into_owned(),
-        public.trim().to_string(),
-    )
-}
-
-struct Keys {
-    /// A key listed in `sshAuthorizedKeys`, one that is not, and the tenant nodes' key.
-    user: (String, String),
-    stranger: (String, String),
-    node: (String, String),
-}
 
 /// The tenant taken to Ready by the operator, with sip's jump host image (the default) and the
 /// user's key listed; the operator is stopped once it is, and the pod of `kind` read back.
@@ -141,13 +64,8 @@ struct Keys {
 async fn ready_tenant(prefix: &str, kind: ServiceKind) -> Option<(TestEnv, Pod, Keys, SIPCluster)> {
     tools()?;
     let env = test_env(prefix).await;
-    let keys_dir = std::env::temp_dir().join(format!("sip-keys-{}", env.namespace));
-    let keys = Keys {
-        user: ssh_key(&keys_dir, "user"),
-        stranger: ssh_key(&keys_dir, "stranger"),
-        node: ssh_key(&keys_dir, "node"),
-    };
-    create_hosts(&env).await;
+    let keys = Keys::make(&std::env::temp_dir().join(format!("sip-keys-{}", env.namespace)));
+    TENANT.create_hosts(&env).await;
     let node_key = std::fs::read(&keys.node.0).unwrap();
     Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
         .create(
@@ -187,8 +105,7 @@ async fn ready_tenant(prefix: &str, kind: ServiceKind) -> Option<(TestEnv, Pod, 
 /// The sandbox of the tenant's hosts, linked to the service's sandbox.
 fn tenant_side(service: &Sandbox) -> Sandbox {
     let tenant = Sandbox::start("tenant", None);
-    let mut addresses: Vec<String> = HOSTS.iter().map(|h| format!("{}/24", h.2)).collect();
-    addresses.push(format!("{}/24", BMC.split(':').next().unwrap()));
+    let addresses = TENANT.addresses(24);
     let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
     service.link(&tenant, &[SERVICE_SIDE], &addresses);
     tenant
@@ -371,106 +288,6 @@ async fn the_worker_balancer_forwards_every_port_to_every_worker() {
     }
 }
 
-/// sushy-tools with its fake driver: every host's system, powered on, each behind its own BMC
-/// user (so a wrong host's credentials would be refused).
-fn start_bmcs(tenant: &mut Sandbox) {
-    let tools = tools().expect("the tools were found before the tenant was made");
-    let mut auth = String::new();
-    let mut systems = Vec::new();
-    for (name, _, _, system) in HOSTS {
-        let hash = tenant.sh_ok(&format!(
-            "{} -c 'import bcrypt, sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(4)).decode())' {}",
-            tools["sushy_python"],
-            quote(&bmc_password(name))
-        ));
-        auth.push_str(&format!("{}:{}\n", bmc_user(name), hash.trim()));
-        systems.push(json!({"uuid": system, "name": name, "power_state": "On", "nics": []}));
-    }
-    let auth_file = tenant.dir.join("bmc-users");
-    std::fs::write(&auth_file, auth).unwrap();
-    let config = tenant.dir.join("sushy.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "import logging\n# Every reset request is logged at INFO, the ResetType named.\nlogging.getLogger('sushy_tools').setLevel(logging.INFO)\nSUSHY_EMULATOR_FAKE_SYSTEMS = {}\nSUSHY_EMULATOR_AUTH_FILE = {:?}\nSUSHY_EMULATOR_STATE_DIR = {:?}\n",
-            // JSON with strings, lists and objects only is a Python literal too.
-            serde_json::Value::Array(systems),
-            auth_file.display().to_string(),
-            tenant.dir.join("sushy-state").display().to_string(),
-        ),
-    )
-    .unwrap();
-    let (ip, port) = BMC.split_once(':').unwrap();
-    tenant.spawn(
-        "bmc",
-        &format!(
-            "{} --fake -i {ip} -p {port} --config {}",
-            tools["sushy_emulator"],
-            config.display()
-        ),
-    );
-    tenant.wait_until(
-        "the Redfish emulator answering",
-        Duration::from_secs(30),
-        &format!("curl -sSf --max-time 2 http://{BMC}/redfish/v1/"),
-    );
-}
-
-/// The power state of `host` as the emulator reports it, asked directly.
-fn power_state(tenant: &Sandbox, host: usize) -> String {
-    let (name, _, _, system) = HOSTS[host];
-    let auth = format!("{}:{}", bmc_user(name), bmc_password(name));
-    tenant
-        .sh_ok(&format!(
-            "curl -sSf -u {} http://{BMC}/redfish/v1/Systems/{system} | jq -r .PowerState",
-            quote(&auth)
-        ))
-        .trim()
-        .to_string()
-}
-
-fn wait_for_power(tenant: &Sandbox, host: usize, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let state = power_state(tenant, host);
-        if state == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} stayed {state}, expected {want}; the emulator's log:\n{}",
-            HOSTS[host].0,
-            tenant.log("bmc")
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// The tenant nodes' sshd: user `ubuntu` with the public half of the node key.
-fn start_tenant_nodes(tenant: &mut Sandbox, node_public_key: &str) {
-    tenant.sh_ok(&format!(
-        "set -e
-groupadd --gid 1000 ubuntu
-useradd --uid 1000 --gid 1000 --create-home --shell /bin/sh --password '*' ubuntu
-install -d -m 0700 -o ubuntu -g ubuntu /home/ubuntu/.ssh
-printf '%s\\n' {} > /home/ubuntu/.ssh/authorized_keys
-chown ubuntu:ubuntu /home/ubuntu/.ssh/authorized_keys && chmod 0600 /home/ubuntu/.ssh/authorized_keys
-ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/tenant_node_key
-mkdir -p -m 0755 /run/sshd
-printf 'HostKey /etc/ssh/tenant_node_key\\nUsePAM no\\nPidFile none\\nPasswordAuthentication no\\n' > /etc/ssh/tenant_node_config",
-        quote(node_public_key)
-    ));
-    tenant.spawn(
-        "nodes-sshd",
-        "/usr/sbin/sshd -D -e -f /etc/ssh/tenant_node_config",
-    );
-    tenant.wait_until(
-        "the tenant nodes' sshd",
-        Duration::from_secs(10),
-        &format!("ssh-keyscan -T 1 {} >/dev/null 2>&1", HOSTS[0].2),
-    );
-}
-
 /// The exec-form `ENTRYPOINT` of a Dockerfile of the repository.
 fn image_entrypoint(dockerfile: &str) -> Vec<String> {
     let text = std::fs::read_to_string(repo_path(dockerfile)).unwrap();
@@ -497,8 +314,8 @@ async fn the_jump_host_logs_users_in_reaches_nodes_and_powers_hosts() {
         }),
     );
     let mut tenant = tenant_side(&jump);
-    start_bmcs(&mut tenant);
-    start_tenant_nodes(&mut tenant, &keys.node.1);
+    TENANT.start_bmcs(&mut tenant);
+    TENANT.start_nodes(&mut tenant, &keys.node.1);
     let entrypoint = image_entrypoint("images/jump-host/Dockerfile");
     let entrypoint: Vec<&str> = entrypoint.iter().map(String::as_str).collect();
     pod.run(&mut jump, &entrypoint);
@@ -563,10 +380,10 @@ async fn the_jump_host_logs_users_in_reaches_nodes_and_powers_hosts() {
         ok("sip-hosts power-off cp-1").trim(),
         "cp-1: GracefulShutdown requested"
     );
-    wait_for_power(&tenant, 0, "Off");
+    TENANT.wait_for_power(&tenant, 0, "Off");
     assert_eq!(ok("sip-hosts status cp-1").trim(), "Off");
     ok("sip-hosts power-on cp-1");
-    wait_for_power(&tenant, 0, "On");
+    TENANT.wait_for_power(&tenant, 0, "On");
     assert_eq!(
         ok("sip-hosts reboot wk-1").trim(),
         "wk-1: GracefulRestart requested"
@@ -585,6 +402,6 @@ async fn the_jump_host_logs_users_in_reaches_nodes_and_powers_hosts() {
             "{name}: {reset} reaches the BMC:\n{bmc_log}"
         );
         // The emulator turns a restart into Off at once and On a few seconds later.
-        wait_for_power(&tenant, host, "On");
+        TENANT.wait_for_power(&tenant, host, "On");
     }
 }

@@ -4,20 +4,26 @@
 # first need, as the control plane's build.sh; .ci/run calls it up front.
 #
 # - From Debian's packages (as root, with apt-get): haproxy, prometheus (and promtool), OpenSSH's
-#   sshd and client, jq and curl (what `sip-hosts` needs in the jump host image), iproute2.
+#   sshd and client, jq and curl (what `sip-hosts` needs in the jump host image), iproute2; and
+#   for the node cluster (tools/envtest/src/node): containerd, runc, the CNI plugins, iptables,
+#   buildah and mmdebstrap (the images), gcc and libc6-dev (the static pause binary).
 # - From PyPI, into a virtualenv cached under $HOME/.cache: sushy-tools, metal3's Redfish
 #   emulator, pinned below.
 # It exits non-zero, naming what is missing, when it cannot install.
 set -euo pipefail
 
 sushy_version=2.2.0
-packages=(haproxy prometheus openssh-server openssh-client jq curl iproute2)
+packages=(haproxy prometheus openssh-server openssh-client jq curl iproute2
+  containerd runc containernetworking-plugins iptables buildah mmdebstrap gcc libc6-dev)
 have() {
   case "$1" in
     openssh-server) [ -x /usr/sbin/sshd ] ;;
     openssh-client) command -v ssh >/dev/null && command -v ssh-keygen >/dev/null ;;
     prometheus) command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
     iproute2) command -v ip >/dev/null ;;
+    containerd) command -v containerd >/dev/null && command -v ctr >/dev/null ;;
+    containernetworking-plugins) [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] ;;
+    libc6-dev) [ -f /usr/lib/x86_64-linux-gnu/libc.a ] ;;
     *) command -v "$1" >/dev/null ;;
   esac
 }

@@ -45,8 +45,9 @@ oom_score = 0
     )
 }
 
-/// One bridge network: pods get addresses of `POD_CIDR` on `BRIDGE`, whose address is the
-/// node's; no masquerading (pods talk to the node and to each other only).
+/// One bridge network: pods get addresses .10 to .199 of `POD_CIDR` on `BRIDGE`, whose address
+/// is the node's (the rest is for tests' hosts plugged into the bridge); no masquerading (pods
+/// talk to the node and to what is on the bridge only).
 pub fn cni(dir: &Path) -> String {
     let (net, _) = POD_CIDR.split_once('/').unwrap_or((POD_CIDR, ""));
     let first = net.rsplit_once('.').map_or(net, |(a, _)| a);
@@ -63,7 +64,7 @@ pub fn cni(dir: &Path) -> String {
       "hairpinMode": true,
       "ipam": {{
         "type": "host-local",
-        "ranges": [[{{"subnet": "{POD_CIDR}", "gateway": "{NODE_IP}", "rangeStart": "{first}.10"}}]],
+        "ranges": [[{{"subnet": "{POD_CIDR}", "gateway": "{NODE_IP}", "rangeStart": "{first}.10", "rangeEnd": "{first}.199"}}]],
         "routes": [{{"dst": "0.0.0.0/0"}}],
         "dataDir": "{ipam}"
       }}

@@ -414,13 +414,16 @@ fn spawn_guard(dir: &Path) -> Result<Child> {
         .context("starting the node cluster's teardown guard")
 }
 
-/// The bridge with the node's address, and forwarding on (pods reach Services through the node).
+/// The bridge with the node's address, the Services' range routed to it (so the host reaches
+/// cluster IPs from the node's address, and nothing sent to that range leaves the machine), and
+/// forwarding on (pods reach Services through the node).
 fn make_bridge() -> Result<()> {
     let prefix = POD_CIDR.split_once('/').map_or("24", |(_, p)| p);
     for args in [
         vec!["link", "add", BRIDGE, "type", "bridge"],
         vec!["addr", "add", &format!("{NODE_IP}/{prefix}"), "dev", BRIDGE],
         vec!["link", "set", BRIDGE, "up"],
+        vec!["route", "add", SERVICE_CIDR, "dev", BRIDGE, "src", NODE_IP],
     ] {
         let out = Command::new("ip")
             .args(&args)
