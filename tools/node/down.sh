@@ -67,5 +67,7 @@ ip link del "$BRIDGE" 2>/dev/null
 # containerd 1.6 puts its shims' sockets under /run/containerd/s whatever its state directory.
 [ -n "$STARTED" ] && [ -d /run/containerd/s ] && find /run/containerd/s -type s -newer "$STARTED" -delete 2>/dev/null
 rm -rf --one-file-system "$dir"
-[ "$(cat /run/sip-node/current 2>/dev/null)" = "$dir" ] && rm -f /run/sip-node/current
+for mark in current kept; do
+  [ "$(cat "/run/sip-node/$mark" 2>/dev/null)" = "$dir" ] && rm -f "/run/sip-node/$mark"
+done
 exit 0

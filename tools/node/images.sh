@@ -99,6 +99,6 @@ if readelf -d "$sip_bin" | grep -q NEEDED; then
   echo "$sip_bin is not static (it needs shared libraries); build it with +crt-static" >&2
   exit 1
 fi
-build_single operator "$operator_name" "$sip_bin" /sip 65532:65532 '["/sip"]' '["run"]' 8080
+build_single operator "$operator_name" "$sip_bin" /sip 65532:65532 '["/sip"]' '["run"]' 8080/tcp
 
 echo "$out"

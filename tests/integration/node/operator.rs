@@ -108,3 +108,108 @@ async fn the_shipped_operator_is_ready_holds_its_lease_and_serves_metrics_to_rea
         ],
     );
 }
+
+/// The published Dockerfile's last stage, as (instruction, arguments) pairs.
+fn final_stage(dockerfile: &str) -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(sip_envtest::binaries::repo_root().join(dockerfile)).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let last_from = lines
+        .iter()
+        .rposition(|l| l.starts_with("FROM "))
+        .expect("a FROM");
+    lines[last_from + 1..]
+        .iter()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(i, a)| (i.to_string(), a.trim().to_string()))
+        .collect()
+}
+
+/// A file of a docker-archive tar.
+fn archive_file(archive: &std::path::Path, name: &str) -> Vec<u8> {
+    let out = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(archive)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{name} in {}", archive.display());
+    out.stdout
+}
+
+#[tokio::test]
+async fn the_operator_image_built_here_is_laid_out_as_the_dockerfile_says() {
+    if cluster().is_none() {
+        return;
+    }
+    use sip_envtest::node::images;
+    let archives = images::build(&images::operator_binary().unwrap()).unwrap();
+    let archive = std::fs::read_dir(&archives)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("operator-"))
+        })
+        .expect("the operator's archive");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&archive_file(&archive, "manifest.json")).unwrap();
+    let config_name = manifest[0]["Config"].as_str().unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&archive_file(&archive, config_name)).unwrap();
+    let config = &config["config"];
+
+    let stage = final_stage("Dockerfile");
+    let want = |instruction: &str| -> String {
+        stage
+            .iter()
+            .find(|(i, _)| i == instruction)
+            .unwrap_or_else(|| panic!("the Dockerfile's last stage has no {instruction}"))
+            .1
+            .clone()
+    };
+    assert_eq!(config["User"], want("USER"), "the user");
+    let json = |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap();
+    assert_eq!(
+        config["Entrypoint"],
+        json(want("ENTRYPOINT")),
+        "the entrypoint"
+    );
+    assert_eq!(config["Cmd"], json(want("CMD")), "the command");
+    let port = format!("{}/tcp", want("EXPOSE"));
+    assert!(
+        config["ExposedPorts"].get(&port).is_some(),
+        "{port} exposed: {config}"
+    );
+    // COPY --from=build /sip /sip: the binary alone, at the same path.
+    let copy = want("COPY");
+    let target = copy.split_whitespace().last().unwrap();
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    let mut files = Vec::new();
+    for layer in layers {
+        let tar = archive_file(&archive, layer.as_str().unwrap());
+        let mut list = std::process::Command::new("tar")
+            .arg("-t")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(list.stdin.as_mut().unwrap(), &tar).unwrap();
+        let out = list.wait_with_output().unwrap();
+        files.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| format!("/{}", l.trim_start_matches("./")))
+                .filter(|l| l != "/"),
+        );
+    }
+    assert_eq!(
+        files,
+        vec![target.to_string()],
+        "the image holds the binary at {target} only"
+    );
+}

@@ -10,6 +10,7 @@
 //! panics or is killed leaves nothing either. One node cluster runs on a machine at a time.
 
 mod config;
+mod host;
 pub mod images;
 
 use std::fs::File;
@@ -24,6 +25,7 @@ use kube::api::{Api, Patch, PatchParams};
 use crate::binaries::{self, repo_root};
 use crate::control_plane::{ControlPlane, Layout, kubeconfig_yaml};
 use crate::process::Supervised;
+use host::{down, make_bridge, make_cgroups, refuse_foreign_chains, spawn_guard};
 
 pub const NODE_NAME: &str = "sip-node";
 /// The node's address: the bridge's, where kube-apiserver, the kubelet and the node ports listen.
@@ -34,8 +36,9 @@ pub const BRIDGE: &str = "sipnode0";
 pub const CGROUP: &str = "sip-node";
 pub const PAUSE_IMAGE: &str = "localhost/sip-node/pause:1";
 /// Where the running cluster's directory is recorded, and its lock.
-const RUN_DIR: &str = "/run/sip-node";
+pub(crate) const RUN_DIR: &str = "/run/sip-node";
 const READY_DEADLINE: Duration = Duration::from_secs(120);
+const LOCK_WAIT: Duration = Duration::from_secs(120);
 
 pub struct NodeCluster {
     pub control_plane: ControlPlane,
@@ -59,12 +62,28 @@ impl NodeCluster {
     /// Starts the cluster and loads the image archives under `images` into its containerd.
     pub async fn start(images: &Path) -> Result<NodeCluster> {
         std::fs::create_dir_all(RUN_DIR)?;
-        let lock = File::create(Path::new(RUN_DIR).join("lock"))?;
-        if lock.try_lock().is_err() {
+        if let Ok(kept) = std::fs::read_to_string(Path::new(RUN_DIR).join("kept"))
+            && Path::new(kept.trim()).exists()
+        {
             bail!(
-                "another node cluster runs on this machine (its directory is in {RUN_DIR}/current); \
-                 stop it with tools/node/down.sh <that directory>"
+                "a node cluster left running by `cargo demo --node --keep` is up ({}); stop it \
+                 first: {}",
+                kept.trim(),
+                stop_command(Path::new(kept.trim()))
             );
+        }
+        let lock = File::create(Path::new(RUN_DIR).join("lock"))?;
+        // A cluster whose process just ended is being torn down by its guard, which holds the
+        // lock meanwhile: wait for it, not for a cluster in use.
+        let deadline = Instant::now() + LOCK_WAIT;
+        while lock.try_lock().is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "another node cluster runs on this machine (its directory is in \
+                     {RUN_DIR}/current); the lock stayed taken for {LOCK_WAIT:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         if let Ok(leftover) = std::fs::read_to_string(Path::new(RUN_DIR).join("current")) {
             eprintln!("removing what an earlier node cluster left: {leftover}");
@@ -377,99 +396,4 @@ impl Drop for NodeCluster {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Runs tools/node/down.sh on `dir`.
-fn down(dir: &Path) -> Result<()> {
-    let script = repo_root().join("tools/node/down.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !status.success() {
-        bail!("{} {} failed ({status})", script.display(), dir.display());
-    }
-    Ok(())
-}
-
-/// A process that runs down.sh once the process that started the cluster is gone, whatever
-/// the way it went (a panic in a test binary never drops a static, SIGKILL drops nothing). Its
-/// command line does not name the directory with a trailing slash, so down.sh spares it.
-fn spawn_guard(dir: &Path) -> Result<Child> {
-    let script = repo_root().join("tools/node/down.sh");
-    let log = File::create(Path::new(RUN_DIR).join("guard.log"))?;
-    Command::new("setsid")
-        .args(["bash", "-c"])
-        .arg("while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; exec bash \"$2\" \"$3\"")
-        .arg("sip-node-guard")
-        .arg(std::process::id().to_string())
-        .arg(&script)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting the node cluster's teardown guard")
-}
-
-/// The bridge with the node's address, the Services' range routed to it (so the host reaches
-/// cluster IPs from the node's address, and nothing sent to that range leaves the machine), and
-/// forwarding on (pods reach Services through the node).
-fn make_bridge() -> Result<()> {
-    let prefix = POD_CIDR.split_once('/').map_or("24", |(_, p)| p);
-    for args in [
-        vec!["link", "add", BRIDGE, "type", "bridge"],
-        vec!["addr", "add", &format!("{NODE_IP}/{prefix}"), "dev", BRIDGE],
-        vec!["link", "set", BRIDGE, "up"],
-        vec!["route", "add", SERVICE_CIDR, "dev", BRIDGE, "src", NODE_IP],
-    ] {
-        let out = Command::new("ip")
-            .args(&args)
-            .output()
-            .context("running ip (iproute2)")?;
-        if !out.status.success() {
-            bail!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
-    Ok(())
-}
-
-/// The node's cgroup in every hierarchy (the kubelet wants its cgroupRoot to exist).
-fn make_cgroups() -> Result<()> {
-    for entry in std::fs::read_dir("/sys/fs/cgroup")?.flatten() {
-        let path = entry.path();
-        if path.join("cgroup.procs").exists() {
-            std::fs::create_dir_all(path.join(CGROUP))?;
-        }
-    }
-    Ok(())
-}
-
-/// The teardown removes every KUBE-* and CNI-* chain: where some exist before the node starts,
-/// another Kubernetes node runs on this machine, and the node cluster will not start beside it.
-fn refuse_foreign_chains() -> Result<()> {
-    for table in ["filter", "nat", "mangle"] {
-        let out = Command::new("iptables")
-            .args(["-t", table, "-S"])
-            .output()
-            .context("running iptables")?;
-        let rules = String::from_utf8_lossy(&out.stdout);
-        if let Some(chain) = rules
-            .lines()
-            .find(|l| l.starts_with("-N KUBE-") || l.starts_with("-N CNI-"))
-        {
-            bail!(
-                "iptables table {table} already has {chain}: another Kubernetes node seems to run \
-                 on this machine, and the node cluster's teardown would remove its chains"
-            );
-        }
-    }
-    Ok(())
 }
