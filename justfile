@@ -1,4 +1,5 @@
-# Everyday commands. Neither the README's two commands nor CI need `just`: they are plain cargo.
+# Everyday commands (`cargo install just`). The README's two commands are plain cargo; CI runs
+# every recipe here that can run on a machine without Docker (.ci/run), so none can rot.
 
 # Regenerate crd/ (and the copy kustomize uses in manifests/crd/) from the Rust types and
 # state-diagrams/ from the state machine.
@@ -18,13 +19,27 @@ lint:
 test:
     cargo test --workspace
 
-# Build (or find in the cache) etcd, kube-apiserver and kubectl; prints their directory.
+# Build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kubectl and the
+# node's kubelet, kube-proxy and kube-scheduler; prints their directory.
 control-plane:
     bash tools/control-plane/build.sh
 
 # The demo; `just demo --keep` leaves the control plane running.
 demo *ARGS:
     cargo demo {{ARGS}}
+
+# The demo on a one-node cluster (kubelet, containerd): the operator deployed by its manifests,
+# the samples' services as pods. `just demo-node --keep` leaves it up.
+demo-node *ARGS:
+    cargo demo --node {{ARGS}}
+
+# Removes a node cluster left up by `just demo-node --keep` (or by a killed test run).
+node-down:
+    if [ -f /run/sip-node/current ]; then bash tools/node/down.sh "$(cat /run/sip-node/current)"; fi
+
+# Every image the node cluster runs, built without Docker (operator, jump host, haproxy, pause).
+node-images:
+    bash tools/node/images.sh "$(bash tools/image/static-build.sh node-image)"
 
 # Scheduling benchmarks (criterion).
 bench:
@@ -43,7 +58,8 @@ kind-create:
     kind create cluster --name {{cluster}}
     kubectl apply -f crd/airship.airshipit.org_sipclusters.yaml -f crd/testing/metal3.io_baremetalhosts.yaml
 
-# The static (musl) binary the image ships, built without Docker; prints its size.
+# The operator as a static binary, built without Docker (glibc static-pie, release profile);
+# prints its size. `cargo demo --node` builds the same with the node-image profile.
 static:
     bash tools/image/static-build.sh
 
