@@ -4,6 +4,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub const READY: &str = crate::api::CONDITION_READY;
+/// Whether the services' pods are available (their Deployments' status); Ready is not affected.
+pub const SERVICES_AVAILABLE: &str = "ServicesAvailable";
 
 pub mod reason {
     pub const PROGRESSING: &str = "Progressing";
@@ -14,6 +16,11 @@ pub mod reason {
     pub const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
     /// New in sip: the stored spec holds what the schema now refuses (see `api::legacy`).
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// `ServicesAvailable`: every service's Deployment is available, some are not, or there
+    /// is none.
+    pub const AVAILABLE: &str = "Available";
+    pub const UNAVAILABLE: &str = "Unavailable";
+    pub const NO_SERVICES: &str = "NoServices";
 }
 
 /// Sets a condition, keeping `lastTransitionTime` unless the status changes.

@@ -20,6 +20,7 @@
 //! `history.rs` and `conditions.rs` (the status records).
 
 mod announce;
+mod availability;
 mod backoff;
 mod commit;
 pub mod conditions;
@@ -81,6 +82,8 @@ pub struct Context {
     ledgers: Arc<ledgers::Ledgers>,
     /// The predecessor's Deployments (metadata), which the services replace.
     predecessors: Store<PartialObjectMeta<Deployment>>,
+    /// The services' Deployments (status), for the ServicesAvailable condition.
+    deployments: Store<Deployment>,
     pub metrics: Arc<Metrics>,
     /// Failure counts and holds of clusters that cannot progress.
     backoff: Backoff,
@@ -148,6 +151,7 @@ pub async fn run(
         hosts: hosts.clone(),
         ledgers: watches.ledgers.clone(),
         predecessors: watches.predecessors.clone(),
+        deployments: watches.deployments.clone(),
         metrics: settings.metrics.clone(),
         backoff: Backoff::default(),
         input_epoch: watches.input_epoch,
@@ -166,6 +170,7 @@ pub async fn run(
             && cluster_store.wait_until_ready().await.is_ok()
             && watches.ledgers.store.wait_until_ready().await.is_ok()
             && watches.predecessors.wait_until_ready().await.is_ok()
+            && watches.deployments.wait_until_ready().await.is_ok()
             && watches.templates.wait_until_ready().await
     };
     match tokio::time::timeout(CACHE_SYNC_LIMIT, synced).await {

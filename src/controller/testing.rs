@@ -139,6 +139,7 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         hosts: host_store,
         ledgers: Arc::new(super::ledgers::Ledgers::new(every_ledger)),
         predecessors: reflector::store().0,
+        deployments: reflector::store().0,
         metrics: Default::default(),
         backoff: Default::default(),
         input_epoch: Default::default(),

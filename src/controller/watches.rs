@@ -2,7 +2,8 @@
 //! stream and cache; every namespace's, for their ledgers, when it serves one: `ledgers.rs`),
 //! the BareMetalHosts (a cache; an event wakes the clusters it concerns), the load balancers'
 //! template ConfigMaps (`templates.rs`), the metadata of the services' objects (drift wakes the
-//! cluster that owns them) and of the predecessor's Deployments (a cache, woken by nothing).
+//! cluster that owns them), the status of their Deployments (`availability.rs`) and the
+//! metadata of the predecessor's Deployments (a cache, woken by nothing).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,8 @@ pub struct Watches {
     pub ledgers: Arc<Ledgers>,
     /// The predecessor's Deployments, metadata only.
     pub predecessors: Store<PartialObjectMeta<Deployment>>,
+    /// The services' Deployments, status only (`availability.rs`).
+    pub deployments: Store<Deployment>,
     /// The SIPCluster events the controller is driven by.
     pub cluster_events: ReflectHandle<SIPCluster>,
     pub hosts: Store<BareMetalHost>,
@@ -172,10 +175,14 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     tasks.0.extend(ledger_watch.map(tokio::spawn));
     let (predecessors, predecessor_watch) = watch_predecessors(client, ns, metrics);
     tasks.0.push(tokio::spawn(predecessor_watch));
+    let (deployments, availability_watch) =
+        super::availability::watch(client, ns, &cluster_store, &wake, metrics);
+    tasks.0.push(tokio::spawn(availability_watch));
     Watches {
         clusters: cluster_store,
         ledgers,
         predecessors,
+        deployments,
         cluster_events,
         hosts,
         input_epoch,
