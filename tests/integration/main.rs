@@ -20,6 +20,7 @@ mod node;
 mod observability;
 mod outage;
 mod pod;
+mod requirements;
 mod resume;
 mod sandbox;
 mod service_function;

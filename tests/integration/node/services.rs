@@ -5,6 +5,7 @@
 //! the node's bridge, on addresses outside the pods' range.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
@@ -59,6 +60,19 @@ fn tenant(namespace: &str, hosts: [&'static str; 5]) -> Tenant {
     }
 }
 
+/// Two node ports of the node cluster no other of its tests uses, in the band its API server
+/// never picks from itself (its range is 30000-32767: the band is the lowest 86). Its ports are
+/// its own: the shared control plane's tests allocate theirs apart.
+fn node_ports() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        block < 40,
+        "the node cluster's static node-port band is used up"
+    );
+    30000 + block * 2
+}
+
 /// The sample SIPCluster on sip's default images, taking only hosts labeled for this test.
 pub fn tenant_cluster(
     env: &TestEnv,
@@ -66,7 +80,10 @@ pub fn tenant_cluster(
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> SIPCluster {
     let namespace = env.namespace.clone();
+    let base = node_ports();
     sample_cluster(env, name, |m| {
+        m["spec"]["services"]["loadBalancerWorker"][0]["nodePortRange"] =
+            json!({"start": base, "end": base + 1});
         for service in ["jumpHost", "loadBalancerControlPlane", "loadBalancerWorker"] {
             m["spec"]["services"][service][0]
                 .as_object_mut()
@@ -398,8 +415,47 @@ async fn a_balancer_no_node_can_hold_stays_pending_and_says_why() {
         message.contains("didn't match Pod's node affinity/selector"),
         "the reason names the node selector: {message}"
     );
+    // Ready (sip's part is done), and ServicesAvailable says which service has no pod: once the
+    // other two are available, only the control-plane balancer is named.
+    let balancer = object_name(
+        CLUSTER,
+        ServiceId {
+            kind: ServiceKind::LoadBalancerControlPlane,
+            index: 0,
+        },
+    );
+    let seen = wait_for(
+        &api,
+        CLUSTER,
+        "ServicesAvailable naming the balancer alone",
+        |c| {
+            condition(c, "ServicesAvailable").is_some_and(|(status, reason, message)| {
+                status == "False"
+                    && reason == "Unavailable"
+                    && message.ends_with(&format!("pods: {balancer}"))
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        condition(seen.as_ref(), "Ready")
+            .map(|(s, ..)| s)
+            .as_deref(),
+        Some("True")
+    );
     api.delete(CLUSTER, &DeleteParams::default()).await.unwrap();
     wait_for(&api, CLUSTER, "the SIPCluster gone", |c| c.is_none()).await;
+}
+
+/// A condition of a SIPCluster: (status, reason, message).
+fn condition(cluster: Option<&SIPCluster>, type_: &str) -> Option<(String, String, String)> {
+    let c = cluster?
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 /// Pending, with the scheduler's reason.
