@@ -47,6 +47,22 @@ async fn the_shipped_operator_is_ready_holds_its_lease_and_serves_metrics_to_rea
         "the Lease is held by a ready replica: holder {holder:?}, replicas {names:?}"
     );
 
+    // kubectl logs and exec reach the kubelet through the API server, as on any cluster (the
+    // image holds the binary alone: exec runs it).
+    let logs = kubectl_ok(cluster, &["logs", "-n", NS, &holder, "--tail=20"]);
+    assert!(
+        logs.lines().any(|l| l.starts_with('{')),
+        "JSON log lines: {logs}"
+    );
+    let version = kubectl_ok(
+        cluster,
+        &["exec", "-n", NS, &holder, "--", "/sip", "--version"],
+    );
+    assert!(
+        version.starts_with("sip "),
+        "exec runs in the pod: {version}"
+    );
+
     // A reader: a ServiceAccount bound to the shipped ClusterRole; a stranger: one that is not.
     let ns = env.namespace.as_str();
     kubectl_ok(cluster, &["create", "serviceaccount", "reader", "-n", ns]);

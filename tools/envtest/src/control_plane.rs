@@ -197,6 +197,8 @@ impl ControlPlane {
             )?;
             api_server_args.push(format!("--kubelet-client-certificate={}", crt.display()));
             api_server_args.push(format!("--kubelet-client-key={}", key.display()));
+            // The node's name resolves nowhere: kubectl logs and exec reach it by its address.
+            api_server_args.push("--kubelet-preferred-address-types=InternalIP".into());
             api_server_args.push("--enable-admission-plugins=NodeRestriction".into());
         }
         // The token file is read once, at the API server's start.

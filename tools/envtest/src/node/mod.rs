@@ -51,11 +51,9 @@ pub struct NodeCluster {
 
 /// What stops a cluster left running: `bash tools/node/down.sh <dir>`.
 pub fn stop_command(dir: &Path) -> String {
-    format!(
-        "bash {} {}",
-        repo_root().join("tools/node/down.sh").display(),
-        dir.display()
-    )
+    let script = repo_root().join("tools/node/down.sh");
+    let script = script.canonicalize().unwrap_or(script);
+    format!("bash {} {}", script.display(), dir.display())
 }
 
 impl NodeCluster {
