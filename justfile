@@ -41,9 +41,9 @@ node-down:
 node-images:
     bash tools/node/images.sh "$(bash tools/image/static-build.sh node-image)"
 
-# Scheduling benchmarks (criterion).
-bench:
-    cargo bench --bench scheduling
+# Scheduling benchmarks (criterion); `just bench --test` runs each once (what CI does).
+bench *ARGS:
+    cargo bench --bench scheduling -- {{ARGS}}
 
 # What CI runs.
 ci:
