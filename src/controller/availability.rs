@@ -1,6 +1,6 @@
 //! Whether a cluster's services' pods are actually available: the `ServicesAvailable`
 //! condition, from the status of the services' Deployments as the Deployment controller
-//! reports it. It says what the kubelets did with what sip applied; it does not change what
+//! reports it, set with every step into or within Ready (`commit.rs`). It says what the kubelets did with what sip applied; it does not change what
 //! Ready means (sip's own work done).
 //!
 //! The Deployments come from a reflector of their status only (kube's store: spec and managed

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::announce::Announcer;
 use super::step::Step;
-use super::{Context, Error, MANAGER, conditions, history};
+use super::{Context, Error, MANAGER, availability, conditions, history};
 use crate::api::{Phase, SIPCluster, SIPClusterStatus};
 use crate::failpoint;
 use crate::machine;
@@ -128,6 +128,27 @@ impl<'a> Commits<'a> {
         let transition = Transition::of(before.phase, step);
         let at = now();
         record(status, self.cluster, transition, step, &at);
+        if transition.to == Phase::Ready {
+            // What the kubelets made of the services, said beside Ready and never instead of
+            // it; set with every step into or within Ready, so the write that reaches Ready
+            // already holds it.
+            let namespace = self
+                .cluster
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or_default();
+            let availability = availability::of(&self.ctx.deployments, namespace, status);
+            conditions::set(
+                &mut status.conditions,
+                conditions::SERVICES_AVAILABLE,
+                availability.available,
+                availability.reason,
+                &availability.message,
+                self.cluster.metadata.generation,
+                &at,
+            );
+        }
         if transition.moves() {
             failpoint::hit(failpoint::When::Before, transition.to);
             self.owed.push(Owed::Moved {

@@ -10,7 +10,6 @@ use crate::controller::drift::{self, ChildRef, EVERY_SERVICE_HAS};
 use crate::controller::sources::{SourceKind, SourceRef, Sources};
 use crate::controller::step::Step;
 use crate::controller::verified::Check;
-use crate::controller::{availability, commit, conditions};
 use crate::machine::Event;
 
 use super::Turn;
@@ -56,18 +55,6 @@ impl Turn<'_> {
             .drift
             .take_or_missing(&ObjectRef::from_obj(self.cluster), expected);
         drifted.extend(secrets);
-        // What the kubelets made of the services: said beside Ready, never instead of it.
-        let availability =
-            availability::of(&self.ctx.deployments, &self.key.namespace, &self.status);
-        conditions::set(
-            &mut self.status.conditions,
-            conditions::SERVICES_AVAILABLE,
-            availability.available,
-            availability.reason,
-            &availability.message,
-            self.cluster.metadata.generation,
-            &commit::now(),
-        );
         Ok(verdict(
             drifted,
             self.status.sources_version.as_deref(),

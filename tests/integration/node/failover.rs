@@ -76,6 +76,7 @@ async fn the_standby_finishes_what_a_deleted_leader_pod_began() {
         return;
     };
     let node = cluster().expect("started by node_env");
+    let _pods = super::OPERATOR_PODS.write().await;
     // Nothing answers on these bridge addresses: the services' backends never come up, which
     // changes nothing to what the operator does.
     Tenant {

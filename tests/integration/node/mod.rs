@@ -28,6 +28,10 @@ use crate::sandbox::tools;
 /// The label that keeps a test's hosts its own; the value is the test's namespace.
 pub const TENANT_LABEL: &str = "sip.airshipit.org/test-tenant";
 
+/// The failover test deletes the leader's pod (write); the test that reads the operator's pods
+/// (logs, exec, the Lease) must not run meanwhile (read).
+pub static OPERATOR_PODS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// The shared node cluster with the operator deployed and rolled out; `None` when the tools
 /// are missing and `SIP_ALLOW_MISSING_TOOLS` says to skip.
 pub fn cluster() -> Option<&'static NodeCluster> {

@@ -19,6 +19,7 @@ async fn the_shipped_operator_is_ready_holds_its_lease_and_serves_metrics_to_rea
         return;
     };
     let cluster = cluster().expect("started by node_env");
+    let _pods = super::OPERATOR_PODS.read().await;
     // Another test may have deleted the leader's pod: its replacement comes within the limit.
     let pods = wait_for_pods(
         &env.client,
