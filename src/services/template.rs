@@ -14,6 +14,9 @@ use super::{ServiceError, ServiceId, gotemplate};
 
 /// Bounds the work one template may do (a loop over a huge range is a user error, not a hang).
 const FUEL: u64 = 5_000_000;
+/// The largest template a ConfigMap may hold: a load balancer's is a few KiB; whoever can
+/// write a ConfigMap in a cluster's namespace must not make the operator parse megabytes.
+pub const MAX_TEMPLATE: usize = 64 << 10;
 
 /// A ConfigMap's annotation naming its template syntax: `go` or `jinja`.
 pub const ANNOTATION_SYNTAX: &str = "sip.airshipit.org/template-syntax";
@@ -58,6 +61,16 @@ pub fn pick<'a>(
         }
     })?;
     let origin = format!("ConfigMap {namespace}/{name} key {key}");
+    if text.len() > MAX_TEMPLATE {
+        return Err(ServiceError::Template {
+            service,
+            origin,
+            detail: format!(
+                "the template is {} bytes, over the {MAX_TEMPLATE}-byte limit; shorten it",
+                text.len()
+            ),
+        });
+    }
     let annotated = cm
         .metadata
         .annotations

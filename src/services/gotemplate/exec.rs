@@ -7,6 +7,10 @@ use super::{Error, Value};
 
 /// Bounds the output: a runaway template is an error, not a memory hog.
 const MAX_OUTPUT: usize = 4 << 20;
+/// Bounds the work: every node run and every range iteration is a step. Nested ranges that
+/// write nothing would otherwise run unbounded on the operator's thread (ten ranges over ten
+/// ports are 10^10 iterations); a load balancer's template takes a few thousand.
+pub const MAX_STEPS: u64 = 1_000_000;
 
 /// What `html/template` does to an action's output in text context.
 fn escape_html(text: &str, out: &mut String) {
@@ -27,6 +31,7 @@ fn escape_html(text: &str, out: &mut String) {
 pub struct Exec {
     vars: Vec<(String, Value)>,
     pub out: String,
+    steps: u64,
 }
 
 impl Exec {
@@ -34,11 +39,24 @@ impl Exec {
         Exec {
             vars: vec![("$".into(), root.clone())],
             out: String::new(),
+            steps: 0,
         }
+    }
+
+    fn step(&mut self, line: usize) -> Result<(), Error> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return Err(Error::run(
+                line,
+                &format!("the template takes more than {MAX_STEPS} steps; simplify its loops"),
+            ));
+        }
+        Ok(())
     }
 
     pub fn run(&mut self, nodes: &[Node], dot: &Value) -> Result<(), Error> {
         for node in nodes {
+            self.step(0)?;
             match node {
                 Node::Text(t) => self.out.push_str(t),
                 Node::Output {
@@ -112,6 +130,7 @@ impl Exec {
                 }
                 let mark = self.vars.len();
                 for (i, item) in items.iter().enumerate() {
+                    self.step(line)?;
                     self.vars.truncate(mark);
                     match vars {
                         [element] => self.declare(element, item.clone()),

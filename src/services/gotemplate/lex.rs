@@ -49,7 +49,14 @@ pub fn pieces(text: &str) -> Result<Vec<Piece>, Error> {
     let mut out: Vec<Piece> = Vec::new();
     let mut rest = 0;
     let mut trim_next = false;
-    let line_at = |i: usize| text[..i].matches('\n').count() + 1;
+    // Lines counted as the scan moves on, not from the start for every action: a large
+    // template costs its length, not its length squared.
+    let (mut counted, mut lines) = (0, 1);
+    let mut line_at = |i: usize| {
+        lines += text[counted..i].matches('\n').count();
+        counted = i;
+        lines
+    };
     while let Some(open) = text[rest..].find("{{").map(|i| rest + i) {
         let mut literal = &text[rest..open];
         if trim_next {

@@ -170,3 +170,53 @@ fn rendering_matches_gos_html_template() {
         "most renderings compared text"
     );
 }
+
+/// What one tenant's ConfigMap may hold must cost that tenant an error, never the operator's
+/// stack or its thread: nesting beyond the limit is refused before any recursion gets deep, and
+/// loops that write nothing run out of steps.
+#[test]
+fn hostile_templates_are_refused_not_run() {
+    let model = load_balancer_model(
+        &(30000..30010)
+            .map(|p| (format!("p{p}"), p))
+            .collect::<Vec<_>>(),
+        &[("cp-1".to_string(), "192.0.2.11".to_string())],
+    );
+    let deep_blocks = "{{if 1}}".repeat(60_000) + &"{{end}}".repeat(60_000);
+    let deep_groups = format!("{{{{ {}1{} }}}}", "(".repeat(10_000), ")".repeat(10_000));
+    let shallow = "{{if 1}}".repeat(parse::MAX_DEPTH) + "x" + &"{{end}}".repeat(parse::MAX_DEPTH);
+    let ranges = "{{range $.ContainerPorts}}".repeat(10) + &"{{end}}".repeat(10);
+    let cases = [
+        (
+            deep_blocks.as_str(),
+            "blocks nested more than 100 deep",
+            "60,000 nested ifs",
+        ),
+        (
+            deep_groups.as_str(),
+            "parentheses nested more than 100 deep",
+            "10,000 parentheses",
+        ),
+        (
+            ranges.as_str(),
+            "takes more than 1000000 steps",
+            "ten nested ranges over ten ports",
+        ),
+    ];
+    for (text, says, what) in cases {
+        let error = render(text, &model).expect_err(what);
+        assert!(error.message.contains(says), "{what}: {error}");
+    }
+    assert_eq!(
+        render(&shallow, &model).unwrap(),
+        "x",
+        "the limit itself is allowed"
+    );
+}
+
+#[test]
+fn lines_are_counted_across_a_long_template() {
+    let text = "{{ .X }}\n".repeat(5_000) + "{{ .Y";
+    let error = lex::pieces(&text).expect_err("unclosed");
+    assert_eq!(error.line, 5_001, "{error}");
+}

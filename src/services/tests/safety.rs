@@ -135,3 +135,23 @@ fn haproxy_accepts_every_rendered_configuration() {
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(checked, 8);
 }
+
+/// A template ConfigMap over the size limit is refused, naming the ConfigMap and the limit,
+/// before anything parses it.
+#[test]
+fn an_oversized_template_config_map_is_refused_by_name() {
+    let mut f = Fixture::new();
+    let huge = "# padding\n".repeat(template::MAX_TEMPLATE / 10 + 1);
+    f.config_maps.insert(
+        "loadbalancercontrolplane".into(),
+        config_map(CONTROL_PLANE_TEMPLATE_KEY, &huge),
+    );
+    let error = f
+        .only(ServiceKind::LoadBalancerControlPlane)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("loadbalancercontrolplane") && error.contains("65536-byte limit"),
+        "{error}"
+    );
+}

@@ -146,10 +146,24 @@ fn path(chain: &str) -> Vec<String> {
         .collect()
 }
 
+/// How deep blocks (`if`, `range`, `with`, and each `else if`) and parenthesised groups may
+/// nest. Parsing and running recurse once a level, on the operator's one thread: a template
+/// nested deeper is refused, never a stack overflow that would stop the operator for everyone.
+pub const MAX_DEPTH: usize = 100;
+
+fn too_deep(line: usize, what: &str) -> Error {
+    Error::unsupported(
+        line,
+        &format!("{what} nested more than {MAX_DEPTH} deep"),
+        "flatten the template",
+    )
+}
+
 struct Words<'a> {
     words: &'a [String],
     at: usize,
     line: usize,
+    depth: usize,
 }
 
 impl Words<'_> {
@@ -186,7 +200,12 @@ impl Words<'_> {
         self.at += 1;
         Ok(match word.as_str() {
             "(" => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(too_deep(line, "parentheses"));
+                }
                 let inner = self.pipeline()?;
+                self.depth -= 1;
                 if self.peek() != Some(")") {
                     return Err(Error::syntax(line, "unclosed '('"));
                 }
@@ -237,7 +256,12 @@ fn declaration(words: &[String]) -> (Vec<String>, bool, usize) {
 }
 
 fn pipeline_of(words: &[String], line: usize) -> Result<Pipeline, Error> {
-    let mut w = Words { words, at: 0, line };
+    let mut w = Words {
+        words,
+        at: 0,
+        line,
+        depth: 0,
+    };
     let pipeline = w.pipeline()?;
     if let Some(extra) = w.peek() {
         return Err(Error::syntax(line, &format!("unexpected {extra:?}")));
@@ -255,6 +279,8 @@ enum Stop {
 
 struct Parser {
     pieces: std::vec::IntoIter<Piece>,
+    /// Blocks open around the one being parsed.
+    depth: usize,
 }
 
 impl Parser {
@@ -298,6 +324,21 @@ impl Parser {
     }
 
     fn block(&mut self, keyword: &str, words: &[String], line: usize) -> Result<Node, Error> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(too_deep(line, "blocks"));
+        }
+        let node = self.block_within(keyword, words, line);
+        self.depth -= 1;
+        node
+    }
+
+    fn block_within(
+        &mut self,
+        keyword: &str,
+        words: &[String],
+        line: usize,
+    ) -> Result<Node, Error> {
         let kind = match keyword {
             "if" => BlockKind::If,
             "range" => BlockKind::Range,
@@ -352,6 +393,7 @@ impl Parser {
 pub fn parse(pieces: Vec<Piece>) -> Result<Vec<Node>, Error> {
     let mut parser = Parser {
         pieces: pieces.into_iter(),
+        depth: 0,
     };
     match parser.list()? {
         (nodes, Stop::Eof) => Ok(nodes),
