@@ -119,21 +119,26 @@ impl NodeCount {
     }
 }
 
-/// The per-cluster support services; each list may hold several instances.
+/// The per-cluster support services; each list may hold several instances, eight at most (each
+/// is a Deployment, a Service and its node ports in the management cluster).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Services {
     /// HAProxy in front of the tenant API on the control-plane hosts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
     pub load_balancer_control_plane: Vec<LoadBalancerControlPlane>,
     /// HAProxy in front of the worker hosts' node ports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
     pub load_balancer_worker: Vec<LoadBalancerWorker>,
     /// SSH jump host into the tenant nodes, with BMC access for power cycling.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
     pub jump_host: Vec<JumpHost>,
     /// OpenID Connect provider (Dex) for the tenant cluster's API server. New in sip.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
     pub auth: Vec<Auth>,
 }
 
@@ -184,9 +189,13 @@ pub struct LoadBalancerWorker {
     pub node_port_range: PortRange,
 }
 
+/// Node ports a worker balancer publishes: at most 100, since every one becomes a NodePort of
+/// the management cluster (whose default range holds 2,768 for every tenant) and a frontend in
+/// each instance's haproxy. The predecessor's sample balances 10.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[x_kube(
-    validation = Rule::new("self.start <= self.end").message("nodePortRange.start must not be greater than nodePortRange.end: swap them")
+    validation = Rule::new("self.start <= self.end").message("nodePortRange.start must not be greater than nodePortRange.end: swap them"),
+    validation = Rule::new("self.end - self.start < 100").message("nodePortRange spans at most 100 ports (end - start + 1), each a NodePort of the management cluster: narrow it")
 )]
 pub struct PortRange {
     #[schemars(range(min = 1, max = 65535))]

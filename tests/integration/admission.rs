@@ -182,6 +182,25 @@ async fn invalid_manifests_are_rejected_with_a_message_that_names_the_fix() {
             ],
         ),
         (
+            "a port range wider than 100 ports",
+            |v| {
+                set(
+                    v,
+                    &format!("{LB_W}/nodePortRange"),
+                    json!({"start": 30000, "end": 30100}),
+                )
+            },
+            &["nodePortRange spans at most 100 ports"],
+        ),
+        (
+            "more than eight instances of a service",
+            |v| {
+                let one = v.pointer(JUMP).unwrap().clone();
+                set(v, "/spec/services/jumpHost", json!(vec![one; 9]));
+            },
+            &["spec.services.jumpHost", "must have at most 8 items"],
+        ),
+        (
             "name too long for a label value",
             |v| set(v, "/metadata/name", json!("c".repeat(64))),
             &["use 63 characters at most"],
