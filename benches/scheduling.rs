@@ -41,6 +41,7 @@ fn pool(n: usize) -> (Vec<HostView>, Claims) {
                 unhealthy: false,
                 release_requested: false,
                 has_network_data: true,
+                consumer: None,
             }
         })
         .collect();

@@ -40,6 +40,33 @@ pub struct BareMetalHostSpec {
     /// Secret holding the host's OpenStack network_data under the key `networkData`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_data: Option<SecretReference>,
+    /// Who holds the host (a CAPM3 Metal3Machine, say): such a host is no candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_ref: Option<ConsumerRef>,
+}
+
+/// The part of `spec.consumerRef` (a corev1.ObjectReference) that names the holder.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct ConsumerRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ConsumerRef {
+    /// `Kind namespace/name`, for the reasons that name it.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}/{}",
+            self.kind.as_deref().unwrap_or("object"),
+            self.namespace.as_deref().unwrap_or_default(),
+            self.name.as_deref().unwrap_or_default()
+        )
+    }
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]

@@ -9,8 +9,8 @@ use crate::api::BareMetalHost;
 use crate::scheduling::{HostKey, HostView};
 
 /// A hash of what the operator reads of a host: its identity and labels, what makes it
-/// unavailable (deletion, paused, errored, unhealthy), the release request, and the
-/// networkData and BMC references.
+/// unavailable (deletion, paused, errored, unhealthy), the release request, its consumer, and
+/// the networkData and BMC references.
 pub fn fingerprint(host: &BareMetalHost) -> u64 {
     let view = HostView::from_host(host);
     let mut h = DefaultHasher::new();
@@ -22,6 +22,7 @@ pub fn fingerprint(host: &BareMetalHost) -> u64 {
         view.errored,
         view.unhealthy,
         view.release_requested,
+        &view.consumer,
     )
         .hash(&mut h);
     let spec = &host.spec;

@@ -52,6 +52,7 @@ impl RoleSpec<'_> {
 pub(super) enum Standing<'a> {
     InLedger(&'a HostRecord),
     ClaimedElsewhere,
+    HeldByConsumer,
     Unavailable,
     NoNetworkData,
     Free,
@@ -241,6 +242,10 @@ fn classify<'a, S: BuildHasher, H>(
     } else if host.labeled_for_other(inputs.cluster) || inputs.claimed_elsewhere.contains(&host.key)
     {
         Standing::ClaimedElsewhere
+    } else if host.consumer.is_some() {
+        // Held by someone else (a Metal3Machine, a provisioning image): a member keeps its
+        // host (above), a new choice never takes one.
+        Standing::HeldByConsumer
     } else if host.unavailable() {
         Standing::Unavailable
     } else if !host.has_network_data {

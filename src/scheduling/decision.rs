@@ -117,6 +117,8 @@ pub struct Counts {
     /// Members of this role already.
     pub members: u32,
     pub claimed_elsewhere: u32,
+    /// Held by another consumer (`spec.consumerRef`).
+    pub held_by_consumer: u32,
     /// Deleting, paused, errored or unhealthy.
     pub unavailable: u32,
     /// Marked unusable in the ledger, or being released.
@@ -143,12 +145,13 @@ impl fmt::Display for Shortfall {
         let c = &self.counts;
         write!(
             f,
-            "{role}: wanted {}, have {}, can add {}; of {} hosts matching the selector: {} claimed by other SIPClusters, {} deleting/paused/errored/unhealthy, {} unusable, {} without networkData",
+            "{role}: wanted {}, have {}, can add {}; of {} hosts matching the selector: {} claimed by other SIPClusters, {} held by another consumer (spec.consumerRef), {} deleting/paused/errored/unhealthy, {} unusable, {} without networkData",
             self.wanted,
             self.have,
             self.addable,
             c.matching,
             c.claimed_elsewhere,
+            c.held_by_consumer,
             c.unavailable,
             c.unusable,
             c.no_network_data,

@@ -138,6 +138,8 @@ pub struct HostView {
     pub release_requested: bool,
     /// `spec.networkData` names a Secret.
     pub has_network_data: bool,
+    /// `spec.consumerRef` names a holder (`Kind namespace/name`): no candidate for anyone.
+    pub consumer: Option<String>,
 }
 
 /// What takes a host out of service, read from the host itself.
@@ -170,7 +172,7 @@ impl Service {
 }
 
 /// Whether `host` is free for any cluster to choose, as far as the host itself says (its
-/// labels give it to no cluster, and it is in service): what the metrics count at each scrape,
+/// labels give it to no cluster, no other consumer holds it, and it is in service): what the metrics count at each scrape,
 /// without building a [`HostView`] (a copy of every host's labels).
 pub fn free_by_itself(host: &BareMetalHost) -> bool {
     let s = Service::of(host);
@@ -180,6 +182,7 @@ pub fn free_by_itself(host: &BareMetalHost) -> bool {
         .as_ref()
         .is_some_and(|l| l.contains_key(LABEL_CLUSTER_NAME));
     !(labeled || s.deleting || s.paused || s.errored || s.unhealthy)
+        && host.spec.consumer_ref.is_none()
 }
 
 impl HostView {
@@ -224,6 +227,7 @@ impl HostView {
                 .as_ref()
                 .and_then(|r| r.name.as_deref())
                 .is_some_and(|n| !n.is_empty()),
+            consumer: host.spec.consumer_ref.as_ref().map(|c| c.describe()),
         }
     }
 

@@ -63,6 +63,7 @@ fn arb_host(i: usize) -> impl Strategy<Value = (HostView, bool)> {
                     unhealthy: false,
                     release_requested: false,
                     has_network_data: nd,
+                    consumer: None,
                 };
                 (host, claimed)
             },

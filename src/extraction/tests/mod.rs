@@ -27,6 +27,7 @@ pub(crate) fn host() -> BareMetalHost {
                 name: Some("cp-1-nd".into()),
                 namespace: None,
             }),
+            consumer_ref: None,
         },
     );
     h.metadata.namespace = Some("metal3".into());

@@ -289,3 +289,38 @@ fn without_topology_key_any_free_hosts_serve() {
     let d = run(&spec(Some(role("cp", None, 3, 0)), None), &[], &hosts);
     assert_eq!(added(&d, CP), ["cp-a", "cp-b", "cp-c"]);
 }
+
+#[test]
+fn hosts_held_by_another_consumer_are_not_chosen_but_members_keep_theirs() {
+    let held = |h: &mut HostView| h.consumer = Some("Metal3Machine capi/m-1".into());
+    let hosts = vec![
+        host("a").flavor("cp").rack("r1").with(held).build(),
+        host("b").flavor("cp").rack("r2").with(held).build(),
+        host("c").flavor("cp").rack("r3").build(),
+    ];
+    let d = run(&spec(Some(role("cp", Some(RACK), 2, 0)), None), &[], &hosts);
+    let short = d.roles[&CP]
+        .shortfall
+        .as_ref()
+        .expect("one free host for two");
+    assert_eq!(short.counts.held_by_consumer, 2);
+    assert_eq!(short.addable, 1);
+    assert!(
+        short
+            .to_string()
+            .contains("2 held by another consumer (spec.consumerRef)"),
+        "{short}"
+    );
+
+    // A member whose host a consumer takes later keeps it: nothing to re-decide.
+    let ledger = [
+        member("a", CP, HostState::Labeled),
+        member("c", CP, HostState::Labeled),
+    ];
+    let d = run(
+        &spec(Some(role("cp", Some(RACK), 2, 0)), None),
+        &ledger,
+        &hosts,
+    );
+    assert!(d.is_schedulable() && d.changes_nothing(), "{d:?}");
+}

@@ -32,6 +32,7 @@ pub(super) fn host(name: &str) -> HostBuilder {
         unhealthy: false,
         release_requested: false,
         has_network_data: true,
+        consumer: None,
     })
 }
 

@@ -509,6 +509,7 @@ async fn create_host(
                 name: Some(format!("{name}-nd")),
                 namespace: None,
             }),
+            consumer_ref: None,
         },
     );
     host.metadata.labels = Some(
