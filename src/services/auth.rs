@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
-use super::{Child, Facts, ServiceError, ServiceId, meta, pod};
+use super::{Child, Facts, ServiceError, ServiceId, meta, pod, secrets};
 use crate::api::{Auth, AuthStorage};
 
 /// Dex's image, pinned; override it per cluster with `image`.
@@ -100,15 +100,13 @@ fn list(
 
 fn config(facts: &Facts<'_>, id: ServiceId, spec: &Auth) -> Result<String, ServiceError> {
     let secret_name = format!("{}/{}", facts.namespace, spec.config_secret);
-    let secret =
-        facts
-            .secrets
-            .get(&spec.config_secret)
-            .ok_or_else(|| ServiceError::SecretMissing {
-                service: id,
-                secret: secret_name.clone(),
-                purpose: "auth configSecret",
-            })?;
+    let secret = secrets::named(
+        facts,
+        id,
+        &spec.config_secret,
+        "auth configSecret",
+        &secrets::CONFIG,
+    )?;
     let connectors = list(id, &secret_name, secret, "connectors")?
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ServiceError::SecretInvalid {
@@ -122,14 +120,7 @@ fn config(facts: &Facts<'_>, id: ServiceId, spec: &Auth) -> Result<String, Servi
         None => json!({"http": format!("0.0.0.0:{WEB_PORT}")}),
         Some(tls) => {
             let tls_name = format!("{}/{tls}", facts.namespace);
-            let tls_secret = facts
-                .secrets
-                .get(tls)
-                .ok_or_else(|| ServiceError::SecretMissing {
-                    service: id,
-                    secret: tls_name.clone(),
-                    purpose: "auth tlsSecret",
-                })?;
+            let tls_secret = secrets::named(facts, id, tls, "auth tlsSecret", &secrets::TLS)?;
             for key in ["tls.crt", "tls.key"] {
                 if !tls_secret
                     .data

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-use super::{Child, Facts, ServiceError, ServiceId, address, members, meta, pod};
+use super::{Child, Facts, ServiceError, ServiceId, address, members, meta, pod, secrets};
 use crate::api::{HostRecord, JumpHost};
 use crate::extraction::parse_bmc_address;
 use crate::scheduling::HostKey;
@@ -147,14 +147,13 @@ fn node_key_names(
     spec: &JumpHost,
 ) -> Result<Vec<String>, ServiceError> {
     let secret_name = &spec.node_ssh_private_keys;
-    let secret = facts
-        .secrets
-        .get(secret_name)
-        .ok_or_else(|| ServiceError::SecretMissing {
-            service: id,
-            secret: format!("{}/{secret_name}", facts.namespace),
-            purpose: "nodeSSHPrivateKeys",
-        })?;
+    let secret = secrets::named(
+        facts,
+        id,
+        secret_name,
+        "nodeSSHPrivateKeys",
+        &secrets::NODE_KEYS,
+    )?;
     let names: Vec<String> = secret
         .data
         .iter()

@@ -12,6 +12,7 @@ mod loadbalancer;
 pub mod meta;
 mod pod;
 pub mod predecessor;
+mod secrets;
 mod template;
 
 #[cfg(test)]

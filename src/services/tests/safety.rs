@@ -155,3 +155,32 @@ fn an_oversized_template_config_map_is_refused_by_name() {
         "{error}"
     );
 }
+
+/// Whatever the node keys Secret holds is mounted where the tenant logs in: a ServiceAccount
+/// token Secret, or a type the jump host does not take, is refused before anything renders.
+#[test]
+fn a_service_account_token_secret_is_never_handed_to_the_jump_host() {
+    for (type_, says) in [
+        (
+            "kubernetes.io/service-account-token",
+            "is a ServiceAccount token Secret",
+        ),
+        (
+            "kubernetes.io/dockerconfigjson",
+            "has type kubernetes.io/dockerconfigjson",
+        ),
+    ] {
+        let mut f = Fixture::new();
+        f.secrets.get_mut("ssh-private-keys").unwrap().type_ = Some(type_.into());
+        let error = f.only(ServiceKind::JumpHost).expect_err(type_).to_string();
+        assert!(
+            error.contains("ssh-private-keys") && error.contains(says),
+            "{type_}: {error}"
+        );
+    }
+    for type_ in [None, Some("Opaque"), Some("kubernetes.io/ssh-auth")] {
+        let mut f = Fixture::new();
+        f.secrets.get_mut("ssh-private-keys").unwrap().type_ = type_.map(str::to_string);
+        assert!(f.only(ServiceKind::JumpHost).is_ok(), "{type_:?} is taken");
+    }
+}
