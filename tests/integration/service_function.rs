@@ -10,8 +10,6 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use sip::api::SIPCluster;
@@ -21,7 +19,7 @@ use sip::services::{ServiceId, ServiceKind};
 use crate::common::{TestEnv, sample_cluster, start_operator, test_env, wait_for};
 use crate::pod::Pod;
 use crate::sandbox::{Image, Sandbox, quote, repo_path, tools};
-use crate::tenant::{Host, Keys, Tenant};
+use crate::tenant::{Host, Keys, Tenant, node_keys};
 
 /// The tenant's hosts and BMCs on TEST-NET-1 addresses (192.0.2.0/24, RFC 5737: never routed).
 const TENANT: Tenant = Tenant {
@@ -66,21 +64,7 @@ async fn ready_tenant(prefix: &str, kind: ServiceKind) -> Option<(TestEnv, Pod, 
     let env = test_env(prefix).await;
     let keys = Keys::make(&std::env::temp_dir().join(format!("sip-keys-{}", env.namespace)));
     TENANT.create_hosts(&env).await;
-    let node_key = std::fs::read(&keys.node.0).unwrap();
-    Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
-        .create(
-            &PostParams::default(),
-            &Secret {
-                metadata: kube::api::ObjectMeta {
-                    name: Some("ssh-private-keys".into()),
-                    ..Default::default()
-                },
-                data: Some([("node-key".to_string(), ByteString(node_key))].into()),
-                ..Secret::default()
-            },
-        )
-        .await
-        .unwrap();
+    node_keys(&env, std::fs::read(&keys.node.0).unwrap()).await;
     let user_key = keys.user.1.clone();
     let cluster = sample_cluster(&env, CLUSTER, |m| {
         let jump = &mut m["spec"]["services"]["jumpHost"][0];

@@ -193,6 +193,28 @@ printf 'HostKey /etc/ssh/tenant_node_key\\nUsePAM no\\nPidFile none\\nPasswordAu
     }
 }
 
+/// The Secret the jump host takes the tenant nodes' private keys from (`ssh-private-keys`, as
+/// the sample names it).
+pub async fn node_keys(env: &TestEnv, key: Vec<u8>) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, PostParams};
+    Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: kube::api::ObjectMeta {
+                    name: Some("ssh-private-keys".into()),
+                    ..Default::default()
+                },
+                data: Some([("node-key".to_string(), ByteString(key))].into()),
+                ..Secret::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
 /// An ed25519 key pair made by ssh-keygen in `dir`: (private key path, public key line).
 pub fn ssh_key(dir: &Path, name: &str) -> (String, String) {
     std::fs::create_dir_all(dir).unwrap();

@@ -12,10 +12,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use sip::api::{Phase, SIPCluster};
 
-use super::services::{node_keys, tenant_cluster};
+use super::services::tenant_cluster;
 use super::{TENANT_LABEL, cluster, kubectl_ok, node_env};
 use crate::common::host_labels;
-use crate::tenant::Tenant;
+use crate::tenant::{Tenant, node_keys};
 
 async fn holder(leases: &Api<Lease>) -> String {
     leases

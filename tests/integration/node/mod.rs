@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use sip_envtest::binaries::repo_root;
 use sip_envtest::create_namespace;
 use sip_envtest::node::{NodeCluster, images};
 
@@ -59,19 +58,7 @@ async fn start() -> anyhow::Result<NodeCluster> {
     let operator = images::operator_binary()?;
     let archives = images::build(&operator)?;
     let cluster = NodeCluster::start(&archives).await?;
-    let manifests = repo_root().join("manifests");
-    kubectl_ok(&cluster, &["apply", "-k", &manifests.display().to_string()]);
-    kubectl_ok(
-        &cluster,
-        &[
-            "rollout",
-            "status",
-            "deployment/sip-operator",
-            "-n",
-            "sip-system",
-            "--timeout=180s",
-        ],
-    );
+    cluster.deploy_operator()?;
     Ok(cluster)
 }
 

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use sip::api::{Phase, SIPCluster};
@@ -20,7 +19,7 @@ use sip_envtest::node::{BRIDGE, NODE_IP, NODE_NAME};
 use super::{TENANT_LABEL, curl, node_env, ready, wait_for_pods};
 use crate::common::{TestEnv, host_labels, sample_cluster, wait_for};
 use crate::sandbox::{Sandbox, quote, repo_path};
-use crate::tenant::{Keys, Tenant};
+use crate::tenant::{Keys, Tenant, node_keys};
 
 const CLUSTER: &str = "tenant";
 /// The cluster's objects, by the labels the operator sets.
@@ -96,24 +95,6 @@ pub fn tenant_cluster(
         }
         edit(m);
     })
-}
-
-/// The Secret the jump host takes the tenant nodes' private keys from.
-pub async fn node_keys(env: &TestEnv, key: Vec<u8>) {
-    Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
-        .create(
-            &PostParams::default(),
-            &Secret {
-                metadata: kube::api::ObjectMeta {
-                    name: Some("ssh-private-keys".into()),
-                    ..Default::default()
-                },
-                data: Some([("node-key".to_string(), ByteString(key))].into()),
-                ..Secret::default()
-            },
-        )
-        .await
-        .unwrap();
 }
 
 /// The node port of the Service of the cluster's `kind`.

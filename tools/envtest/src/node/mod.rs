@@ -265,6 +265,29 @@ impl NodeCluster {
         self.wait_node_ready().await
     }
 
+    /// `kubectl apply -k manifests/`, the operator exactly as shipped, and waits until its
+    /// Deployment has rolled out (both replicas ready).
+    pub fn deploy_operator(&self) -> Result<()> {
+        let manifests = repo_root().join("manifests");
+        for args in [
+            vec!["apply", "-k", manifests.to_str().context("a UTF-8 path")?],
+            vec![
+                "rollout",
+                "status",
+                "deployment/sip-operator",
+                "-n",
+                "sip-system",
+                "--timeout=180s",
+            ],
+        ] {
+            let status = self.kubectl().args(&args).status()?;
+            if !status.success() {
+                bail!("kubectl {} failed ({status})", args.join(" "));
+            }
+        }
+        Ok(())
+    }
+
     /// A client authenticated as cluster admin.
     pub async fn client(&self) -> Result<kube::Client> {
         self.control_plane.client().await

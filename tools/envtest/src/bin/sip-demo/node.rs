@@ -7,14 +7,14 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use sip::api::{Phase, SIPCluster};
 use sip_envtest::binaries::repo_root;
 use sip_envtest::node::{self, NodeCluster, images};
 
-use super::{NAME, NS, step};
+use super::{NAME, NS, step, wait};
 
 pub async fn run(keep: bool) -> Result<()> {
     let begun = Instant::now();
@@ -42,19 +42,7 @@ pub async fn run(keep: bool) -> Result<()> {
     step(
         "kubectl apply -k manifests/: the operator as shipped (two replicas, leader election, RBAC, NetworkPolicy, restricted Pod Security)",
     );
-    let manifests = repo_root().join("manifests");
-    kubectl(&cluster, &["apply", "-k", &manifests.display().to_string()])?;
-    kubectl(
-        &cluster,
-        &[
-            "rollout",
-            "status",
-            "deployment/sip-operator",
-            "-n",
-            "sip-system",
-            "--timeout=180s",
-        ],
-    )?;
+    cluster.deploy_operator()?;
     kubectl(
         &cluster,
         &["get", "pods,lease", "-n", "sip-system", "-o", "wide"],
@@ -127,21 +115,6 @@ fn ready(pod: &Pod) -> bool {
         && status
             .and_then(|s| s.container_statuses.as_ref())
             .is_some_and(|c| c.iter().all(|c| c.ready))
-}
-
-async fn wait<F, Fut>(limit: Duration, what: &str, mut done: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    while !done().await? {
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Ok(())
 }
 
 fn kubectl(cluster: &NodeCluster, args: &[&str]) -> Result<()> {
