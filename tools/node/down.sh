@@ -14,11 +14,16 @@ BRIDGE=sipnode0 CGROUP=sip-node FORWARD_BEFORE="" STARTED=""
 [ -f "$env" ] && . "$env"
 
 # Every process of the node names its directory on its command line (kubelet, kube-proxy,
-# kube-scheduler, kube-controller-manager, containerd, the shims, their supervisors).
+# kube-scheduler, kube-controller-manager, containerd, the shims, the supervisors), or descends
+# from one that does (a supervisor's child: the control plane's scratch-directory keeper).
 kill_named() {
-  local pid pids=()
+  local pid child i=0 pids=()
   for pid in $(pgrep -f -- "$dir/" || true); do
     [ "$pid" = "$$" ] || [ "$pid" = "$PPID" ] || pids+=("$pid")
+  done
+  while [ "$i" -lt "${#pids[@]}" ]; do
+    for child in $(pgrep -P "${pids[$i]}" || true); do pids+=("$child"); done
+    i=$((i + 1))
   done
   [ ${#pids[@]} -gt 0 ] && kill -KILL "${pids[@]}" 2>/dev/null
   return 0

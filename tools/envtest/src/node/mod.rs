@@ -401,15 +401,16 @@ impl NodeCluster {
             guard.kill().ok();
             guard.wait().ok();
         }
-        // The kubelet first, so it starts no container while the rest goes.
+        // The kubelet first, so it starts no container while the rest goes; the control plane
+        // by its supervisors, which also stop what they keep; then whatever is left.
         for p in self.processes.iter_mut().rev() {
             p.stop();
         }
+        self.processes.clear();
+        self.control_plane.stop();
         if let Err(e) = down(&self.dir) {
             eprintln!("node cluster teardown: {e:#}");
         }
-        self.processes.clear();
-        self.control_plane.stop();
     }
 }
 
