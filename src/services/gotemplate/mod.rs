@@ -96,6 +96,11 @@ impl fmt::Display for Value {
     }
 }
 
+/// How deep blocks (`if`, `range`, `with`, and each `else if`) and parenthesised groups may
+/// nest. Parsing and running recurse once a level, on the operator's one thread: a template
+/// nested deeper is refused, never a stack overflow that would stop the operator for everyone.
+pub const MAX_DEPTH: usize = 100;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     pub line: usize,
@@ -115,6 +120,14 @@ impl Error {
             line,
             message: format!("{construct} is not supported in Go templates here: {how}"),
         }
+    }
+
+    fn too_deep(line: usize, what: &str) -> Self {
+        Error::unsupported(
+            line,
+            &format!("{what} nested more than {MAX_DEPTH} deep"),
+            "flatten the template",
+        )
     }
 
     fn run(line: usize, what: &str) -> Self {

@@ -184,7 +184,7 @@ fn hostile_templates_are_refused_not_run() {
     );
     let deep_blocks = "{{if 1}}".repeat(60_000) + &"{{end}}".repeat(60_000);
     let deep_groups = format!("{{{{ {}1{} }}}}", "(".repeat(10_000), ")".repeat(10_000));
-    let shallow = "{{if 1}}".repeat(parse::MAX_DEPTH) + "x" + &"{{end}}".repeat(parse::MAX_DEPTH);
+    let shallow = "{{if 1}}".repeat(MAX_DEPTH) + "x" + &"{{end}}".repeat(MAX_DEPTH);
     let ranges = "{{range $.ContainerPorts}}".repeat(10) + &"{{end}}".repeat(10);
     let cases = [
         (

@@ -2,8 +2,8 @@
 //! `range` and `with` (each with `else`, `else if`), and pipelines of fields, variables,
 //! literals and functions. Anything else Go has is refused here, by name.
 
-use super::Error;
 use super::lex::Piece;
+use super::{Error, MAX_DEPTH};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
@@ -146,19 +146,6 @@ fn path(chain: &str) -> Vec<String> {
         .collect()
 }
 
-/// How deep blocks (`if`, `range`, `with`, and each `else if`) and parenthesised groups may
-/// nest. Parsing and running recurse once a level, on the operator's one thread: a template
-/// nested deeper is refused, never a stack overflow that would stop the operator for everyone.
-pub const MAX_DEPTH: usize = 100;
-
-fn too_deep(line: usize, what: &str) -> Error {
-    Error::unsupported(
-        line,
-        &format!("{what} nested more than {MAX_DEPTH} deep"),
-        "flatten the template",
-    )
-}
-
 struct Words<'a> {
     words: &'a [String],
     at: usize,
@@ -202,7 +189,7 @@ impl Words<'_> {
             "(" => {
                 self.depth += 1;
                 if self.depth > MAX_DEPTH {
-                    return Err(too_deep(line, "parentheses"));
+                    return Err(Error::too_deep(line, "parentheses"));
                 }
                 let inner = self.pipeline()?;
                 self.depth -= 1;
@@ -326,7 +313,7 @@ impl Parser {
     fn block(&mut self, keyword: &str, words: &[String], line: usize) -> Result<Node, Error> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(too_deep(line, "blocks"));
+            return Err(Error::too_deep(line, "blocks"));
         }
         let node = self.block_within(keyword, words, line);
         self.depth -= 1;
