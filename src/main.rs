@@ -36,6 +36,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         write: Option<PathBuf>,
     },
+    /// Render one load balancer template (the operator's own child process, under limits).
+    #[command(name = "render-template", hide = true)]
+    RenderTemplate,
 }
 
 #[derive(clap::Args)]
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::RenderTemplate => sip::services::sandbox::serve(),
         Command::Diagrams { write: Some(dir) } => match sip::machine::diagram::write_all(&dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -183,6 +187,15 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         instance: args.instance,
         metrics: metrics.clone(),
         network_data_any_namespace: args.network_data_any_namespace,
+        // Templates from ConfigMaps render in a child of this very executable.
+        renderer: match std::env::current_exe() {
+            Ok(exe) => sip::services::Renderer::Child(exe),
+            Err(e) => {
+                return Err(
+                    format!("finding this executable for the template renderer: {e}").into(),
+                );
+            }
+        },
     };
     // SIGTERM (kubelet) or Ctrl-C: the controller finishes the step in hand, then stops.
     let (stop, stopped) = tokio::sync::watch::channel(false);

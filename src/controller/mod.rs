@@ -100,6 +100,8 @@ pub struct Context {
     verified: verified::Verified,
     /// Follow networkData references into other namespaces than the host's.
     network_data_any_namespace: bool,
+    /// Where templates from ConfigMaps render.
+    renderer: crate::services::Renderer,
 }
 
 impl Context {
@@ -123,6 +125,8 @@ pub struct Settings {
     /// Read a host's networkData Secret even outside the host's namespace (off by default: a
     /// BareMetalHost editor could otherwise have the operator read any Secret).
     pub network_data_any_namespace: bool,
+    /// Where templates from ConfigMaps render: `sip run` uses a child of its own executable.
+    pub renderer: crate::services::Renderer,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -160,6 +164,7 @@ pub async fn run(
         views: Mutex::default(),
         verified: verified::Verified::default(),
         network_data_any_namespace: settings.network_data_any_namespace,
+        renderer: settings.renderer.clone(),
     });
     // The watches end with the controller (a replica that loses the lease stops them all).
     let _tasks = watches.tasks;

@@ -148,5 +148,6 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         views: Mutex::new(views::HostViews::default()),
         verified: verified::Verified::default(),
         network_data_any_namespace: false,
+        renderer: Default::default(),
     }
 }

@@ -9,8 +9,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-use super::gotemplate;
-use super::template::{self, Template};
+use super::template::{self, GoModel, Template};
 use super::{Child, Facts, ServiceError, ServiceId, address, host_part, members, meta, pod};
 use crate::api::{NodeRole, ServiceCommon};
 
@@ -74,13 +73,13 @@ impl<'a> Model<'a> {
 impl Model<'_> {
     /// What the predecessor's Go templates saw: its ports (named as it named them) and the
     /// servers.
-    fn predecessors(&self, ports: &[(String, u16)]) -> gotemplate::Value {
-        let servers: Vec<(String, String)> = self
+    fn predecessors(&self, ports: Vec<(String, u16)>) -> GoModel {
+        let servers = self
             .servers
             .iter()
             .map(|s| (s.name.clone(), s.ip.clone()))
             .collect();
-        gotemplate::load_balancer_model(ports, &servers)
+        GoModel { ports, servers }
     }
 }
 
@@ -164,9 +163,13 @@ pub fn control_plane(
         CONTROL_PLANE_TEMPLATE_KEY,
         CONTROL_PLANE_TEMPLATE,
     )?;
-    let config = template::render(id, &template, &model, || {
-        model.predecessors(&[("http".into(), KUBE_API_PORT)])
-    })?;
+    let config = template::render(
+        id,
+        &template,
+        &model,
+        || model.predecessors(vec![("http".into(), KUBE_API_PORT)]),
+        facts.renderer,
+    )?;
     let ports = vec![pod::port("kube-api".into(), KUBE_API_PORT, spec.node_port)];
     Ok(haproxy(facts, id, name, common, config, ports))
 }
@@ -188,13 +191,20 @@ pub fn worker(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
         )
     };
     let template = pick_worker(facts, id)?;
-    let config = template::render(id, &template, &model, || {
-        let named: Vec<(String, u16)> = port_list
-            .iter()
-            .map(|p| (format!("port-{p}"), *p))
-            .collect();
-        model.predecessors(&named)
-    })?;
+    let config = template::render(
+        id,
+        &template,
+        &model,
+        || {
+            model.predecessors(
+                port_list
+                    .iter()
+                    .map(|p| (format!("port-{p}"), *p))
+                    .collect(),
+            )
+        },
+        facts.renderer,
+    )?;
     // Each port is published as the same node port, as the predecessor did.
     let ports = port_list
         .iter()

@@ -12,6 +12,7 @@ mod loadbalancer;
 pub mod meta;
 mod pod;
 pub mod predecessor;
+pub mod sandbox;
 mod secrets;
 mod template;
 
@@ -35,6 +36,7 @@ pub use loadbalancer::{
     CONTROL_PLANE_TEMPLATE, CONTROL_PLANE_TEMPLATE_KEY, HAPROXY_IMAGE, WORKER_TEMPLATE,
     WORKER_TEMPLATE_KEY,
 };
+pub use template::Renderer;
 
 use crate::api::{HostRecord, NodeRole, SIPClusterSpec};
 use crate::extraction::BmcCredentials;
@@ -117,6 +119,8 @@ pub struct Facts<'a> {
     pub config_maps: &'a BTreeMap<String, ConfigMap>,
     /// BMC credentials per member host, read only when a jump host needs them.
     pub credentials: &'a BTreeMap<HostKey, Result<BmcCredentials, String>>,
+    /// Where the templates of [`TEMPLATE_CONFIG_MAPS`] render.
+    pub renderer: &'a Renderer,
 }
 
 impl Facts<'_> {

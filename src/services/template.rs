@@ -5,12 +5,14 @@
 //! which; without it the text tells.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{ServiceError, ServiceId, gotemplate};
+use super::{ServiceError, ServiceId, gotemplate, sandbox};
 
 /// Bounds the work one template may do (a loop over a huge range is a user error, not a hang).
 const FUEL: u64 = 5_000_000;
@@ -18,11 +20,15 @@ const FUEL: u64 = 5_000_000;
 /// write a ConfigMap in a cluster's namespace must not make the operator parse megabytes.
 pub const MAX_TEMPLATE: usize = 64 << 10;
 
+/// The largest configuration a template may render: a load balancer's is a few KiB.
+pub const MAX_OUTPUT: usize = 1 << 20;
+
 /// A ConfigMap's annotation naming its template syntax: `go` or `jinja`.
 pub const ANNOTATION_SYNTAX: &str = "sip.airshipit.org/template-syntax";
 
 /// The template languages a ConfigMap may be written in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Syntax {
     /// sip's own (minijinja).
     Jinja,
@@ -35,6 +41,29 @@ pub struct Template<'a> {
     pub origin: String,
     pub text: &'a str,
     pub syntax: Syntax,
+    /// Written by a user (a ConfigMap), not built in: rendered where it cannot hurt the
+    /// operator (see [`Renderer`]).
+    pub user: bool,
+}
+
+/// Where a template a user wrote is rendered.
+#[derive(Clone, Debug, Default)]
+pub enum Renderer {
+    /// In the calling thread, bounded by the engines' own limits only (depth, steps, fuel,
+    /// output): for the pure tests and benches, where the templates are the test's.
+    #[default]
+    InProcess,
+    /// In a child process of this executable (`sip render-template`) under kernel limits on
+    /// memory, CPU time and wall time: what the operator does (`sandbox.rs`).
+    Child(PathBuf),
+}
+
+/// What the predecessor's Go templates saw: its ports (named as it named them) and the
+/// servers' `(name, ip)`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct GoModel {
+    pub ports: Vec<(String, u16)>,
+    pub servers: Vec<(String, String)>,
 }
 
 /// The override in `config_maps[name][key]` when that ConfigMap exists, else the built-in.
@@ -51,6 +80,7 @@ pub fn pick<'a>(
             origin: "the built-in default".into(),
             text: built_in,
             syntax: Syntax::Jinja,
+            user: false,
         });
     };
     let text = cm.data.as_ref().and_then(|d| d.get(key)).ok_or_else(|| {
@@ -94,27 +124,46 @@ pub fn pick<'a>(
         origin,
         text,
         syntax,
+        user: true,
     })
 }
 
-/// Renders `template`: Jinja with `data`, Go with the predecessor's model `go_data`. An unknown
-/// variable, a syntax error or an empty result is an error naming the template's origin.
+/// Renders `template`: Jinja with `data`, Go with the predecessor's model `go_model`; a user's
+/// template where `renderer` says. An unknown variable, a syntax error, a limit passed or an
+/// empty result is an error naming the template's origin.
 pub fn render(
     service: ServiceId,
     template: &Template<'_>,
     data: impl Serialize,
-    go_data: impl FnOnce() -> gotemplate::Value,
+    go_model: impl FnOnce() -> GoModel,
+    renderer: &Renderer,
 ) -> Result<String, ServiceError> {
-    let rendered = match template.syntax {
-        Syntax::Jinja => render_jinja(service, template, data)?,
-        Syntax::Go => {
-            gotemplate::render(template.text, &go_data()).map_err(|e| ServiceError::GoTemplate {
-                service,
-                origin: template.origin.clone(),
-                detail: e.to_string(),
-            })?
-        }
+    let result = match renderer {
+        Renderer::Child(exe) if template.user => serde_json::to_value(data)
+            .map_err(|e| e.to_string())
+            .and_then(|data| {
+                let job = sandbox::Job {
+                    syntax: template.syntax,
+                    text: template.text.to_string(),
+                    data,
+                    go: go_model(),
+                };
+                sandbox::render(exe, &job)
+            }),
+        _ => engine(template.syntax, template.text, data, go_model),
     };
+    let rendered = result.map_err(|detail| match template.syntax {
+        Syntax::Jinja => ServiceError::Template {
+            service,
+            origin: template.origin.clone(),
+            detail,
+        },
+        Syntax::Go => ServiceError::GoTemplate {
+            service,
+            origin: template.origin.clone(),
+            detail,
+        },
+    })?;
     if rendered.trim().is_empty() {
         return Err(ServiceError::EmptyConfig {
             service,
@@ -124,11 +173,35 @@ pub fn render(
     Ok(rendered)
 }
 
-fn render_jinja(
-    service: ServiceId,
-    template: &Template<'_>,
+/// Runs the engine of `syntax` here: what the operator's child process does, and the
+/// in-process renderer.
+pub fn engine(
+    syntax: Syntax,
+    text: &str,
     data: impl Serialize,
-) -> Result<String, ServiceError> {
+    go_model: impl FnOnce() -> GoModel,
+) -> Result<String, String> {
+    let rendered = match syntax {
+        Syntax::Jinja => render_jinja(text, data)?,
+        Syntax::Go => {
+            let model = go_model();
+            let data = gotemplate::load_balancer_model(&model.ports, &model.servers);
+            gotemplate::render(text, &data).map_err(|e| e.to_string())?
+        }
+    };
+    if rendered.len() > MAX_OUTPUT {
+        return Err(too_long());
+    }
+    Ok(rendered)
+}
+
+fn too_long() -> String {
+    format!(
+        "the rendered configuration passed {MAX_OUTPUT} bytes; a load balancer's needs a few KiB"
+    )
+}
+
+fn render_jinja(text: &str, data: impl Serialize) -> Result<String, String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
@@ -136,12 +209,33 @@ fn render_jinja(
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_fuel(Some(FUEL));
-    env.render_str(template.text, data)
-        .map_err(|e| ServiceError::Template {
-            service,
-            origin: template.origin.clone(),
-            detail: e.to_string(),
-        })
+    let template = env.template_from_str(text).map_err(|e| e.to_string())?;
+    // Written through a bounded buffer: output past the cap stops the render there.
+    let mut out = Capped(Vec::new());
+    match template.render_captured_to(data, &mut out) {
+        Ok(_) => String::from_utf8(out.0).map_err(|e| e.to_string()),
+        Err(_) if out.0.len() > MAX_OUTPUT => Err(too_long()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A buffer that refuses to grow past [`MAX_OUTPUT`] (by one byte, so the caller can tell).
+struct Capped(Vec<u8>);
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = MAX_OUTPUT + 1 - self.0.len().min(MAX_OUTPUT + 1);
+        if room == 0 {
+            return Err(std::io::Error::other(too_long()));
+        }
+        let n = buf.len().min(room);
+        self.0.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +254,7 @@ mod tests {
             origin: "test".into(),
             text,
             syntax: Syntax::Jinja,
+            user: true,
         }
     }
 
@@ -186,9 +281,13 @@ mod tests {
             ),
         ];
         for (text, needle, what) in cases {
-            let err = render(ID, &t(text), json!({"servers": [{"name": "a"}]}), || {
-                gotemplate::Value::Nil
-            })
+            let err = render(
+                ID,
+                &t(text),
+                json!({"servers": [{"name": "a"}]}),
+                GoModel::default,
+                &Renderer::InProcess,
+            )
             .expect_err(what)
             .to_string();
             assert!(err.contains(needle), "{what}: {err}");

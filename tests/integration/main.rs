@@ -9,6 +9,7 @@ mod common;
 mod conflicts;
 mod connections;
 mod control_plane;
+mod hostile;
 mod invariants;
 mod leader;
 mod leaks;

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
@@ -40,7 +41,6 @@ impl Turn<'_> {
         }
         // Every object is applied again now: what drifted before is repaired by this.
         let _ = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
-        let spec = &self.cluster.spec;
         let started = std::time::Instant::now();
         // What rendering reads is read at once.
         let (secrets, config_maps, (credentials, credential_versions), mut leftovers) = futures::try_join!(
@@ -78,16 +78,7 @@ impl Turn<'_> {
                 "the SIPCluster has no uid to own its services by".into(),
             ));
         };
-        let rendered = services::render(&Facts {
-            cluster_name: &self.key.name,
-            namespace: &self.key.namespace,
-            spec,
-            owner,
-            hosts: &self.status.hosts,
-            secrets: &secrets,
-            config_maps: &config_maps,
-            credentials: &credentials,
-        });
+        let rendered = self.render(owner, secrets, config_maps, credentials).await;
 
         self.status.sources_version = Some(sources.sum());
         let mut statuses = Vec::with_capacity(rendered.len());
@@ -180,6 +171,40 @@ impl Turn<'_> {
             n => format!("{applied} services applied, {n} objects of removed services deleted"),
         };
         Ok(Step::go(Event::Done, "InfraDeployed", message))
+    }
+
+    /// Every service rendered on a thread of its own, so neither a slow template nor a child
+    /// renderer's wait holds the runtime (the Lease's renewal among what it runs).
+    async fn render(
+        &self,
+        owner: OwnerReference,
+        secrets: BTreeMap<String, Secret>,
+        config_maps: BTreeMap<String, ConfigMap>,
+        credentials: MemberCredentials,
+    ) -> Vec<services::Rendered> {
+        let cluster_name = self.key.name.clone();
+        let namespace = self.key.namespace.clone();
+        let spec = self.cluster.spec.clone();
+        let hosts = self.status.hosts.clone();
+        let renderer = self.ctx.renderer.clone();
+        let job = move || {
+            services::render(&Facts {
+                cluster_name: &cluster_name,
+                namespace: &namespace,
+                spec: &spec,
+                owner,
+                hosts: &hosts,
+                secrets: &secrets,
+                config_maps: &config_maps,
+                credentials: &credentials,
+                renderer: &renderer,
+            })
+        };
+        match tokio::task::spawn_blocking(job).await {
+            Ok(rendered) => rendered,
+            // Rendering is pure and bounded: a panic there is a bug, surfaced as one.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     /// What the predecessor left: looked for at the first deployment (in the watch of its

@@ -22,6 +22,7 @@ pub struct Fixture {
     pub secrets: BTreeMap<String, Secret>,
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub credentials: BTreeMap<HostKey, Result<BmcCredentials, String>>,
+    pub renderer: Renderer,
 }
 
 fn secret(pairs: &[(&str, &str)]) -> Secret {
@@ -168,6 +169,7 @@ impl Fixture {
             secrets,
             config_maps: BTreeMap::new(),
             credentials,
+            renderer: Renderer::InProcess,
         }
     }
 
@@ -188,6 +190,7 @@ impl Fixture {
             secrets: &self.secrets,
             config_maps: &self.config_maps,
             credentials: &self.credentials,
+            renderer: &self.renderer,
         }
     }
 
