@@ -18,7 +18,9 @@ use kube::{Client, Config};
 use tower::retry::RetryLayer;
 use tower::{BoxError, ServiceBuilder};
 
+use crate::leader::Fence;
 use crate::metrics::ApiMetricsLayer;
+use tower::filter::FilterLayer;
 
 /// A connection with no traffic for this long is pinged, and dropped when the ping is not
 /// answered in time: a dead peer otherwise goes unnoticed until a watch times out (client-go
@@ -42,22 +44,36 @@ pub enum Error {
 
 /// Builds the client `sip run` uses, its requests counted in `metrics`.
 pub fn build(config: Config, metrics: ApiMetricsLayer) -> Result<Client, Error> {
-    build_with(config, metrics, REQUEST_TIMEOUT)
+    build_with(config, metrics, None, REQUEST_TIMEOUT)
+}
+
+/// [`build`], every write first checked against `fence` (the controller's client: a leader
+/// past its renew deadline sends nothing).
+pub fn build_fenced(
+    config: Config,
+    metrics: ApiMetricsLayer,
+    fence: Fence,
+) -> Result<Client, Error> {
+    build_with(config, metrics, Some(fence), REQUEST_TIMEOUT)
 }
 
 fn build_with(
     config: Config,
     metrics: ApiMetricsLayer,
+    fence: Option<Fence>,
     request_timeout: Duration,
 ) -> Result<Client, Error> {
+    let fence = fence.map(|f| FilterLayer::new(move |request| f.check(request)));
     if config.proxy_url.is_some() {
         // The connector below would ignore the proxy and connect directly. kube's own client
         // (HTTP/1.1) refuses it with an error naming the crate feature it needs, which is the
         // honest answer until a proxy is asked for.
         tracing::info!("the kubeconfig names a proxy: using kube's HTTP/1.1 client");
-        return Ok(kube::client::ClientBuilder::try_from(config)?
-            .with_layer(&metrics)
-            .build());
+        let builder = kube::client::ClientBuilder::try_from(config)?.with_layer(&metrics);
+        return Ok(match fence {
+            Some(fence) => builder.with_layer(&fence).build(),
+            None => builder.build(),
+        });
     }
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -89,6 +105,7 @@ fn build_with(
         .build(connector);
 
     let service = ServiceBuilder::new()
+        .option_layer(fence)
         .layer(metrics)
         .layer(config.base_uri_layer())
         .option_layer(
@@ -129,6 +146,7 @@ mod tests {
         let client = build_with(
             config,
             ApiMetricsLayer::new(Default::default()),
+            None,
             Duration::from_millis(300),
         )
         .unwrap();

@@ -1,9 +1,10 @@
 //! High availability: replicas compete for a `coordination.k8s.io` Lease and only the holder
-//! runs the controller. The Lease is not a fence (optimistic concurrency on every write stays
-//! the real guard); it keeps a standby from doing the same work twice. A leader that loses the
-//! Lease, or cannot renew it in time (its own deadline: last renewal + duration - a fifth),
-//! stops at once, dropping the turn in flight, and exits, so a restart begins from the
-//! persisted phases.
+//! runs the controller. The Lease keeps a standby from doing the same work twice; optimistic
+//! concurrency on every write stays the real guard. A leader renews at a third of the
+//! duration and must have renewed within two thirds of it (client-go's renew deadline): past
+//! that, its [`Fence`] refuses every write before it is sent, and it stops at once, dropping
+//! the turn in flight, and exits, so a restart begins from the persisted phases. The third
+//! left is the margin for clock skew between this replica and the next holder.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
+use tower::BoxError;
 
 use kube_lease_manager::LeaseManagerBuilder;
 
@@ -29,6 +31,52 @@ pub struct LeaseSettings {
     pub duration_seconds: u64,
 }
 
+/// Until when this replica may write: its renew deadline while it leads. Checked by the
+/// controller's client before every write it sends ([`Fence::check`]), so a leader that
+/// stalled past its deadline (a paused process, a slow turn) writes nothing more even before
+/// the watcher below notices.
+#[derive(Clone, Debug)]
+pub struct Fence(Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl Fence {
+    /// Shut: no write passes until a Lease is held.
+    pub fn shut() -> Self {
+        Fence(Arc::new(std::sync::Mutex::new(Some(Instant::now()))))
+    }
+
+    /// Open for good: leader election is off.
+    pub fn open() -> Self {
+        Fence(Arc::new(std::sync::Mutex::new(None)))
+    }
+
+    fn until(&self, deadline: Instant) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
+    }
+
+    /// Whether a write may be sent now.
+    pub fn allows_writes(&self) -> bool {
+        match *self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => true,
+            Some(deadline) => Instant::now() < deadline,
+        }
+    }
+
+    /// The client's filter: reads always pass; a write passes while the deadline holds. The
+    /// Lease's own writes are the lease manager's, on a client without this filter.
+    pub fn check<B>(&self, request: http::Request<B>) -> Result<http::Request<B>, BoxError> {
+        let read = matches!(*request.method(), http::Method::GET | http::Method::HEAD);
+        if read || self.allows_writes() {
+            return Ok(request);
+        }
+        Err(format!(
+            "{} {} not sent: this replica is past its Lease's renew deadline",
+            request.method(),
+            request.uri().path()
+        )
+        .into())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
     #[error("lease {0}: {1}")]
@@ -42,6 +90,7 @@ pub enum LeaderError {
 /// and the caller exits).
 pub async fn run_as_leader<W, F>(
     client: kube::Client,
+    fence: Fence,
     lease: LeaseSettings,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -52,8 +101,12 @@ where
     F: Future<Output = ()>,
 {
     let what = format!("{}/{}", lease.namespace, lease.name);
-    // Renew at a third of the duration left, as client-go does.
-    let grace = (lease.duration_seconds / 3).max(1);
+    // Renewed when a third of the duration has passed, so one failed renewal still leaves a
+    // second chance before the renew deadline at two thirds.
+    let grace = lease
+        .duration_seconds
+        .saturating_sub(renew_after(lease.duration_seconds).as_secs())
+        .clamp(1, lease.duration_seconds.saturating_sub(1).max(1));
     let manager = LeaseManagerBuilder::new(client.clone(), &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(&lease.identity)
@@ -85,6 +138,8 @@ where
         return Ok(());
     }
     tracing::info!(lease = %what, "leading: starting the controller");
+    // Just acquired: renewed now.
+    fence.until(Instant::now() + renew_deadline(lease.duration_seconds));
     metrics.set_leader(true);
 
     // Leadership ends when the library says so, or at this replica's own deadline (its last
@@ -93,10 +148,11 @@ where
     let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(None::<String>);
     let mut watch_loss = leader.clone();
     let leases: Api<Lease> = Api::namespaced(client, &lease.namespace);
+    let renewals = fence.clone();
     let guard = tokio::spawn(async move {
         let reason = tokio::select! {
             _ = watch_loss.wait_for(|held| !*held) => "the lease manager lost it".to_string(),
-            reason = fence(leases, lease.name, lease.identity, lease.duration_seconds) => reason,
+            reason = watch_renewals(leases, &lease, renewals) => reason,
         };
         let _ = lost_tx.send(Some(reason));
     });
@@ -112,6 +168,7 @@ where
         reason = lost_rx.wait_for(|r| r.is_some()) => reason.ok().and_then(|r| r.clone()),
     };
     guard.abort();
+    fence.until(Instant::now());
     metrics.set_working(false);
     metrics.set_leader(false);
     // Dropping the receiver makes the lease task release the Lease before it ends.
@@ -123,43 +180,91 @@ where
     }
 }
 
+/// When the leader renews: a third into the duration.
+fn renew_after(duration_seconds: u64) -> Duration {
+    Duration::from_secs(duration_seconds) / 3
+}
+
+/// How long after its last renewal a leader may still write: two thirds of the duration.
+pub fn renew_deadline(duration_seconds: u64) -> Duration {
+    Duration::from_secs(duration_seconds) * 2 / 3
+}
+
 /// Resolves when this replica must stop leading: the Lease names another holder or is gone,
 /// or its last renewal (`renewTime`, written with this process's clock) is older than the
-/// duration less a fifth. Reads the Lease every fifth of the duration; a failed read keeps the
-/// deadline it had.
-async fn fence(
-    leases: Api<Lease>,
-    name: String,
-    identity: String,
-    duration_seconds: u64,
-) -> String {
-    let duration = Duration::from_secs(duration_seconds);
-    let (poll, margin) = (duration / 5, duration / 5);
-    let mut deadline = Instant::now() + duration - margin;
+/// renew deadline. Reads the Lease every sixth of the duration, moving `fence` to each
+/// renewal's deadline; a failed read keeps the deadline it had.
+async fn watch_renewals(leases: Api<Lease>, lease: &LeaseSettings, fence: Fence) -> String {
+    let within = renew_deadline(lease.duration_seconds);
+    let poll = Duration::from_secs(lease.duration_seconds) / 6;
+    let mut deadline = Instant::now() + within;
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return format!(
-                "not renewed for {:?}; stopping before it expires",
-                duration - margin
-            );
+            return format!("not renewed for {within:?}; stopping before it expires");
         }
         tokio::time::sleep(poll.min(deadline - now)).await;
-        let read = tokio::time::timeout(poll, leases.get_opt(&name)).await;
+        let read = tokio::time::timeout(poll, leases.get_opt(&lease.name)).await;
         let Ok(Ok(found)) = read else { continue };
         let Some(spec) = found.and_then(|l| l.spec) else {
+            fence.until(Instant::now());
             return "the Lease was deleted".into();
         };
-        if spec.holder_identity.as_deref() != Some(identity.as_str()) {
+        if spec.holder_identity.as_deref() != Some(lease.identity.as_str()) {
+            fence.until(Instant::now());
             let holder = spec.holder_identity.unwrap_or_default();
             return format!("the Lease is held by {holder:?}");
         }
         if let Some(renewed) = spec.renew_time {
             let age = k8s_openapi::jiff::Timestamp::now().duration_since(renewed.0);
             let age = Duration::try_from(age).unwrap_or_default();
-            deadline = (Instant::now() + duration - margin)
+            deadline = (Instant::now() + within)
                 .checked_sub(age)
                 .unwrap_or_else(Instant::now);
+            fence.until(deadline);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: http::Method) -> http::Request<()> {
+        http::Request::builder()
+            .method(method)
+            .uri("/api/v1/namespaces/a/configmaps")
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_fence_passes_reads_always_and_writes_only_before_the_deadline() {
+        let shut = Fence::shut();
+        assert!(shut.check(request(http::Method::GET)).is_ok());
+        for write in [
+            http::Method::POST,
+            http::Method::PATCH,
+            http::Method::PUT,
+            http::Method::DELETE,
+        ] {
+            let refused = shut.check(request(write.clone())).unwrap_err().to_string();
+            assert!(
+                refused.contains(write.as_str()) && refused.contains("renew deadline"),
+                "{refused}"
+            );
+        }
+        shut.until(Instant::now() + Duration::from_secs(60));
+        assert!(shut.check(request(http::Method::PATCH)).is_ok());
+        shut.until(Instant::now());
+        assert!(shut.check(request(http::Method::PATCH)).is_err());
+        assert!(Fence::open().check(request(http::Method::DELETE)).is_ok());
+    }
+
+    #[test]
+    fn renewals_come_at_a_third_and_the_deadline_at_two_thirds() {
+        assert_eq!(renew_after(15), Duration::from_secs(5));
+        assert_eq!(renew_deadline(15), Duration::from_secs(10));
+        assert_eq!(renew_deadline(3), Duration::from_secs(2));
     }
 }

@@ -168,7 +168,18 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => kube::Config::infer().await?,
     };
     let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
-    let client = sip::client::build(config, sip::metrics::ApiMetricsLayer::new(metrics.clone()))?;
+    let layer = || sip::metrics::ApiMetricsLayer::new(metrics.clone());
+    // Three clients, three connections: the Lease's renewals never queue behind the
+    // controller's requests or a burst of scrapes' TokenReviews, and only the controller's
+    // writes pass the leader's fence.
+    let fence = if args.leader_election {
+        sip::leader::Fence::shut()
+    } else {
+        sip::leader::Fence::open()
+    };
+    let client = sip::client::build_fenced(config.clone(), layer(), fence.clone())?;
+    let lease_client = sip::client::build(config.clone(), layer())?;
+    let review_client = sip::client::build(config, layer())?;
     let identity = args.instance.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sip".into());
         format!("{host}-{}", std::process::id())
@@ -205,7 +216,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
     let scrape_auth = args
         .metrics_auth
-        .then(|| std::sync::Arc::new(sip::scrape_auth::ScrapeAuth::new(client.clone())));
+        .then(|| std::sync::Arc::new(sip::scrape_auth::ScrapeAuth::new(review_client)));
     let (address, admin) = sip::admin::bind(
         args.metrics_address,
         metrics.clone(),
@@ -218,7 +229,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let gave_up = metrics.clone();
     let outcome = if args.leader_election {
         sip::leader::run_as_leader(
-            client.clone(),
+            lease_client,
+            fence,
             lease,
             metrics,
             until(stopped.clone()),

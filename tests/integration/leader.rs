@@ -104,3 +104,39 @@ async fn only_the_lease_holder_works_and_a_standby_takes_over_from_the_persisted
     eprintln!("takeover after {takeover:?}");
     b.kill();
 }
+
+#[tokio::test]
+async fn a_replica_past_its_renew_deadline_sends_no_write() {
+    let env = test_env("fence").await;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
+    let layer = sip::metrics::ApiMetricsLayer::new(metrics.clone());
+    // Shut, as a replica's fence is before it holds the Lease and after its deadline.
+    let fence = sip::leader::Fence::shut();
+    let client = sip::client::build_fenced(config, layer, fence).unwrap();
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, &env.namespace);
+    let refused = maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "written"}}))
+            .unwrap(),
+        )
+        .await
+        .expect_err("a write past the deadline is refused");
+    assert!(refused.to_string().contains("renew deadline"), "{refused}");
+    // Reads still pass, and the write never reached the API server.
+    assert!(maps.get_opt("written").await.unwrap().is_none());
+    let sent = |verb: &str| {
+        crate::common::metric_sum(
+            &metrics,
+            "sip_api_requests_total",
+            &[&format!(r#"verb="{verb}""#), r#"resource="configmaps""#],
+        )
+    };
+    assert_eq!(sent("get"), 1.0, "the read was sent and counted");
+    assert_eq!(sent("create"), 0.0, "the write was not sent");
+}

@@ -342,6 +342,7 @@ fn start(
     tokio::spawn(async move {
         let led = sip::leader::run_as_leader(
             client.clone(),
+            sip::leader::Fence::open(),
             lease,
             metrics,
             std::future::pending(),
@@ -717,6 +718,7 @@ fn standing(
         async move {
             sip::leader::run_as_leader(
                 client.clone(),
+                sip::leader::Fence::open(),
                 lease,
                 metrics,
                 std::future::pending(),
