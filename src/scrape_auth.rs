@@ -4,6 +4,11 @@
 //! URL `/metrics` (SubjectAccessReview). A verdict is remembered for a minute per token (by
 //! its digest, never the token), so a scraper every 30 s costs the API server two requests a
 //! minute at most.
+//!
+//! Whoever reaches the port can send made-up tokens, each a TokenReview: at most
+//! [`REVIEWS_AT_ONCE`] are in flight (a request beyond them is answered 503 at once, on a client
+//! apart from the Lease's and the controller's), refusals are remembered like grants, and a
+//! full memory forgets its oldest refusal first, so a flood never evicts a scraper's grant.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,7 +24,9 @@ use sha2::{Digest, Sha256};
 /// How long a verdict is kept.
 const REMEMBERED_FOR: Duration = Duration::from_secs(60);
 /// Tokens remembered at most: scrapers are few, a flood of made-up tokens must not grow it.
-const REMEMBERED_TOKENS: usize = 256;
+const REMEMBERED_TOKENS: usize = 1024;
+/// Reviews in flight at most.
+pub const REVIEWS_AT_ONCE: usize = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -34,7 +41,42 @@ pub enum Verdict {
 
 pub struct ScrapeAuth {
     client: kube::Client,
-    verdicts: Mutex<HashMap<[u8; 32], (Verdict, Instant)>>,
+    verdicts: Mutex<Verdicts>,
+    reviews: tokio::sync::Semaphore,
+}
+
+/// Verdicts by token digest, bounded.
+#[derive(Default)]
+struct Verdicts(HashMap<[u8; 32], (Verdict, Instant)>);
+
+impl Verdicts {
+    fn get(&self, digest: &[u8; 32], now: Instant) -> Option<Verdict> {
+        let (verdict, at) = self.0.get(digest)?;
+        (now.duration_since(*at) < REMEMBERED_FOR).then(|| verdict.clone())
+    }
+
+    /// Remembers `verdict` (an unavailable API server decides nothing). Full, it forgets what
+    /// expired, then the oldest refusal; grants go last.
+    fn put(&mut self, digest: [u8; 32], verdict: Verdict, now: Instant) {
+        if matches!(verdict, Verdict::Unavailable(_)) {
+            return;
+        }
+        if self.0.len() >= REMEMBERED_TOKENS {
+            self.0
+                .retain(|_, (_, at)| now.duration_since(*at) < REMEMBERED_FOR);
+        }
+        if self.0.len() >= REMEMBERED_TOKENS {
+            let oldest = self
+                .0
+                .iter()
+                .min_by_key(|(_, (v, at))| (*v == Verdict::Allowed, *at))
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                self.0.remove(&oldest);
+            }
+        }
+        self.0.insert(digest, (verdict, now));
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -50,6 +92,7 @@ impl ScrapeAuth {
         ScrapeAuth {
             client,
             verdicts: Mutex::default(),
+            reviews: tokio::sync::Semaphore::new(REVIEWS_AT_ONCE),
         }
     }
 
@@ -60,23 +103,22 @@ impl ScrapeAuth {
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = Instant::now();
-        {
-            let verdicts = self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((verdict, at)) = verdicts.get(&digest)
-                && now.duration_since(*at) < REMEMBERED_FOR
-            {
-                return verdict.clone();
-            }
+        let remembered = self.lock().get(&digest, now);
+        if let Some(verdict) = remembered {
+            return verdict;
         }
+        let Ok(_permit) = self.reviews.try_acquire() else {
+            return Verdict::Unavailable(format!(
+                "{REVIEWS_AT_ONCE} token reviews are already in flight; try again"
+            ));
+        };
         let verdict = self.ask(token).await;
-        if !matches!(verdict, Verdict::Unavailable(_)) {
-            let mut verdicts = self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
-            verdicts.retain(|_, (_, at)| now.duration_since(*at) < REMEMBERED_FOR);
-            if verdicts.len() < REMEMBERED_TOKENS {
-                verdicts.insert(digest, (verdict.clone(), now));
-            }
-        }
+        self.lock().put(digest, verdict.clone(), now);
         verdict
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Verdicts> {
+        self.verdicts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn ask(&self, token: &str) -> Verdict {
@@ -126,6 +168,41 @@ impl ScrapeAuth {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn digest(i: usize) -> [u8; 32] {
+        Sha256::digest(i.to_le_bytes()).into()
+    }
+
+    #[test]
+    fn a_flood_of_refusals_never_evicts_a_grant_and_the_memory_stays_bounded() {
+        let mut verdicts = Verdicts::default();
+        let start = Instant::now();
+        verdicts.put(digest(0), Verdict::Allowed, start);
+        verdicts.put(digest(1), Verdict::Unavailable("down".into()), start);
+        assert_eq!(
+            verdicts.get(&digest(1), start),
+            None,
+            "an outage decides nothing"
+        );
+        for i in 2..10 * REMEMBERED_TOKENS {
+            let at = start + Duration::from_millis(i as u64 / 100);
+            verdicts.put(digest(i), Verdict::Unauthenticated, at);
+            assert!(verdicts.0.len() <= REMEMBERED_TOKENS);
+        }
+        let now = start + Duration::from_secs(1);
+        assert_eq!(verdicts.get(&digest(0), now), Some(Verdict::Allowed));
+        // The newest refusals are remembered; the oldest went first.
+        let last = 10 * REMEMBERED_TOKENS - 1;
+        assert_eq!(
+            verdicts.get(&digest(last), now),
+            Some(Verdict::Unauthenticated)
+        );
+        assert_eq!(verdicts.get(&digest(2), now), None);
+        // And nothing outlives its minute.
+        assert_eq!(verdicts.get(&digest(0), start + REMEMBERED_FOR), None);
+    }
+
     #[test]
     fn only_a_bearer_token_is_taken() {
         let cases = [

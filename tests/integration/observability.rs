@@ -314,3 +314,46 @@ async fn prometheus_scrapes_the_operator_and_every_dashboard_query_returns_data(
     std::fs::remove_dir_all(&dir).ok();
     operator.abort();
 }
+
+#[tokio::test]
+async fn a_flood_of_made_up_scrape_tokens_costs_a_bounded_number_of_reviews() {
+    use sip::scrape_auth::{REVIEWS_AT_ONCE, ScrapeAuth, Verdict};
+    let env = crate::common::test_env("scrape-flood").await;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
+    let client =
+        sip::client::build(config, sip::metrics::ApiMetricsLayer::new(metrics.clone())).unwrap();
+    let auth = ScrapeAuth::new(client);
+    let reviews = || {
+        crate::common::metric_sum(
+            &metrics,
+            "sip_api_requests_total",
+            &[r#"verb="create""#, r#"resource="tokenreviews""#],
+        )
+    };
+    let tokens: Vec<String> = (0..40).map(|i| format!("Bearer made-up-{i}")).collect();
+    let verdicts =
+        futures::future::join_all(tokens.iter().map(|t| auth.check(Some(t.as_str())))).await;
+    let busy = verdicts
+        .iter()
+        .filter(|v| matches!(v, Verdict::Unavailable(m) if m.contains("in flight")))
+        .count();
+    let refused = verdicts
+        .iter()
+        .filter(|v| **v == Verdict::Unauthenticated)
+        .count();
+    assert_eq!(busy + refused, tokens.len(), "{verdicts:?}");
+    assert!(refused >= 1 && busy >= 1, "{refused} refused, {busy} busy");
+    assert!(refused <= REVIEWS_AT_ONCE, "{refused} reviewed at once");
+    assert_eq!(reviews(), refused as f64, "one review per verdict");
+    // Asked again, the refused tokens cost nothing: refusals are remembered.
+    for (token, verdict) in tokens.iter().zip(&verdicts) {
+        if *verdict == Verdict::Unauthenticated {
+            assert_eq!(auth.check(Some(token)).await, Verdict::Unauthenticated);
+        }
+    }
+    assert_eq!(reviews(), refused as f64, "refusals are remembered");
+}
