@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the SIPCluster CRD as YAML, or write every CRD the project ships into a directory.
     Crd {
         /// Write `crd/`-style files into this directory instead of printing.
@@ -72,6 +72,15 @@ struct RunArgs {
     /// /metrics (TokenReview and SubjectAccessReview, as kube-rbac-proxy does).
     #[arg(long, env = "SIP_METRICS_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     metrics_auth: bool,
+    /// Serve the admin server (/metrics and the probes) over TLS, so scrapers' bearer tokens
+    /// never cross the network in clear.
+    #[arg(long, env = "SIP_METRICS_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    metrics_tls: bool,
+    /// With --metrics-tls: a directory holding tls.crt and tls.key (a mounted
+    /// kubernetes.io/tls Secret), read again when tls.crt changes. Without it the operator
+    /// makes a self-signed certificate at start.
+    #[arg(long, env = "SIP_METRICS_CERT_DIR", requires = "metrics_tls")]
+    metrics_cert_dir: Option<PathBuf>,
     /// Work only while holding the Lease, so several replicas can run (`false`: always work).
     #[arg(long, env = "SIP_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
@@ -110,7 +119,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(args)) {
+            match runtime.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sip run: {e}");
@@ -217,10 +226,23 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let scrape_auth = args
         .metrics_auth
         .then(|| std::sync::Arc::new(sip::scrape_auth::ScrapeAuth::new(review_client)));
+    let tls = if args.metrics_tls {
+        let names = vec![
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "sip".into()),
+            "localhost".into(),
+        ];
+        Some(sip::admin::tls::acceptor(
+            args.metrics_cert_dir.as_deref(),
+            names,
+        )?)
+    } else {
+        None
+    };
     let (address, admin) = sip::admin::bind(
         args.metrics_address,
         metrics.clone(),
         scrape_auth,
+        tls,
         until(stopped.clone()),
     )
     .await?;

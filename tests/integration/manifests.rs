@@ -284,6 +284,7 @@ async fn metrics_are_served_only_to_a_token_allowed_to_read_them() {
         "127.0.0.1:0".parse().unwrap(),
         metrics,
         Some(auth),
+        None,
         std::future::pending(),
     )
     .await

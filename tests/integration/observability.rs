@@ -128,6 +128,7 @@ async fn prometheus_scrapes_the_operator_and_every_dashboard_query_returns_data(
         "127.0.0.1:0".parse().unwrap(),
         metrics.clone(),
         None,
+        None,
         std::future::pending(),
     )
     .await
@@ -356,4 +357,75 @@ async fn a_flood_of_made_up_scrape_tokens_costs_a_bounded_number_of_reviews() {
         }
     }
     assert_eq!(reviews(), refused as f64, "refusals are remembered");
+}
+
+/// `curl --cacert ca https://localhost:<port>/healthz`: the body, or curl's complaint.
+fn curl_tls(address: SocketAddr, ca: &std::path::Path) -> Result<String, String> {
+    let out = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", address.port()))
+        .arg(format!("https://localhost:{}/healthz", address.port()))
+        .output()
+        .expect("curl runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn the_admin_server_speaks_tls_and_serves_a_rotated_certificate_without_a_restart() {
+    let dir = std::env::temp_dir().join(format!("sip-metrics-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A certificate as a mounted kubernetes.io/tls Secret gives it, and a copy to trust.
+    let issue = |name: &str| {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let trusted = dir.join(name);
+        std::fs::write(&trusted, made.cert.pem()).unwrap();
+        // The key first: the certificate's change is what the server looks for.
+        std::fs::write(dir.join("tls.key"), made.signing_key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("tls.crt"), made.cert.pem()).unwrap();
+        trusted
+    };
+    let first = issue("first.pem");
+    let tls = sip::admin::tls::acceptor(Some(&dir), vec![]).unwrap();
+    let (address, server) = sip::admin::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Metrics::new()),
+        None,
+        Some(tls),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let server = tokio::spawn(server);
+    let address: SocketAddr = address;
+    let ask = move |ca: PathBuf| tokio::task::spawn_blocking(move || curl_tls(address, &ca));
+    assert_eq!(ask(first.clone()).await.unwrap(), Ok("ok\n".to_string()));
+
+    // Plain HTTP is not served on the TLS port.
+    let plain = std::process::Command::new("curl")
+        .args(["--silent", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{}/healthz", address.port()))
+        .output()
+        .expect("curl runs");
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("ok"),
+        "plain HTTP answered"
+    );
+
+    // Rotated (a later modification time): the next handshake shows the new certificate.
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = issue("second.pem");
+    assert_eq!(ask(second).await.unwrap(), Ok("ok\n".to_string()));
+    let stale = ask(first)
+        .await
+        .unwrap()
+        .expect_err("the old certificate is gone");
+    assert!(stale.contains("certificate"), "{stale}");
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,6 +2,9 @@
 //! `/readyz` (caches synced, so the operator can work). HTTP/1 only, a header read timeout and
 //! a small buffer: it faces a scraper, not the internet. With [`ScrapeAuth`], `/metrics`
 //! answers only a bearer token whose user may `get` it; the probes stay open to the kubelet.
+//! With TLS (`tls.rs`), every path is served over it (probes then say `scheme: HTTPS`).
+
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,6 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
 use crate::scrape_auth::{ScrapeAuth, Verdict};
@@ -27,17 +31,19 @@ pub async fn bind(
     address: SocketAddr,
     metrics: Arc<Metrics>,
     auth: Option<Arc<ScrapeAuth>>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()> + Send)> {
     let listener = TcpListener::bind(address).await?;
     let local = listener.local_addr()?;
-    Ok((local, serve(listener, metrics, auth, shutdown)))
+    Ok((local, serve(listener, metrics, auth, tls, shutdown)))
 }
 
 async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     auth: Option<Arc<ScrapeAuth>>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
@@ -54,28 +60,44 @@ async fn serve(
                 continue;
             }
         };
-        let (metrics, auth) = (metrics.clone(), auth.clone());
+        let (metrics, auth, tls) = (metrics.clone(), auth.clone(), tls.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let (metrics, auth) = (metrics.clone(), auth.clone());
-                async move {
-                    if let Some(refused) = refuse_scrape(auth.as_deref(), &req).await {
-                        return Ok::<_, Infallible>(refused);
-                    }
-                    Ok::<_, Infallible>(respond(&metrics, &req))
-                }
-            });
-            let served = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_BUFFER)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "admin server: connection ended");
+            let Some(tls) = tls else {
+                return serve_connection(stream, metrics, auth).await;
+            };
+            // The handshake gets the same bound as a request's header.
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, metrics, auth).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "admin server: TLS handshake failed"),
+                Err(_) => tracing::debug!("admin server: TLS handshake timed out"),
             }
         });
+    }
+}
+
+async fn serve_connection(
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    metrics: Arc<Metrics>,
+    auth: Option<Arc<ScrapeAuth>>,
+) {
+    let service = service_fn(move |req| {
+        let (metrics, auth) = (metrics.clone(), auth.clone());
+        async move {
+            if let Some(refused) = refuse_scrape(auth.as_deref(), &req).await {
+                return Ok::<_, Infallible>(refused);
+            }
+            Ok::<_, Infallible>(respond(&metrics, &req))
+        }
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUFFER)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "admin server: connection ended");
     }
 }
 
@@ -202,6 +224,7 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             metrics.clone(),
             None,
+            None,
             std::future::pending(),
         )
         .await
@@ -268,6 +291,7 @@ mod tests {
         let (address, server) = bind(
             "127.0.0.1:0".parse().unwrap(),
             Arc::new(Metrics::new()),
+            None,
             None,
             std::future::pending(),
         )
