@@ -71,6 +71,14 @@ pub enum ServiceError {
         host: String,
         detail: String,
     },
+    #[error(
+        "{service}: {object} exists and is not this SIPCluster's ({who}); sip does not take over what it did not make: rename or delete it, or rename the SIPCluster"
+    )]
+    Foreign {
+        service: ServiceId,
+        object: String,
+        who: String,
+    },
     #[error("{service}: the API server refused {object}: {detail}")]
     Refused {
         service: ServiceId,

@@ -203,3 +203,106 @@ mod tests {
         assert_eq!(a.len(), 16);
     }
 }
+
+/// Whether an object found under one of a service's names is the SIPCluster's to apply: owned
+/// by it (`uid`), or left by an earlier SIPCluster of the same name (sip's labels for that
+/// name, a SIPCluster owner of that name) that the garbage collector has not removed yet.
+/// Anything else someone else made, and sip must not take it over (nor, through its owner
+/// reference, have it deleted with the SIPCluster).
+pub fn is_ours(found: &ObjectMeta, cluster: &str, uid: &str) -> bool {
+    let owners = found.owner_references.as_deref().unwrap_or_default();
+    if owners.iter().any(|o| o.uid == uid) {
+        return true;
+    }
+    let labels = found.labels.as_ref();
+    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    label(LABEL_MANAGED_BY) == Some(MANAGED_BY)
+        && label(LABEL_CLUSTER_NAME) == Some(cluster)
+        && owners
+            .iter()
+            .any(|o| o.kind == "SIPCluster" && o.name == cluster && o.controller == Some(true))
+}
+
+/// Who made `found`, for the refusal: its controller, else its field managers.
+pub fn made_by(found: &ObjectMeta) -> String {
+    let owners = found.owner_references.as_deref().unwrap_or_default();
+    if let Some(o) = owners.iter().find(|o| o.controller == Some(true)) {
+        return format!("controlled by {} {}", o.kind, o.name);
+    }
+    let mut managers: Vec<&str> = found
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.as_deref())
+        .collect();
+    managers.sort();
+    managers.dedup();
+    match managers.as_slice() {
+        [] => "made by someone else".into(),
+        m => format!("written by {}", m.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod ownership_tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    fn owner(kind: &str, name: &str, uid: &str) -> OwnerReference {
+        OwnerReference {
+            kind: kind.into(),
+            name: name.into(),
+            uid: uid.into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        }
+    }
+
+    fn ours_labels(cluster: &str) -> Option<BTreeMap<String, String>> {
+        Some(BTreeMap::from([
+            (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
+            (LABEL_CLUSTER_NAME.into(), cluster.into()),
+        ]))
+    }
+
+    #[test]
+    fn only_this_clusters_objects_or_its_namesakes_leftovers_are_taken() {
+        let owned = ObjectMeta {
+            owner_references: Some(vec![owner("SIPCluster", "t", "uid-1")]),
+            ..ObjectMeta::default()
+        };
+        assert!(is_ours(&owned, "t", "uid-1"));
+        // An earlier SIPCluster "t" (deleted, recreated) whose children the GC has not removed.
+        let leftover = ObjectMeta {
+            labels: ours_labels("t"),
+            owner_references: Some(vec![owner("SIPCluster", "t", "uid-0")]),
+            ..ObjectMeta::default()
+        };
+        assert!(is_ours(&leftover, "t", "uid-1"));
+        // The same labels copied onto an object someone else controls, or onto a bare one.
+        let copied = ObjectMeta {
+            labels: ours_labels("t"),
+            owner_references: Some(vec![owner("Deployment", "t", "uid-9")]),
+            ..ObjectMeta::default()
+        };
+        assert!(!is_ours(&copied, "t", "uid-1"));
+        assert_eq!(made_by(&copied), "controlled by Deployment t");
+        let bare = ObjectMeta {
+            labels: ours_labels("t"),
+            managed_fields: Some(vec![ManagedFieldsEntry {
+                manager: Some("kubectl-create".into()),
+                ..ManagedFieldsEntry::default()
+            }]),
+            ..ObjectMeta::default()
+        };
+        assert!(!is_ours(&bare, "t", "uid-1"));
+        assert_eq!(made_by(&bare), "written by kubectl-create");
+        // Another SIPCluster's.
+        let other = ObjectMeta {
+            labels: ours_labels("u"),
+            owner_references: Some(vec![owner("SIPCluster", "u", "uid-2")]),
+            ..ObjectMeta::default()
+        };
+        assert!(!is_ours(&other, "t", "uid-1"));
+    }
+}

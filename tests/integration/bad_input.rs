@@ -266,3 +266,61 @@ async fn malformed_input_gets_a_clear_answer_and_loses_nothing() {
         operator.abort();
     }
 }
+
+#[tokio::test]
+async fn an_object_someone_else_made_under_a_services_name_is_refused_not_taken_over() {
+    let env = test_env("foreign").await;
+    load_hosts(&env).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
+    // Someone's own Secret, under the name the control-plane balancer's config would take.
+    let theirs: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "foreign-lb-control-plane"},
+        "stringData": {"owner": "someone else"},
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &theirs).await.unwrap();
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(&PostParams::default(), &sample_cluster(&env, "foreign", |_| {}))
+        .await
+        .unwrap();
+    let refused = wait_for(&api, "foreign", "the foreign object refused", |c| {
+        c.and_then(|c| c.status.as_ref())
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|r| r.message.contains("is not this SIPCluster's"))
+    })
+    .await
+    .unwrap();
+    let ready = refused
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "InfraServiceFailure");
+    assert!(
+        ready
+            .message
+            .contains("Secret/foreign-lb-control-plane exists")
+            && ready.message.contains("rename or delete it"),
+        "{}",
+        ready.message
+    );
+    // Untouched: no owner reference (the GC would delete it with the SIPCluster), its data.
+    let after = secrets.get("foreign-lb-control-plane").await.unwrap();
+    assert_eq!(after.metadata.owner_references, None);
+    assert_eq!(
+        after.data.unwrap()["owner"],
+        ByteString(b"someone else".to_vec())
+    );
+    // Once it is gone, the service is deployed.
+    secrets.delete("foreign-lb-control-plane", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(&api, "foreign", "Ready once the name is free", |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await;
+    operator.abort();
+}

@@ -9,6 +9,7 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -29,11 +30,18 @@ impl Turn<'_> {
     /// Service, which need nothing of each other. Objects of a wave are applied together. The
     /// API server refusing one (a node port taken, a cluster IP outside the range) fails the
     /// service, naming the first refused in render order; other errors end the turn.
+    ///
+    /// A `fresh` instance (not deployed by an earlier turn) first looks under each of its
+    /// names: an object there that is not this SIPCluster's fails the service, untouched.
     pub(super) async fn apply_all(
         &self,
         id: services::ServiceId,
         objects: &[Child],
+        fresh: bool,
     ) -> kube::Result<Result<(), ServiceError>> {
+        if fresh && let Some(refusal) = self.foreign(id, objects).await? {
+            return Ok(Err(refusal));
+        }
         let (first, second): (Vec<&Child>, Vec<&Child>) = objects
             .iter()
             .partition(|c| !matches!(c, Child::Service(_) | Child::Deployment(_)));
@@ -55,6 +63,46 @@ impl Turn<'_> {
             }
         }
         Ok(Ok(()))
+    }
+
+    /// The first of `objects` whose name holds an object that is not this SIPCluster's.
+    async fn foreign(
+        &self,
+        id: services::ServiceId,
+        objects: &[Child],
+    ) -> kube::Result<Option<ServiceError>> {
+        let found = futures::future::try_join_all(objects.iter().map(|c| self.existing(c))).await?;
+        let uid = self.cluster.uid().unwrap_or_default();
+        Ok(objects.iter().zip(found).find_map(|(child, found)| {
+            let found = found?;
+            (!meta::is_ours(&found, &self.key.name, &uid)).then(|| ServiceError::Foreign {
+                service: id,
+                object: child.describe(),
+                who: meta::made_by(&found),
+            })
+        }))
+    }
+
+    async fn existing(&self, child: &Child) -> kube::Result<Option<ObjectMeta>> {
+        let name = child.name();
+        match child {
+            Child::ServiceAccount(_) => self.metadata_of::<ServiceAccount>(name).await,
+            Child::ConfigMap(_) => self.metadata_of::<ConfigMap>(name).await,
+            Child::Secret(_) => self.metadata_of::<Secret>(name).await,
+            Child::Service(_) => self.metadata_of::<Service>(name).await,
+            Child::Deployment(_) => self.metadata_of::<Deployment>(name).await,
+        }
+    }
+
+    async fn metadata_of<K>(&self, name: &str) -> kube::Result<Option<ObjectMeta>>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let found = self.namespaced::<K>().get_metadata_opt(name).await?;
+        Ok(found.map(|o| o.metadata))
     }
 
     async fn apply_child(&self, child: &Child) -> kube::Result<()> {

@@ -330,8 +330,14 @@ impl Turn<'_> {
         &self,
         rendered: &services::Rendered,
     ) -> kube::Result<Result<(), ServiceError>> {
+        // Deployed by an earlier turn: its names already hold its own objects.
+        let deployed = self
+            .status
+            .services
+            .iter()
+            .any(|s| s.name == rendered.name && s.ready);
         match &rendered.objects {
-            Ok(objects) => self.apply_all(rendered.id, objects).await,
+            Ok(objects) => self.apply_all(rendered.id, objects, !deployed).await,
             Err(e) => Ok(Err(e.clone())),
         }
     }
