@@ -79,6 +79,9 @@ pub struct BmcDetails {
     /// Secret (same namespace) with keys `username` and `password`.
     #[serde(default)]
     pub credentials_name: String,
+    /// Whether the BMC's TLS certificate goes unverified (a self-signed BMC).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_certificate_verification: bool,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]

@@ -74,6 +74,7 @@ mod tests {
         h.spec.bmc = Some(BmcDetails {
             address: "ipmi://10.0.0.1".into(),
             credentials_name: "wk-1-bmc".into(),
+            disable_certificate_verification: false,
         });
         h.spec.network_data = Some(SecretReference {
             name: Some("wk-1-nd".into()),

@@ -27,6 +27,9 @@ impl fmt::Debug for Password {
 pub struct BmcCredentials {
     pub username: String,
     pub password: Password,
+    /// The host's `spec.bmc.disableCertificateVerification`: travels with the credentials to
+    /// the one place that uses them (the jump host's host list).
+    pub disable_certificate_verification: bool,
 }
 
 impl fmt::Debug for BmcCredentials {
@@ -34,6 +37,10 @@ impl fmt::Debug for BmcCredentials {
         f.debug_struct("BmcCredentials")
             .field("username", &self.username)
             .field("password", &self.password)
+            .field(
+                "disable_certificate_verification",
+                &self.disable_certificate_verification,
+            )
             .finish()
     }
 }

@@ -259,6 +259,11 @@ pub fn read_credentials(
     Ok(BmcCredentials {
         username: field("username")?,
         password: Password::new(field("password")?),
+        disable_certificate_verification: host
+            .spec
+            .bmc
+            .as_ref()
+            .is_some_and(|b| b.disable_certificate_verification),
     })
 }
 

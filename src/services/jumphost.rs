@@ -2,18 +2,27 @@
 //! ssh_config naming every host, and the host list with BMC details for power actions.
 //! Authorized keys are public and go to a ConfigMap; the host list carries BMC passwords and
 //! goes to a Secret, the only object the operator ever writes a password into.
+//!
+//! Hardened, whatever the image: sshd runs with only the capabilities it needs on a read-only
+//! root filesystem, forwards TCP only to the members' SSH ports and the BMCs (`PermitOpen`),
+//! nothing else (no agent, stream-local, remote or tunnel forwarding), with a host key the
+//! operator made once for this jump host and keeps in a Secret, so users see the same key
+//! across restarts. A BMC password rotation changes the mounted host list in place (the
+//! kubelet refreshes it) without restarting the pod.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HostAlias, KeyToPath, PodSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext,
-    TCPSocketAction, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, HostAlias, KeyToPath, PodSpec, Probe, SeccompProfile, SecretVolumeSource,
+    SecurityContext, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-use super::{Child, Facts, ServiceError, ServiceId, address, members, meta, pod, secrets};
+use super::{
+    Child, Facts, ServiceError, ServiceId, address, host_part, members, meta, pod, secrets,
+};
 use crate::api::{HostRecord, JumpHost};
 use crate::extraction::parse_bmc_address;
 use crate::scheduling::HostKey;
@@ -29,6 +38,10 @@ const SSH_PORT: u16 = 22;
 const FS_GROUP: i64 = 1000;
 /// The login user's `~/.ssh`, filled by the init container (`templates/ssh-permissions.sh`).
 const LOGIN_SSH_DIR: &str = "/home/ubuntu/.ssh";
+/// The host key, as the init container installs it for sshd: root's alone (a Secret volume is
+/// group-readable under `fsGroup`, and sshd refuses such a key).
+const HOST_KEY_DIR: &str = "/run/sip-host-key";
+const HOST_KEY: &str = "ssh_host_ed25519_key";
 const SCRIPT: &str = include_str!("templates/sip-hosts.sh");
 const PERMISSIONS: &str = include_str!("templates/ssh-permissions.sh");
 
@@ -59,6 +72,9 @@ struct BmcEntry<'a> {
     redfish_system: Option<String>,
     /// Whether `sip-hosts` may reach the BMC through an HTTP proxy (`bmc.proxy`).
     proxy: bool,
+    /// The host's `spec.bmc.disableCertificateVerification`: `sip-hosts` verifies the BMC's
+    /// certificate unless this is set.
+    disable_certificate_verification: bool,
     username: &'a str,
     password: &'a str,
 }
@@ -87,19 +103,25 @@ pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
     let proxy = spec.bmc.is_some_and(|b| b.proxy);
 
     let hosts = members(facts.hosts, None);
+    let names = display_names(&hosts);
     let mut entries = Vec::with_capacity(hosts.len());
     let mut aliases: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut bmc_hosts = BTreeSet::new();
+    let mut permit_open = BTreeSet::new();
     let mut ssh_config = ssh_config_header(facts, &key_names);
-    for host in &hosts {
+    for (host, shown) in hosts.iter().zip(&names) {
         let ip = address(id, host, interface)?;
-        let entry = host_entry(facts, id, host, ip.to_string(), proxy)?;
+        let entry = host_entry(facts, id, host, shown, ip.to_string(), proxy)?;
         bmc_hosts.insert(entry.bmc.host.clone());
+        // `ssh -J` asks for the name or the address the user typed.
+        permit_open.insert(format!("{shown}:{SSH_PORT}"));
+        permit_open.insert(format!("{}:{SSH_PORT}", host_part(ip)));
+        permit_open.insert(format!("{}:{}", bracketed(&entry.bmc.host), entry.bmc.port));
         aliases
             .entry(ip.to_string())
             .or_default()
-            .insert(host.name.clone());
-        ssh_config.push_str(&format!("\nHost {}\n  HostName {ip}\n", host.name));
+            .insert(shown.clone());
+        ssh_config.push_str(&format!("\nHost {shown}\n  HostName {ip}\n"));
         entries.push(entry);
     }
     let hosts_json = serde_json::to_string_pretty(&entries).unwrap_or_default();
@@ -114,22 +136,32 @@ pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
         ])),
         ..ConfigMap::default()
     };
+    let host_key = host_key(facts, name);
+    // The host list is read where it is mounted, which the kubelet refreshes: a changed BMC
+    // password must not restart the pod. What is copied at start (keys, ssh_config,
+    // authorized_keys) and the host key roll it.
     let hash = meta::config_hash([
         (KEY_AUTHORIZED, authorized.as_bytes()),
         (KEY_SCRIPT, SCRIPT.as_bytes()),
-        (KEY_HOSTS, hosts_json.as_bytes()),
         (KEY_SSH_CONFIG, ssh_config.as_bytes()),
         ("nodeSSHPrivateKeys", key_names.join("\n").as_bytes()),
+        (HOST_KEY, host_key.private.as_bytes()),
     ]);
     let secret = instance.secret([
         (KEY_HOSTS, hosts_json.into_bytes()),
         (KEY_SSH_CONFIG, ssh_config.into_bytes()),
     ]);
     let no_proxy = (!proxy).then(|| bmc_hosts.into_iter().collect::<Vec<_>>().join(","));
-    let pod_spec = pod_spec(spec, name, no_proxy, aliases);
+    let pod_spec = pod_spec(spec, name, no_proxy, aliases, &permit_open);
+    let mut host_key_secret = instance.secret([
+        (HOST_KEY, host_key.private.as_bytes().to_vec()),
+        ("ssh_host_ed25519_key.pub", host_key.public.into_bytes()),
+    ]);
+    host_key_secret.metadata.name = Some(host_key_secret_name(name));
     Ok(vec![
         Child::ConfigMap(config_map),
         Child::Secret(secret),
+        Child::Secret(host_key_secret),
         Child::Service(pod::service(
             &instance,
             vec![pod::port("ssh".into(), SSH_PORT, spec.node_port)],
@@ -138,6 +170,63 @@ pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
         )),
         Child::Deployment(pod::deployment(&instance, hash, pod_spec)),
     ])
+}
+
+/// The Secret holding jump host `name`'s SSH host key.
+pub fn host_key_secret_name(name: &str) -> String {
+    format!("{name}-host-key")
+}
+
+/// A host key, private (OpenSSH format) and public.
+struct HostKeyPair {
+    private: String,
+    public: String,
+}
+
+/// The host key this jump host already has (its Secret, read by the controller), or a new
+/// one: made once, then kept for the jump host's life.
+fn host_key(facts: &Facts<'_>, name: &str) -> HostKeyPair {
+    let existing = facts
+        .host_keys
+        .get(&host_key_secret_name(name))
+        .and_then(|s| s.data.as_ref()?.get(HOST_KEY))
+        .and_then(|b| std::str::from_utf8(&b.0).ok())
+        .and_then(|pem| ssh_key::PrivateKey::from_openssh(pem).ok());
+    let key = existing.unwrap_or_else(|| {
+        ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .expect("the OS gives randomness for an Ed25519 key")
+    });
+    HostKeyPair {
+        private: key
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map(|k| k.to_string())
+            .unwrap_or_default(),
+        public: key.public_key().to_openssh().unwrap_or_default(),
+    }
+}
+
+/// The name each member goes by in the jump host: its own, or `name.namespace` where two
+/// members from different namespaces share a name (`ssh <name>` must not pick one).
+fn display_names(hosts: &[&HostRecord]) -> Vec<String> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for h in hosts {
+        *count.entry(h.name.as_str()).or_default() += 1;
+    }
+    hosts
+        .iter()
+        .map(|h| match count[h.name.as_str()] {
+            1 => h.name.clone(),
+            _ => format!("{}.{}", h.name, h.namespace),
+        })
+        .collect()
+}
+
+/// An address or name as `PermitOpen` takes it: IPv6 in brackets.
+fn bracketed(host: &str) -> String {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]"),
+        Err(_) => host.to_string(),
+    }
 }
 
 /// The data keys of the node private keys Secret (its values are only mounted, never read).
@@ -189,6 +278,7 @@ fn host_entry<'a>(
     facts: &'a Facts<'_>,
     id: ServiceId,
     host: &'a HostRecord,
+    shown: &'a str,
     ip: String,
     proxy: bool,
 ) -> Result<HostEntry<'a>, ServiceError> {
@@ -208,7 +298,7 @@ fn host_entry<'a>(
         None => return Err(bmc_error("credentials were not read".into())),
     };
     Ok(HostEntry {
-        name: &host.name,
+        name: shown,
         namespace: &host.namespace,
         role: host.role.as_str(),
         ip,
@@ -219,9 +309,66 @@ fn host_entry<'a>(
             host: endpoint.host,
             port: endpoint.port,
             proxy,
+            disable_certificate_verification: credentials.disable_certificate_verification,
             username: &credentials.username,
             password: credentials.password.expose(),
         },
+    })
+}
+
+/// sshd in the foreground, logging to the pod's log, with the host key the init container
+/// installed and the hardening every image gets: command-line options win over the image's
+/// `sshd_config` (sip's or the predecessor's).
+fn sshd_command(permit_open: &BTreeSet<String>) -> Vec<String> {
+    let options = [
+        "AllowTcpForwarding=local".to_string(),
+        format!(
+            "PermitOpen={}",
+            match permit_open.is_empty() {
+                true => "none".to_string(),
+                false => permit_open.iter().cloned().collect::<Vec<_>>().join(" "),
+            }
+        ),
+        "AllowAgentForwarding=no".into(),
+        "AllowStreamLocalForwarding=no".into(),
+        "GatewayPorts=no".into(),
+        "PermitTunnel=no".into(),
+        "X11Forwarding=no".into(),
+        "PasswordAuthentication=no".into(),
+        "KbdInteractiveAuthentication=no".into(),
+        "PermitRootLogin=no".into(),
+        "PermitUserRC=no".into(),
+        "PidFile=none".into(),
+    ];
+    let mut command = vec![
+        "/usr/sbin/sshd".to_string(),
+        "-D".into(),
+        "-e".into(),
+        "-h".into(),
+        format!("{HOST_KEY_DIR}/{HOST_KEY}"),
+    ];
+    for option in options {
+        command.push("-o".into());
+        command.push(option);
+    }
+    command
+}
+
+/// A container's security context: no privilege escalation, the runtime's seccomp profile,
+/// a read-only root, every capability dropped but `keep`.
+fn hardened(keep: &[&str]) -> Option<SecurityContext> {
+    Some(SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: Some(keep.iter().map(|c| c.to_string()).collect()),
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
     })
 }
 
@@ -230,6 +377,7 @@ fn pod_spec(
     name: &str,
     no_proxy: Option<String>,
     aliases: BTreeMap<String, BTreeSet<String>>,
+    permit_open: &BTreeSet<String>,
 ) -> PodSpec {
     let mount = |volume: &str, path: &str, read_only: bool| VolumeMount {
         name: volume.into(),
@@ -250,16 +398,22 @@ fn pod_spec(
         vars.push(env("no_proxy", hosts));
     }
     let image = spec.common.image.as_deref().unwrap_or(JUMP_HOST_IMAGE);
-    // sshd starts as root and drops to the login user; it cannot run under the restricted
-    // profile, so the jump host only forbids privilege escalation and keeps the default seccomp.
-    let security = Some(SecurityContext {
-        allow_privilege_escalation: Some(false),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            ..SeccompProfile::default()
-        }),
-        ..SecurityContext::default()
-    });
+    // sshd starts as root and drops to the login user, so it cannot run under the restricted
+    // profile; it keeps only what that takes: changing user and group, its privilege
+    // separation chroot, port 22, a session's pty (chown, chmod), signalling its own children
+    // of another uid, and the audit record some builds insist on. The init container only
+    // installs files for the login user (chown, and writing into that user's directories).
+    let sshd_security = hardened(&[
+        "AUDIT_WRITE",
+        "CHOWN",
+        "FOWNER",
+        "KILL",
+        "NET_BIND_SERVICE",
+        "SETGID",
+        "SETUID",
+        "SYS_CHROOT",
+    ]);
+    let init_security = hardened(&["CHOWN", "DAC_OVERRIDE", "FOWNER"]);
     let probe = |period: i32| Probe {
         tcp_socket: Some(TCPSocketAction {
             port: IntOrString::Int(SSH_PORT.into()),
@@ -274,10 +428,13 @@ fn pod_spec(
             mount("node-keys", "/etc/sip/node-keys", true),
             mount("authorized-keys", "/etc/sip/authorized-keys", true),
             mount("hosts", "/etc/sip/hosts", true),
+            mount("host-key", "/etc/sip/host-key", true),
             mount("login-ssh", LOGIN_SSH_DIR, false),
+            mount("host-key-installed", HOST_KEY_DIR, false),
+            mount("privsep", "/run/sshd", false),
         ]),
         resources: pod::resources("10m", "16Mi", "64Mi"),
-        security_context: security.clone(),
+        security_context: init_security,
         ..pod::container("ssh-permissions", image)
     };
     let ssh = Container {
@@ -288,15 +445,19 @@ fn pod_spec(
             ..ContainerPort::default()
         }]),
         env: Some(vars),
+        command: Some(sshd_command(permit_open)),
         volume_mounts: Some(vec![
             mount("hosts", "/etc/sip/hosts", true),
             mount("login-ssh", LOGIN_SSH_DIR, false),
             mount("bin", "/opt/sip/bin", true),
+            mount("host-key-installed", HOST_KEY_DIR, true),
+            mount("privsep", "/run/sshd", false),
+            mount("tmp", "/tmp", false),
         ]),
         readiness_probe: Some(probe(10)),
         liveness_probe: Some(probe(30)),
         resources: pod::resources("10m", "32Mi", "256Mi"),
-        security_context: security,
+        security_context: sshd_security,
         ..pod::container("ssh", image)
     };
     let config_map = |volume: &str, key: &str, mode: i32| Volume {
@@ -321,6 +482,16 @@ fn pod_spec(
         }),
         ..Volume::default()
     };
+    let memory = |volume: &str| Volume {
+        name: volume.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                "16Mi".into(),
+            )),
+        }),
+        ..Volume::default()
+    };
     PodSpec {
         init_containers: Some(vec![permissions]),
         containers: vec![ssh],
@@ -329,14 +500,11 @@ fn pod_spec(
             config_map("bin", KEY_SCRIPT, 0o555),
             secret("hosts", name, 0o440),
             secret("node-keys", &spec.node_ssh_private_keys, 0o440),
-            Volume {
-                name: "login-ssh".into(),
-                empty_dir: Some(EmptyDirVolumeSource {
-                    medium: Some("Memory".into()),
-                    ..EmptyDirVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
+            secret("host-key", &host_key_secret_name(name), 0o400),
+            memory("login-ssh"),
+            memory("host-key-installed"),
+            memory("privsep"),
+            memory("tmp"),
         ]),
         host_aliases: (!aliases.is_empty()).then(|| {
             aliases

@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 pub use auth::DEX_IMAGE;
 pub use child::Child;
 pub use error::ServiceError;
-pub use jumphost::JUMP_HOST_IMAGE;
+pub use jumphost::{JUMP_HOST_IMAGE, host_key_secret_name};
 pub use loadbalancer::{
     CONTROL_PLANE_TEMPLATE, CONTROL_PLANE_TEMPLATE_KEY, HAPROXY_IMAGE, WORKER_TEMPLATE,
     WORKER_TEMPLATE_KEY,
@@ -119,6 +119,8 @@ pub struct Facts<'a> {
     pub config_maps: &'a BTreeMap<String, ConfigMap>,
     /// BMC credentials per member host, read only when a jump host needs them.
     pub credentials: &'a BTreeMap<HostKey, Result<BmcCredentials, String>>,
+    /// The jump hosts' host key Secrets that exist, by name (`jumphost::host_key_secret_name`).
+    pub host_keys: &'a BTreeMap<String, Secret>,
     /// Where the templates of [`TEMPLATE_CONFIG_MAPS`] render.
     pub renderer: &'a Renderer,
 }

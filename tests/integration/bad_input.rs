@@ -278,12 +278,18 @@ async fn an_object_someone_else_made_under_a_services_name_is_refused_not_taken_
         "stringData": {"owner": "someone else"},
     }))
     .unwrap();
-    secrets.create(&PostParams::default(), &theirs).await.unwrap();
-    let operator = start_operator(&env);
-    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-    api.create(&PostParams::default(), &sample_cluster(&env, "foreign", |_| {}))
+    secrets
+        .create(&PostParams::default(), &theirs)
         .await
         .unwrap();
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "foreign", |_| {}),
+    )
+    .await
+    .unwrap();
     let refused = wait_for(&api, "foreign", "the foreign object refused", |c| {
         c.and_then(|c| c.status.as_ref())
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
@@ -315,7 +321,8 @@ async fn an_object_someone_else_made_under_a_services_name_is_refused_not_taken_
         ByteString(b"someone else".to_vec())
     );
     // Once it is gone, the service is deployed.
-    secrets.delete("foreign-lb-control-plane", &DeleteParams::default())
+    secrets
+        .delete("foreign-lb-control-plane", &DeleteParams::default())
         .await
         .unwrap();
     wait_for(&api, "foreign", "Ready once the name is free", |c| {

@@ -114,10 +114,14 @@ impl Pod {
     fn container_script(&self, container: &Container, root: &Path, entrypoint: &[&str]) -> String {
         let mut mounts = String::from("set -eu\n");
         for m in container.volume_mounts.iter().flatten() {
+            // The sandbox's own /run, and /tmp inside this container's mount namespace, are
+            // the container's too.
             assert!(
                 OVERLAID
                     .iter()
-                    .any(|top| m.mount_path.starts_with(&format!("{top}/"))),
+                    .chain(&["/run"])
+                    .any(|top| m.mount_path.starts_with(&format!("{top}/")))
+                    || m.mount_path == "/tmp",
                 "{} mounts {} outside the sandbox's overlays {OVERLAID:?}",
                 container.name,
                 m.mount_path

@@ -285,7 +285,7 @@ fn image_entrypoint(dockerfile: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_jump_host_logs_users_in_reaches_nodes_and_powers_hosts() {
-    let (_env, pod, keys, _) = match ready_tenant("fn-jump", ServiceKind::JumpHost).await {
+    let (env, pod, keys, _) = match ready_tenant("fn-jump", ServiceKind::JumpHost).await {
         Some(tenant) => tenant,
         None => return,
     };
@@ -329,6 +329,66 @@ async fn the_jump_host_logs_users_in_reaches_nodes_and_powers_hosts() {
     };
 
     assert_eq!(ok("id -un").trim(), "ubuntu");
+
+    // The host key is the one the operator made and keeps in the jump host's Secret.
+    let kept =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), &env.namespace)
+            .get(&sip::services::host_key_secret_name(&object_name(
+                CLUSTER,
+                ServiceId {
+                    kind: ServiceKind::JumpHost,
+                    index: 0,
+                },
+            )))
+            .await
+            .unwrap();
+    let public =
+        String::from_utf8(kept.data.unwrap()["ssh_host_ed25519_key.pub"].0.clone()).unwrap();
+    let served = jump.sh_ok("ssh-keyscan -T 2 -t ed25519 127.0.0.1 2>/dev/null");
+    let key_of = |line: &str| {
+        line.split_whitespace()
+            .skip_while(|w| !w.starts_with("ssh-"))
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        key_of(&served),
+        key_of(&public),
+        "served {served}, kept {public}"
+    );
+
+    // TCP forwarding reaches a member's ssh port and nothing else (not the jump host's own
+    // network, not the API server's).
+    let forward = |target: &str| {
+        jump.sh(&format!(
+            "timeout 10 ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no \
+             -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -W {target} ubuntu@127.0.0.1 </dev/null",
+            quote(&keys.user.0),
+        ))
+    };
+    let member = forward("192.0.2.22:22");
+    assert!(
+        String::from_utf8_lossy(&member.stdout).starts_with("SSH-2.0-"),
+        "a member's sshd answers through the jump host: {member:?}"
+    );
+    for target in ["127.0.0.1:22", "192.0.2.22:80", "10.96.0.1:443"] {
+        let refused = forward(target);
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && said.contains("stdio forwarding failed"),
+            "{target} is not forwarded: {said}"
+        );
+        // Denied by sshd's policy, not unreachable.
+        let (host, port) = target.split_once(':').unwrap();
+        assert!(
+            jump.log("main").contains(&format!(
+                "to connect to host {host} port {port}, but the request was denied"
+            )),
+            "sshd denied {target}:\n{}",
+            jump.log("main")
+        );
+    }
     let refused = ssh(&keys.stranger.0, "true");
     assert!(!refused.status.success(), "a key not listed is refused");
     assert!(

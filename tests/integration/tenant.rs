@@ -28,8 +28,9 @@ pub fn bmc_user(host: &str) -> String {
     format!("admin-{host}")
 }
 
+/// With a quote, a backslash and a space: what broke the jump host's curl configuration once.
 pub fn bmc_password(host: &str) -> String {
-    format!("pw-of-{host}")
+    format!("pw \"of\" \\{host}")
 }
 
 impl Tenant {

@@ -43,12 +43,14 @@ impl Turn<'_> {
         let _ = self.ctx.drift.take(&ObjectRef::from_obj(self.cluster));
         let started = std::time::Instant::now();
         // What rendering reads is read at once.
-        let (secrets, config_maps, (credentials, credential_versions), mut leftovers) = futures::try_join!(
-            self.referenced_secrets(),
-            self.template_config_maps(),
-            self.member_credentials(),
-            self.leftovers_until_applied(),
-        )?;
+        let (secrets, host_keys, config_maps, (credentials, credential_versions), mut leftovers) =
+            futures::try_join!(
+                self.referenced_secrets(),
+                self.host_keys(),
+                self.template_config_maps(),
+                self.member_credentials(),
+                self.leftovers_until_applied(),
+            )?;
         // The versions of exactly what is rendered: a change after this read is a change.
         let namespace = &self.key.namespace;
         let mut read: HashMap<SourceRef, Option<String>> = credential_versions
@@ -78,7 +80,9 @@ impl Turn<'_> {
                 "the SIPCluster has no uid to own its services by".into(),
             ));
         };
-        let rendered = self.render(owner, secrets, config_maps, credentials).await;
+        let rendered = self
+            .render(owner, [secrets, host_keys], config_maps, credentials)
+            .await;
 
         self.status.sources_version = Some(sources.sum());
         let mut statuses = Vec::with_capacity(rendered.len());
@@ -178,7 +182,7 @@ impl Turn<'_> {
     async fn render(
         &self,
         owner: OwnerReference,
-        secrets: BTreeMap<String, Secret>,
+        [secrets, host_keys]: [BTreeMap<String, Secret>; 2],
         config_maps: BTreeMap<String, ConfigMap>,
         credentials: MemberCredentials,
     ) -> Vec<services::Rendered> {
@@ -195,6 +199,7 @@ impl Turn<'_> {
                 owner,
                 hosts: &hosts,
                 secrets: &secrets,
+                host_keys: &host_keys,
                 config_maps: &config_maps,
                 credentials: &credentials,
                 renderer: &renderer,
@@ -222,7 +227,28 @@ impl Turn<'_> {
 
     /// The Secrets the spec names (authorized keys and the like) that exist, by name.
     async fn referenced_secrets(&self) -> kube::Result<BTreeMap<String, Secret>> {
-        let names = services::referenced_secrets(&self.cluster.spec);
+        self.secrets_named(services::referenced_secrets(&self.cluster.spec))
+            .await
+    }
+
+    /// The jump hosts' host key Secrets that exist: a jump host keeps its key for life. Not a
+    /// source of the services (the operator writes them), so not versioned.
+    async fn host_keys(&self) -> kube::Result<BTreeMap<String, Secret>> {
+        let names = services::instances(&self.cluster.spec)
+            .into_iter()
+            .filter(|id| id.kind == services::ServiceKind::JumpHost)
+            .map(|id| {
+                services::host_key_secret_name(&services::meta::object_name(&self.key.name, id))
+            })
+            .collect();
+        self.secrets_named(names).await
+    }
+
+    /// Those of the Secrets `names` (in the cluster's namespace) that exist.
+    async fn secrets_named(
+        &self,
+        names: BTreeSet<String>,
+    ) -> kube::Result<BTreeMap<String, Secret>> {
         let namespace = &self.key.namespace;
         let found = overlapped(names.clone(), |name| {
             self.secret(Some((namespace.clone(), name)))

@@ -22,6 +22,7 @@ pub(crate) fn host() -> BareMetalHost {
             bmc: Some(BmcDetails {
                 address: "redfish+https://10.23.0.11:8443/redfish/v1/Systems/1".into(),
                 credentials_name: "cp-1-bmc".into(),
+                disable_certificate_verification: false,
             }),
             network_data: Some(SecretReference {
                 name: Some("cp-1-nd".into()),

@@ -29,17 +29,17 @@ redfish() {
     echo "sip-hosts: $host has no Redfish system URL (driver $(host_field "$host" .bmc.driver)); use the vendor's tool" >&2
     exit 1
   }
-  user=$(host_field "$host" .bmc.username)
-  pass=$(host_field "$host" .bmc.password)
-  # BMCs are reached directly unless the SIPCluster says `bmc: {proxy: true}`.
-  proxy=$(jq -r --arg h "$host" '.[] | select(.name == $h) | .bmc.proxy' "$HOSTS")
-  # The credentials go to curl on stdin, not argv.
-  {
-    printf 'user = "%s:%s"\n' "$user" "$pass"
-    [ "$proxy" = true ] || printf 'noproxy = "*"\n'
-  } | curl --config - --silent --show-error --fail --insecure \
-    -X "$method" -H 'Content-Type: application/json' \
-    ${body:+--data "$body"} "$system$path"
+  # The credentials go to curl on stdin, not argv, as one JSON-quoted config string: a quote,
+  # a backslash or a newline in a password stays in the password. The certificate is checked
+  # unless the host's spec.bmc says disableCertificateVerification, and BMCs are reached
+  # directly unless the SIPCluster says `bmc: {proxy: true}`.
+  jq -r --arg h "$host" '.[] | select(.name == $h) | .bmc |
+      "user = \((.username + ":" + .password) | @json)",
+      (if .proxy then empty else "noproxy = \"*\"" end),
+      (if .disableCertificateVerification then "insecure" else empty end)' "$HOSTS" |
+    curl --config - --silent --show-error --fail \
+      -X "$method" -H 'Content-Type: application/json' \
+      ${body:+--data "$body"} "$system$path"
 }
 
 reset() {

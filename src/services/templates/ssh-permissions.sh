@@ -10,3 +10,7 @@ for key in /etc/sip/node-keys/*; do
 done
 install -m 0600 -o "$user" -g "$user" /etc/sip/authorized-keys/authorized_keys "$dir/authorized_keys"
 install -m 0600 -o "$user" -g "$user" /etc/sip/hosts/ssh_config "$dir/config"
+# sshd's host key, root's alone (the Secret's mount is group-readable, which sshd refuses), and
+# its privilege separation directory, root's and not writable by others.
+install -m 0600 /etc/sip/host-key/ssh_host_ed25519_key /run/sip-host-key/ssh_host_ed25519_key
+chmod 0755 /run/sshd

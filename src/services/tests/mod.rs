@@ -16,6 +16,10 @@ pub const PASSWORD_PREFIX: &str = "pw-of-";
 
 /// An owned set of inputs: the predecessor's sample with an OIDC provider, and a ledger of
 /// two control-plane hosts (one IPv6) and two workers, plus a released and an unusable host.
+/// A throwaway Ed25519 host key, made for these tests only: the jump host reuses the key its
+/// Secret holds, so the rendered output is the same every run.
+const FIXTURE_HOST_KEY: &str = include_str!("fixture_host_key");
+
 pub struct Fixture {
     pub spec: SIPClusterSpec,
     pub hosts: Vec<HostRecord>,
@@ -23,6 +27,7 @@ pub struct Fixture {
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub credentials: BTreeMap<HostKey, Result<BmcCredentials, String>>,
     pub renderer: Renderer,
+    pub host_keys: BTreeMap<String, Secret>,
 }
 
 fn secret(pairs: &[(&str, &str)]) -> Secret {
@@ -119,6 +124,7 @@ impl Fixture {
                 let c = BmcCredentials {
                     username: "admin".into(),
                     password: Password::new(format!("{PASSWORD_PREFIX}{}", h.name)),
+                    disable_certificate_verification: h.name == "cp-2",
                 };
                 (HostKey::of_record(h), Ok(c))
             })
@@ -170,6 +176,10 @@ impl Fixture {
             config_maps: BTreeMap::new(),
             credentials,
             renderer: Renderer::InProcess,
+            host_keys: BTreeMap::from([(
+                "tenant-jump-host-host-key".to_string(),
+                secret(&[("ssh_host_ed25519_key", FIXTURE_HOST_KEY)]),
+            )]),
         }
     }
 
@@ -190,6 +200,7 @@ impl Fixture {
             secrets: &self.secrets,
             config_maps: &self.config_maps,
             credentials: &self.credentials,
+            host_keys: &self.host_keys,
             renderer: &self.renderer,
         }
     }

@@ -43,6 +43,7 @@ fn every_service_of_the_sample_renders_owned_labeled_objects() {
                 vec![
                     "ConfigMap/tenant-jump-host".into(),
                     "Secret/tenant-jump-host".into(),
+                    "Secret/tenant-jump-host-host-key".into(),
                     "Service/tenant-jump-host".into(),
                     "Deployment/tenant-jump-host".into()
                 ]
