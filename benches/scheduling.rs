@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
                 ledger,
                 hosts: &hosts,
                 claimed_elsewhere: &claimed,
+                claimable: None,
             })
         };
         let first = expand(&[], &full);

@@ -76,6 +76,12 @@ struct RunArgs {
     /// never cross the network in clear.
     #[arg(long, env = "SIP_METRICS_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     metrics_tls: bool,
+    /// Which namespaces' hosts a SIPCluster may claim, by its namespace:
+    /// `CLUSTER_NS=HOST_NS[,HOST_NS...]` rules separated by `;`, `*` for every other cluster
+    /// namespace, `.` for the cluster's own (e.g. `*=.;ops=metal3`). Unset: any namespace's
+    /// hosts, as the predecessor chose them. Set, a namespace no rule names claims nothing.
+    #[arg(long, env = "SIP_CLAIMABLE_HOSTS")]
+    claimable_hosts: Option<sip::scheduling::ClaimScope>,
     /// With --metrics-tls: a directory holding tls.crt and tls.key (a mounted
     /// kubernetes.io/tls Secret), read again when tls.crt changes. Without it the operator
     /// makes a self-signed certificate at start.
@@ -207,6 +213,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         instance: args.instance,
         metrics: metrics.clone(),
         network_data_any_namespace: args.network_data_any_namespace,
+        claim_scope: args.claimable_hosts.unwrap_or_default(),
         // Templates from ConfigMaps render in a child of this very executable.
         renderer: match std::env::current_exe() {
             Ok(exe) => sip::services::Renderer::Child(exe),

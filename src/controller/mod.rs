@@ -102,6 +102,8 @@ pub struct Context {
     network_data_any_namespace: bool,
     /// Where templates from ConfigMaps render.
     renderer: crate::services::Renderer,
+    /// Which namespaces' hosts each SIPCluster namespace may claim.
+    claim_scope: crate::scheduling::ClaimScope,
 }
 
 impl Context {
@@ -127,6 +129,8 @@ pub struct Settings {
     pub network_data_any_namespace: bool,
     /// Where templates from ConfigMaps render: `sip run` uses a child of its own executable.
     pub renderer: crate::services::Renderer,
+    /// Which namespaces' hosts each SIPCluster namespace may claim (`--claimable-hosts`).
+    pub claim_scope: crate::scheduling::ClaimScope,
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -165,6 +169,7 @@ pub async fn run(
         verified: verified::Verified::default(),
         network_data_any_namespace: settings.network_data_any_namespace,
         renderer: settings.renderer.clone(),
+        claim_scope: settings.claim_scope.clone(),
     });
     // The watches end with the controller (a replica that loses the lease stops them all).
     let _tasks = watches.tasks;

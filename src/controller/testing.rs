@@ -149,5 +149,6 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         verified: verified::Verified::default(),
         network_data_any_namespace: false,
         renderer: Default::default(),
+        claim_scope: Default::default(),
     }
 }

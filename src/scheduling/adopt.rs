@@ -145,6 +145,7 @@ mod tests {
             ledger: &ledger,
             hosts: &hosts,
             claimed_elsewhere: &claims,
+            claimable: None,
         };
         let found: Vec<(String, NodeRole)> = strays(&inputs)
             .into_iter()

@@ -31,6 +31,8 @@ pub struct Inputs<'a, S = std::hash::RandomState, H = HostView> {
     pub hosts: &'a [H],
     /// Hosts claimed in the ledgers of other SIPClusters (labels are read from the hosts).
     pub claimed_elsewhere: &'a HashSet<HostKey, S>,
+    /// The namespaces whose hosts this cluster may claim (`None`: any; `--claimable-hosts`).
+    pub claimable: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 pub(super) struct RoleSpec<'a> {
@@ -52,6 +54,7 @@ impl RoleSpec<'_> {
 pub(super) enum Standing<'a> {
     InLedger(&'a HostRecord),
     ClaimedElsewhere,
+    OutOfScope,
     HeldByConsumer,
     Unavailable,
     NoNetworkData,
@@ -242,6 +245,12 @@ fn classify<'a, S: BuildHasher, H>(
     } else if host.labeled_for_other(inputs.cluster) || inputs.claimed_elsewhere.contains(&host.key)
     {
         Standing::ClaimedElsewhere
+    } else if inputs
+        .claimable
+        .is_some_and(|c| !c.contains(host.key.namespace()))
+    {
+        // A member keeps its host (above); a new choice stays in the namespaces allowed.
+        Standing::OutOfScope
     } else if host.consumer.is_some() {
         // Held by someone else (a Metal3Machine, a provisioning image): a member keeps its
         // host (above), a new choice never takes one.

@@ -119,6 +119,8 @@ pub struct Counts {
     pub claimed_elsewhere: u32,
     /// Held by another consumer (`spec.consumerRef`).
     pub held_by_consumer: u32,
+    /// In a namespace this cluster's namespace may not claim from (`--claimable-hosts`).
+    pub out_of_scope: u32,
     /// Deleting, paused, errored or unhealthy.
     pub unavailable: u32,
     /// Marked unusable in the ledger, or being released.
@@ -164,6 +166,13 @@ impl fmt::Display for Shortfall {
             )?;
         }
         write!(f, ", {} serving the other role", c.other_role)?;
+        if c.out_of_scope > 0 {
+            write!(
+                f,
+                ", {} in namespaces this SIPCluster's may not claim from (the operator's --claimable-hosts)",
+                c.out_of_scope
+            )?;
+        }
         write!(
             f,
             "; add matching hosts{} or lower spec.nodes.{role}.count",

@@ -13,6 +13,7 @@ mod decision;
 mod host;
 mod labels;
 mod scan;
+mod scope;
 
 pub use adopt::{ADOPTED, outside_ledger};
 pub use choose::{Inputs, schedule};
@@ -21,6 +22,7 @@ pub use decision::{
 };
 pub use host::{ClusterKey, HostKey, HostView, free_by_itself};
 pub use labels::Labels;
+pub use scope::{ClaimScope, ScopeError};
 
 #[cfg(test)]
 mod proptests;

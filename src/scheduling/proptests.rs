@@ -121,6 +121,7 @@ fn decide(world: &World, spec: &SIPClusterSpec, ledger: &[HostRecord]) -> Decisi
         ledger,
         hosts: &world.hosts,
         claimed_elsewhere: &world.claimed_elsewhere,
+        claimable: None,
     })
 }
 

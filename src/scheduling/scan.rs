@@ -66,6 +66,10 @@ impl RoleScan<'_, '_> {
                     counts.claimed_elsewhere += 1;
                     continue;
                 }
+                Standing::OutOfScope => {
+                    counts.out_of_scope += 1;
+                    continue;
+                }
                 Standing::HeldByConsumer => {
                     counts.held_by_consumer += 1;
                     continue;

@@ -331,3 +331,47 @@ async fn an_object_someone_else_made_under_a_services_name_is_refused_not_taken_
     .await;
     operator.abort();
 }
+
+#[tokio::test]
+async fn a_namespace_may_claim_only_the_hosts_the_operator_allows_it() {
+    let env = test_env("scope").await;
+    load_hosts(&env).await;
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
+    let mut settings = crate::common::operator_settings(&env.namespace, "scope", &metrics);
+    // Every namespace may claim only another pool's hosts: none of this namespace's.
+    settings.claim_scope = "*=another-pool".parse().unwrap();
+    let operator = tokio::spawn(sip::controller::run(
+        env.client.clone(),
+        settings,
+        std::future::pending(),
+    ));
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "scoped", |_| {}),
+    )
+    .await
+    .unwrap();
+    let seen = wait_for(&api, "scoped", "unschedulable for its scope", |c| {
+        c.and_then(|c| c.status.as_ref())
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|r| r.message.contains("--claimable-hosts"))
+    })
+    .await
+    .unwrap();
+    let message = &seen.status.as_ref().unwrap().conditions[0].message;
+    assert!(
+        message.contains("in namespaces this SIPCluster's may not claim from"),
+        "{message}"
+    );
+    // Nothing was claimed.
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    for host in hosts.list(&ListParams::default()).await.unwrap() {
+        assert!(
+            !kube::ResourceExt::labels(&host).contains_key(LABEL_CLUSTER_NAME),
+            "{} was labeled",
+            kube::ResourceExt::name_any(&host)
+        );
+    }
+    operator.abort();
+}

@@ -162,12 +162,14 @@ impl<'a> Turn<'a> {
         let viewed = started.elapsed();
         let claimed = self.claims_elsewhere(fresh).await?;
         let listed = started.elapsed();
+        let claimable = self.ctx.claim_scope.for_namespace(&self.key.namespace);
         let decision = schedule(&Inputs {
             cluster: &self.key,
             spec: &self.cluster.spec,
             ledger: &self.status.hosts,
             hosts: &hosts,
             claimed_elsewhere: &claimed,
+            claimable: claimable.as_ref(),
         });
         tracing::debug!(
             hosts = hosts.len(),

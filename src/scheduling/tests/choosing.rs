@@ -324,3 +324,37 @@ fn hosts_held_by_another_consumer_are_not_chosen_but_members_keep_theirs() {
     );
     assert!(d.is_schedulable() && d.changes_nothing(), "{d:?}");
 }
+
+#[test]
+fn hosts_outside_the_namespaces_a_cluster_may_claim_are_not_chosen_but_members_keep_theirs() {
+    let elsewhere = |h: &mut HostView| h.key = HostKey::new("other-pool", h.key.name());
+    let hosts = vec![
+        host("a").flavor("cp").rack("r1").with(elsewhere).build(),
+        host("b").flavor("cp").rack("r2").build(),
+        host("c").flavor("cp").rack("r3").build(),
+    ];
+    let claimable = std::collections::BTreeSet::from(["metal3".to_string()]);
+    let want_three = spec(Some(role("cp", Some(RACK), 3, 0)), None);
+    let d = super::run_scoped(&want_three, &[], &hosts, &claimable);
+    let short = d.roles[&CP]
+        .shortfall
+        .as_ref()
+        .expect("two claimable for three");
+    assert_eq!(short.counts.out_of_scope, 1);
+    assert!(
+        short.to_string().contains(
+            "1 in namespaces this SIPCluster's may not claim from (the operator's --claimable-hosts)"
+        ),
+        "{short}"
+    );
+    let want_two = spec(Some(role("cp", Some(RACK), 2, 0)), None);
+    let d = super::run_scoped(&want_two, &[], &hosts, &claimable);
+    assert_eq!(added(&d, CP), ["b", "c"]);
+
+    // A member from a namespace no longer allowed keeps its host.
+    let mut kept = member("a", CP, HostState::Labeled);
+    kept.namespace = "other-pool".into();
+    let ledger = [kept, member("b", CP, HostState::Labeled)];
+    let d = super::run_scoped(&want_two, &ledger, &hosts, &claimable);
+    assert!(d.is_schedulable() && d.changes_nothing(), "{d:?}");
+}

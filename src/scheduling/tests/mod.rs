@@ -140,6 +140,24 @@ fn run_with_claims(
         ledger,
         hosts,
         claimed_elsewhere: claimed,
+        claimable: None,
+    })
+}
+
+/// [`run`] for a cluster that may claim only hosts of `claimable`'s namespaces.
+pub(super) fn run_scoped(
+    spec: &SIPClusterSpec,
+    ledger: &[HostRecord],
+    hosts: &[HostView],
+    claimable: &std::collections::BTreeSet<String>,
+) -> Decision {
+    schedule(&Inputs {
+        cluster: &cluster(),
+        spec,
+        ledger,
+        hosts,
+        claimed_elsewhere: &HashSet::new(),
+        claimable: Some(claimable),
     })
 }
 

@@ -244,3 +244,37 @@ fn jump_host_input_errors_name_the_fix() {
         &[PASSWORD_PREFIX, "PRIVATE KEY"],
     );
 }
+
+#[test]
+fn members_of_one_name_from_two_namespaces_go_by_name_and_namespace() {
+    let mut f = Fixture::new();
+    // wk-2 becomes a second "wk-1", from another namespace, with its own credentials.
+    let old = HostKey::of_record(&f.hosts[3]);
+    let credentials = f.credentials.remove(&old).unwrap();
+    f.hosts[3].name = "wk-1".into();
+    f.hosts[3].namespace = "rack-b".into();
+    f.credentials
+        .insert(HostKey::of_record(&f.hosts[3]), credentials);
+    let children = f.only(ServiceKind::JumpHost).unwrap();
+    let secret = secret_of(&children);
+    let hosts: serde_json::Value = serde_json::from_str(&data(secret, "hosts.json")).unwrap();
+    let names: Vec<&str> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cp-1", "cp-2", "wk-1.metal3", "wk-1.rack-b"]);
+    let ssh_config = data(secret, "ssh_config");
+    assert!(
+        ssh_config.contains("Host wk-1.rack-b\n  HostName 192.168.100.22\n"),
+        "{ssh_config}"
+    );
+    assert!(!ssh_config.contains("Host wk-1\n"), "{ssh_config}");
+    let pod = pod_of(&children);
+    let command = pod.containers[0].command.as_ref().unwrap().join(" ");
+    assert!(
+        command.contains("wk-1.rack-b:22") && command.contains("wk-1.metal3:22"),
+        "{command}"
+    );
+}
