@@ -504,6 +504,7 @@ async fn create_host(
                     i % 256
                 ),
                 credentials_name: format!("{name}-bmc"),
+                disable_certificate_verification: false,
             }),
             network_data: Some(SecretReference {
                 name: Some(format!("{name}-nd")),
