@@ -169,7 +169,7 @@ async fn reference_outcome(
     let reference = outcome(env, api, "reference").await;
     assert_eq!(
         reference.2.len(),
-        7,
+        8,
         "the reference has its services: {:?}",
         reference.2
     );

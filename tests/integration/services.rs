@@ -137,6 +137,7 @@ async fn services_are_applied_owned_updated_pruned_and_deleted() {
         "Deployment/tenant-lb-worker",
         "Deployment/tenant-oidc",
         "Secret/tenant-jump-host",
+        "Secret/tenant-jump-host-host-key",
         "Secret/tenant-lb-control-plane",
         "Secret/tenant-lb-worker",
         "Secret/tenant-oidc",
@@ -235,10 +236,12 @@ async fn services_are_applied_owned_updated_pruned_and_deleted() {
     ready_at_current_generation(&api, "tenant").await;
     let pruned = children_of(&env, "tenant").await;
     assert!(
-        !pruned.keys().any(|k| k.ends_with("/tenant-jump-host")),
+        !pruned
+            .keys()
+            .any(|k| k.ends_with("/tenant-jump-host") || k.ends_with("/tenant-jump-host-host-key")),
         "{pruned:?}"
     );
-    assert_eq!(pruned.len(), want.len() - 4, "{pruned:?}");
+    assert_eq!(pruned.len(), want.len() - 5, "{pruned:?}");
 
     // Deletion removes every child, then the finalizer.
     api.delete("tenant", &DeleteParams::default())

@@ -172,6 +172,11 @@ impl Turn<'_> {
             // stops midway.
             deleted += self.delete::<Service>(&name).await?;
             deleted += self.delete::<Secret>(&name).await?;
+            // A jump host's kept host key (another name: it outlives the pods, not the
+            // instance).
+            deleted += self
+                .delete::<Secret>(&services::host_key_secret_name(&name))
+                .await?;
             deleted += self.delete::<ConfigMap>(&name).await?;
             deleted += self.delete::<ServiceAccount>(&name).await?;
             deleted += self.delete::<Deployment>(&name).await?;
