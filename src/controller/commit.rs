@@ -179,6 +179,10 @@ impl<'a> Commits<'a> {
     /// resourceVersion the cluster now has.
     pub async fn flush(&mut self, status: &SIPClusterStatus) -> Result<Option<String>, Error> {
         if *status != self.persisted {
+            // Before the request: a turn dropped while it is in flight leaves the mark.
+            self.ctx
+                .ledgers
+                .writing(self.cluster, &self.persisted.hosts, &status.hosts);
             let version =
                 write_status(self.api, self.cluster, status, self.version.clone()).await?;
             if let Some(v) = &version {

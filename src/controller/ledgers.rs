@@ -6,6 +6,12 @@
 //! version (or the cluster's deletion). While none is outstanding, the cache holds every
 //! claim the operator wrote, and Gathering reads it instead of listing.
 //!
+//! A write is marked outstanding before it is sent, with the claims it carries: a turn dropped
+//! while the request is in flight (the turn's time limit, a client timeout) may have written
+//! them, and no answer will say so. Such a mark is settled when the watch brings the cluster
+//! with those claims, by the cluster's next write, or by its deletion; until then Gathering
+//! lists.
+//!
 //! Claims written by someone else (a replica that lost the lease, a person editing status)
 //! are seen as soon as the watch brings them, a LIST a moment earlier. Neither read fences
 //! such a writer: the guarded label patch does (`hosts.rs`). The watch starts once this
@@ -35,22 +41,36 @@ pub struct Ledgers {
     lag: Mutex<Lag>,
 }
 
+/// A claim-changing write the watch has not shown yet.
+#[derive(Debug, PartialEq)]
+enum Outstanding {
+    /// Answered: the version it produced.
+    Version(String),
+    /// Sent, not (yet) answered: the claims it carries.
+    Claims(HashSet<HostKey>),
+}
+
 #[derive(Default)]
 struct Lag {
-    /// For each cluster, the version of the operator's last claim-changing write that the
-    /// watch has not brought yet.
-    outstanding: HashMap<(String, String), String>,
+    /// For each cluster, the operator's last claim-changing write that the watch has not
+    /// brought yet.
+    outstanding: HashMap<(String, String), Outstanding>,
     /// The last versions the watch brought of each cluster.
     seen: HashMap<(String, String), VecDeque<String>>,
     /// While the watch lists again: the versions listed so far, which its cache holds only
     /// once the list is complete.
-    relisted: Option<Vec<((String, String), String)>>,
+    relisted: Option<Vec<Listed>>,
 }
 
 impl Lag {
-    /// The cache holds `version` of `key`.
-    fn holds(&mut self, key: (String, String), version: String) {
-        if self.outstanding.get(&key) == Some(&version) {
+    /// The cache holds `version` of `key`, which claims `claimed`.
+    fn holds(&mut self, key: (String, String), version: String, claimed: HashSet<HostKey>) {
+        let settled = match self.outstanding.get(&key) {
+            Some(Outstanding::Version(v)) => *v == version,
+            Some(Outstanding::Claims(c)) => *c == claimed,
+            None => false,
+        };
+        if settled {
             self.outstanding.remove(&key);
         }
         let seen = self.seen.entry(key).or_default();
@@ -71,6 +91,18 @@ impl Ledgers {
 
     fn lag(&self) -> std::sync::MutexGuard<'_, Lag> {
         self.lag.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A status write of the operator's that turns `before`'s ledger into `after`'s is about
+    /// to be sent: outstanding from now, whatever becomes of the turn.
+    pub fn writing(&self, cluster: &SIPCluster, before: &[HostRecord], after: &[HostRecord]) {
+        let after = claims(after);
+        if claims(before) == after {
+            return;
+        }
+        self.lag()
+            .outstanding
+            .insert(key(cluster), Outstanding::Claims(after));
     }
 
     /// A status write of the operator's that turned `before`'s ledger into `after`'s produced
@@ -95,7 +127,8 @@ impl Ledgers {
         {
             lag.outstanding.remove(&key);
         } else {
-            lag.outstanding.insert(key, version.to_string());
+            lag.outstanding
+                .insert(key, Outstanding::Version(version.to_string()));
         }
     }
 
@@ -107,7 +140,7 @@ impl Ledgers {
         match event {
             watcher::Event::Apply(c) => {
                 if let Some(version) = c.metadata.resource_version.clone() {
-                    lag.holds(key(c), version);
+                    lag.holds(key(c), version, ledger_claims(c));
                 }
             }
             watcher::Event::Delete(c) => {
@@ -120,12 +153,12 @@ impl Ledgers {
                 if let (Some(listed), Some(version)) =
                     (lag.relisted.as_mut(), c.metadata.resource_version.clone())
                 {
-                    listed.push((key(c), version));
+                    listed.push((key(c), version, ledger_claims(c)));
                 }
             }
             watcher::Event::InitDone => {
-                for (key, version) in lag.relisted.take().unwrap_or_default() {
-                    lag.holds(key, version);
+                for (key, version, claimed) in lag.relisted.take().unwrap_or_default() {
+                    lag.holds(key, version, claimed);
                 }
             }
         }
@@ -158,6 +191,18 @@ impl Ledgers {
             .keys()
             .all(|(namespace, name)| *namespace == cluster.namespace && *name == cluster.name)
     }
+}
+
+/// A cluster as a (re)list brought it: its key, version and claims.
+type Listed = ((String, String), String, HashSet<HostKey>);
+
+/// The hosts a cluster's ledger claims.
+fn ledger_claims(cluster: &SIPCluster) -> HashSet<HostKey> {
+    cluster
+        .status
+        .as_ref()
+        .map(|s| claims(&s.hosts))
+        .unwrap_or_default()
 }
 
 /// The hosts a ledger claims.
@@ -273,6 +318,44 @@ mod tests {
             "the reflector holds the list back until it is complete"
         );
         ledgers.observe(&watcher::Event::InitDone);
+        assert!(ledgers.caught_up_but(&me()));
+    }
+
+    fn with_claims(name: &str, version: &str, hosts: &[&str]) -> SIPCluster {
+        let mut c = cluster(name, version);
+        c.status = Some(crate::api::SIPClusterStatus {
+            hosts: hosts.iter().map(|h| record(h, HostState::Chosen)).collect(),
+            ..Default::default()
+        });
+        c
+    }
+
+    #[test]
+    fn a_write_dropped_in_flight_stays_outstanding_until_the_watch_shows_its_claims() {
+        let ledgers = ledgers();
+        // The turn sends a claim of h1 and is dropped before the answer: no `wrote`.
+        ledgers.writing(&cluster("a", "1"), &[], &[record("h1", HostState::Chosen)]);
+        assert!(!ledgers.caught_up_but(&me()), "the claim may have landed");
+        ledgers.observe(&watcher::Event::Apply(with_claims("a", "2", &[])));
+        assert!(
+            !ledgers.caught_up_but(&me()),
+            "a version without the claim does not settle it"
+        );
+        ledgers.observe(&watcher::Event::Apply(with_claims("a", "3", &["h1"])));
+        assert!(ledgers.caught_up_but(&me()));
+    }
+
+    #[test]
+    fn a_write_dropped_in_flight_is_settled_by_the_clusters_next_write_or_deletion() {
+        let ledgers = ledgers();
+        let chosen = [record("h1", HostState::Chosen)];
+        ledgers.writing(&cluster("a", "1"), &[], &chosen);
+        ledgers.wrote(&cluster("a", "1"), &[], &chosen, "5");
+        ledgers.observe(&watcher::Event::Apply(with_claims("a", "5", &["h1"])));
+        assert!(ledgers.caught_up_but(&me()));
+        ledgers.writing(&cluster("a", "5"), &chosen, &[]);
+        assert!(!ledgers.caught_up_but(&me()));
+        ledgers.observe(&watcher::Event::Delete(cluster("a", "5")));
         assert!(ledgers.caught_up_but(&me()));
     }
 }

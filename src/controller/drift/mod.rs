@@ -91,19 +91,50 @@ pub struct Drift {
     listing: tokio::sync::Notify,
 }
 
+/// A write of a child in flight (see [`Drift::writing`]).
+pub struct WriteGuard<'a> {
+    drift: &'a Drift,
+    child: &'a ChildRef,
+    answered: bool,
+}
+
+impl WriteGuard<'_> {
+    /// The write returned this version (`None`: it failed).
+    pub fn written(mut self, version: Option<String>) {
+        self.answered = true;
+        self.drift.written(self.child, version);
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.drift.written(self.child, None);
+        }
+    }
+}
+
 impl Drift {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The operator is about to write `child`.
-    pub fn writing(&self, child: &ChildRef) {
+    /// The operator is about to write `child`; the guard takes the answer. Dropped without
+    /// one (the turn was cancelled with the request in flight), it leaves what a failed write
+    /// leaves: nothing known, the next event the baseline. A mark left at `Writing` would
+    /// hide every later edit of the object.
+    pub fn writing<'a>(&'a self, child: &'a ChildRef) -> WriteGuard<'a> {
         let mut inner = self.lock();
         let known = match inner.marks.remove(child) {
             Some(Mark::Writing(v) | Mark::Wrote(v)) => v,
             _ => VecDeque::new(),
         };
         inner.marks.insert(child.clone(), Mark::Writing(known));
+        WriteGuard {
+            drift: self,
+            child,
+            answered: false,
+        }
     }
 
     /// The write of `child` returned this version (`None`: it failed, nothing known).

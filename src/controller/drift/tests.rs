@@ -33,13 +33,13 @@ fn the_operators_own_writes_are_not_drift_in_any_order() {
     let d = Drift::default();
     let svc = child("Service");
     // The event arrives while the write is in flight...
-    d.writing(&svc);
+    let w = d.writing(&svc);
     assert_eq!(d.observe("Service", &meta("10", 0), false), None);
-    d.written(&svc, Some("10".into()));
+    w.written(Some("10".into()));
     // ...or after it, or late, after a second write.
     assert_eq!(d.observe("Service", &meta("10", 0), false), None);
-    d.writing(&svc);
-    d.written(&svc, Some("14".into()));
+    let w = d.writing(&svc);
+    w.written(Some("14".into()));
     assert_eq!(d.observe("Service", &meta("10", 0), false), None);
     assert_eq!(d.observe("Service", &meta("14", 0), false), None);
     assert!(d.take(&tenant()).is_empty());
@@ -49,8 +49,8 @@ fn the_operators_own_writes_are_not_drift_in_any_order() {
 fn another_writers_change_or_deletion_is_drift_of_the_owner() {
     let d = Drift::default();
     let svc = child("Service");
-    d.writing(&svc);
-    d.written(&svc, Some("10".into()));
+    let w = d.writing(&svc);
+    w.written(Some("10".into()));
     assert_eq!(d.observe("Service", &meta("11", 0), false), Some(tenant()));
     assert_eq!(d.observe("Service", &meta("11", 0), true), Some(tenant()));
     assert_eq!(
@@ -67,8 +67,8 @@ fn another_writers_change_or_deletion_is_drift_of_the_owner() {
 fn a_deployment_drifts_on_its_spec_not_its_status() {
     let d = Drift::default();
     let dep = child("Deployment");
-    d.writing(&dep);
-    d.written(&dep, Some("1".into()));
+    let w = d.writing(&dep);
+    w.written(Some("1".into()));
     // The Deployment controller updating status: new resourceVersion, same generation.
     assert_eq!(d.observe("Deployment", &meta("20", 1), false), None);
     // Someone scaled it.
@@ -197,8 +197,8 @@ fn a_child_never_seen_once_its_kind_is_listed_is_missing() {
     );
     // Seen by a watch, or written by the operator (its event may come later).
     d.observe("Deployment", &meta("3", 1), false);
-    d.writing(&service);
-    d.written(&service, Some("4".into()));
+    let w = d.writing(&service);
+    w.written(Some("4".into()));
     assert!(look().is_empty());
     // A deletion the watch saw is told as one (taken), then the object is missing.
     d.observe("Service", &meta("5", 0), true);
@@ -242,8 +242,8 @@ fn objects_not_owned_by_a_sipcluster_are_ignored() {
 fn a_failed_write_leaves_the_next_event_as_baseline() {
     let d = Drift::default();
     let svc = child("Service");
-    d.writing(&svc);
-    d.written(&svc, None);
+    let w = d.writing(&svc);
+    w.written(None);
     assert_eq!(d.observe("Service", &meta("3", 0), false), None);
     assert!(d.matches(&svc, "3", false));
     assert!(!d.matches(&svc, "4", false));
@@ -254,9 +254,23 @@ fn only_the_last_few_versions_are_remembered() {
     let d = Drift::default();
     let svc = child("Secret");
     for v in 1..=10 {
-        d.writing(&svc);
-        d.written(&svc, Some(v.to_string()));
+        let w = d.writing(&svc);
+        w.written(Some(v.to_string()));
     }
     assert!(d.matches(&svc, "10", false) && d.matches(&svc, "7", false));
     assert!(!d.matches(&svc, "6", false));
+}
+
+#[test]
+fn a_write_cancelled_in_flight_hides_no_later_edit() {
+    let d = Drift::default();
+    let svc = child("Service");
+    let w = d.writing(&svc);
+    w.written(Some("10".into()));
+    // The next apply is dropped with its request in flight (the turn's time limit).
+    drop(d.writing(&svc));
+    // Its own write arrives: the baseline, not drift...
+    assert_eq!(d.observe("Service", &meta("12", 0), false), None);
+    // ...and someone else's edit after it is drift, not hidden behind a mark left `Writing`.
+    assert_eq!(d.observe("Service", &meta("13", 0), false), Some(tenant()));
 }

@@ -128,7 +128,7 @@ impl Turn<'_> {
             .validation_strict();
         let kind = drift::kind_of::<K>();
         let child = ChildRef::new(kind, &self.key.namespace, &object.name_any());
-        self.ctx.drift.writing(&child);
+        let mark = self.ctx.drift.writing(&child);
         let applied = self
             .namespaced::<K>()
             .patch(&object.name_any(), &params, &Patch::Apply(object))
@@ -142,7 +142,7 @@ impl Turn<'_> {
             let source = SourceRef::secret(&self.key.namespace, &object.name_any());
             self.saw(source, version.clone());
         }
-        self.ctx.drift.written(&child, version);
+        mark.written(version);
         applied.map(drop)
     }
 
