@@ -1,6 +1,9 @@
 //! How long a cluster that cannot progress waits before it is worked again: a delay growing
 //! with its consecutive failures (jittered, capped), and a hold that its own status writes
 //! cannot bypass (each is a watch event); only a new spec generation or a host change can.
+//! Kept by the cluster's uid: a cluster deleted and created again under its name is a new
+//! cluster, and owes nothing of the old one's failures (the old one's entries go at its
+//! decommissioning).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,15 +33,26 @@ struct Hold {
 /// Per-cluster failure counts and holds.
 #[derive(Default)]
 pub struct Backoff {
-    attempts: Mutex<HashMap<ObjectRef<SIPCluster>, u32>>,
-    holds: Mutex<HashMap<ObjectRef<SIPCluster>, Hold>>,
+    attempts: Mutex<HashMap<Key, u32>>,
+    holds: Mutex<HashMap<Key, Hold>>,
+}
+
+/// A cluster's uid (its namespace and name before it has one: only an object never stored).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key(String);
+
+fn key(cluster: &SIPCluster) -> Key {
+    Key(match &cluster.metadata.uid {
+        Some(uid) => uid.clone(),
+        None => ObjectRef::from_obj(cluster).to_string(),
+    })
 }
 
 impl Backoff {
     /// One more failure: the delay before the next try.
     pub fn fail(&self, cluster: &SIPCluster) -> Duration {
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = attempts.entry(ObjectRef::from_obj(cluster)).or_default();
+        let n = attempts.entry(key(cluster)).or_default();
         *n += 1;
         delay(*n)
     }
@@ -47,7 +61,7 @@ impl Backoff {
     /// doubling with each conflict in a row, so a cluster fought over does not spin.
     pub fn conflict(&self, cluster: &SIPCluster) -> Duration {
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = attempts.entry(ObjectRef::from_obj(cluster)).or_default();
+        let n = attempts.entry(key(cluster)).or_default();
         *n += 1;
         let fast = Duration::from_millis(200) * 2u32.saturating_pow((*n - 1).min(8));
         fast.min(delay(*n))
@@ -59,7 +73,7 @@ impl Backoff {
         let wait = self.fail(cluster);
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
         holds.insert(
-            ObjectRef::from_obj(cluster),
+            key(cluster),
             Hold {
                 until: Instant::now() + wait,
                 generation: cluster.metadata.generation,
@@ -72,16 +86,16 @@ impl Backoff {
     /// How long the cluster must still wait, if it is held and nothing it waits for changed.
     pub fn held(&self, cluster: &SIPCluster, input_epoch: u64) -> Option<Duration> {
         let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
-        let hold = holds.get(&ObjectRef::from_obj(cluster))?;
+        let hold = holds.get(&key(cluster))?;
         let now = Instant::now();
         let unchanged =
             hold.generation == cluster.metadata.generation && hold.input_epoch == input_epoch;
         (unchanged && hold.until > now).then(|| hold.until - now)
     }
 
-    /// The cluster progressed: its count and hold are forgotten.
+    /// The cluster progressed, or is gone: its count and hold are forgotten.
     pub fn reset(&self, cluster: &SIPCluster) {
-        let key = ObjectRef::from_obj(cluster);
+        let key = key(cluster);
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         attempts.remove(&key);
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
@@ -97,7 +111,28 @@ mod tests {
         let mut c = SIPCluster::new(name, Default::default());
         c.metadata.namespace = Some("tenants".into());
         c.metadata.generation = Some(generation);
+        c.metadata.uid = Some(format!("uid-{name}"));
         c
+    }
+
+    #[test]
+    fn a_cluster_created_again_under_its_name_owes_nothing_of_the_old_ones_failures() {
+        let backoff = Backoff::default();
+        let old = cluster("t", 1);
+        for _ in 0..6 {
+            backoff.hold(&old, 7);
+        }
+        assert!(backoff.held(&old, 7).is_some());
+        let mut new = cluster("t", 1);
+        new.metadata.uid = Some("uid-t-again".into());
+        assert!(
+            backoff.held(&new, 7).is_none(),
+            "same name, same generation, new uid"
+        );
+        assert!(
+            backoff.fail(&new) < Duration::from_secs(3),
+            "its first failure"
+        );
     }
 
     #[test]

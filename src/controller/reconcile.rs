@@ -288,6 +288,7 @@ async fn decommission(
     let _ = ctx.drift.take(&ObjectRef::from_obj(cluster));
     ctx.verified.drop_cluster(cluster);
     ctx.touched.forget(cluster);
+    ctx.backoff.reset(cluster);
     commits.tell(
         EventType::Normal,
         "Decommissioned",

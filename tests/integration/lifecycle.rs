@@ -141,3 +141,41 @@ async fn a_sipcluster_goes_to_ready_and_leaves_nothing_when_deleted() {
     }
     operator.abort();
 }
+
+#[tokio::test]
+async fn a_cluster_created_again_under_its_name_is_not_held_by_the_old_ones_backoff() {
+    let env = test_env("recreated").await;
+    load_hosts(&env).await;
+    let operator = start_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    // More control-plane hosts than the pool has: blocked, retried at 2, 4, 8 s...
+    let blocked = sample_cluster(&env, "again", |m| {
+        m["spec"]["nodes"]["ControlPlane"]["count"]["active"] = serde_json::json!(9);
+    });
+    api.create(&PostParams::default(), &blocked).await.unwrap();
+    wait_for(&api, "again", "Unschedulable", |c| {
+        c.and_then(|c| c.status.as_ref())
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|r| r.reason == "Unschedulable")
+    })
+    .await;
+    // Three holds in (the next would be 16 s), the user deletes it and applies a fixed one.
+    tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    api.delete("again", &DeleteParams::default()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while api.get_opt("again").await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "not decommissioned");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let created = std::time::Instant::now();
+    api.create(&PostParams::default(), &sample_cluster(&env, "again", |_| {}))
+        .await
+        .unwrap();
+    wait_for(&api, "again", "Ready", |c| phase(c) == Some(Phase::Ready)).await;
+    let took = created.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "the new cluster waited {took:?}: the old one's backoff held it"
+    );
+    operator.abort();
+}
