@@ -7,8 +7,14 @@
 //!   write may hold the next steps too) and its Events are published; nothing after it is done.
 //!
 //! Unset (always, outside tests) it costs one load of a cached `Option`.
+//!
+//! [`Cancel`] is the other kind, set per controller (`Settings::cancel`), for the tests that
+//! prove no in-process memory can miss a write the operator made: right after a write at its
+//! [`Site`] succeeds, the turn stops there as if the network had swallowed the answer, and its
+//! time limit drops it.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::api::Phase;
 
@@ -46,6 +52,64 @@ pub fn hit(when: When, phase: Phase) {
     if armed(when, phase) {
         tracing::warn!(?when, %phase, "failpoint: aborting");
         std::process::abort();
+    }
+}
+
+/// Where the operator writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// A SIPCluster's status (its phase and ledger).
+    Status,
+    /// A BareMetalHost's labels.
+    Labels,
+    /// A service's object, server-side applied.
+    Apply,
+    /// A service's object, deleted.
+    Delete,
+}
+
+/// Cancels the turn after every `every`-th successful write at `site`.
+#[derive(Debug)]
+pub struct Cancel {
+    site: Site,
+    every: u32,
+    writes: AtomicU32,
+    cancelled: AtomicU32,
+}
+
+impl Cancel {
+    pub fn new(site: Site, every: u32) -> Self {
+        Cancel {
+            site,
+            every: every.max(1),
+            writes: AtomicU32::new(0),
+            cancelled: AtomicU32::new(0),
+        }
+    }
+
+    /// Turns cancelled so far.
+    pub fn cancelled(&self) -> u32 {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// A write at `site` succeeded: the turn goes on, or never returns from here.
+    pub async fn after(&self, site: Site) {
+        if site != self.site {
+            return;
+        }
+        let n = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(self.every) {
+            self.cancelled.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(?site, "failpoint: this turn stops here, its write made");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// [`Cancel::after`] when one is set.
+pub async fn after_write(cancel: Option<&Cancel>, site: Site) {
+    if let Some(cancel) = cancel {
+        cancel.after(site).await;
     }
 }
 

@@ -214,6 +214,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         metrics: metrics.clone(),
         network_data_any_namespace: args.network_data_any_namespace,
         claim_scope: args.claimable_hosts.unwrap_or_default(),
+        cancel: None,
+        turn_limit: sip::controller::TURN_LIMIT,
         // Templates from ConfigMaps render in a child of this very executable.
         renderer: match std::env::current_exe() {
             Ok(exe) => sip::services::Renderer::Child(exe),

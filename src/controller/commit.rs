@@ -185,6 +185,11 @@ impl<'a> Commits<'a> {
                 .writing(self.cluster, &self.persisted.hosts, &status.hosts);
             let version =
                 write_status(self.api, self.cluster, status, self.version.clone()).await?;
+            crate::failpoint::after_write(
+                self.ctx.cancel.as_deref(),
+                crate::failpoint::Site::Status,
+            )
+            .await;
             if let Some(v) = &version {
                 self.ctx.verified.wrote(self.cluster, v);
                 self.ctx

@@ -10,7 +10,15 @@ use serde_json::{Value, json};
 use crate::api::{
     BareMetalHost, HostRecord, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE,
 };
+use crate::failpoint::{self, Cancel, Site};
 use crate::scheduling::{ClusterKey, HostView};
+
+/// Who writes: the field manager, and the controller's cancellation point if set.
+#[derive(Clone, Copy)]
+pub struct Writer<'a> {
+    pub manager: &'a str,
+    pub cancel: Option<&'a Cancel>,
+}
 
 pub enum Labeled {
     /// The host carries this cluster's labels (now or already).
@@ -48,14 +56,17 @@ async fn patch_labels(
     api: &Api<BareMetalHost>,
     host: &BareMetalHost,
     labels: Value,
-    manager: &str,
+    writer: Writer<'_>,
 ) -> kube::Result<bool> {
     let patch = Patch::Merge(json!({
         "metadata": {"resourceVersion": host.metadata.resource_version, "labels": labels}
     }));
     let name = host.metadata.name.as_deref().unwrap_or_default();
-    match api.patch(name, &params(manager), &patch).await {
-        Ok(_) => Ok(true),
+    match api.patch(name, &params(writer.manager), &patch).await {
+        Ok(_) => {
+            failpoint::after_write(writer.cancel, Site::Labels).await;
+            Ok(true)
+        }
         Err(e) if is_conflict(&e) => Ok(false),
         Err(e) => Err(e),
     }
@@ -100,13 +111,13 @@ pub async fn label(
     cached: Option<&BareMetalHost>,
     record: &HostRecord,
     cluster: &ClusterKey,
-    manager: &str,
+    writer: Writer<'_>,
 ) -> kube::Result<Labeled> {
     let cached = cached.filter(|h| record.uid.is_none() || h.metadata.uid == record.uid);
     if let Some(host) = cached
         && let Ok(labels) = decide(host, record, cluster)
     {
-        match patch_labels(api, host, labels, manager).await {
+        match patch_labels(api, host, labels, writer).await {
             Ok(true) => return Ok(Labeled::Done),
             // Changed or gone since the cache saw it: decide on a fresh read.
             Ok(false) => {}
@@ -119,7 +130,7 @@ pub async fn label(
     };
     match decide(&host, record, cluster) {
         Err(outcome) => Ok(outcome),
-        Ok(labels) => Ok(if patch_labels(api, &host, labels, manager).await? {
+        Ok(labels) => Ok(if patch_labels(api, &host, labels, writer).await? {
             Labeled::Done
         } else {
             Labeled::Conflict
@@ -133,7 +144,7 @@ pub async fn unlabel(
     api: &Api<BareMetalHost>,
     name: &str,
     cluster: &ClusterKey,
-    manager: &str,
+    writer: Writer<'_>,
 ) -> kube::Result<bool> {
     let Some(host) = api.get_opt(name).await? else {
         return Ok(true);
@@ -145,5 +156,5 @@ pub async fn unlabel(
     }
     let labels =
         json!({LABEL_CLUSTER_NAMESPACE: null, LABEL_CLUSTER_NAME: null, LABEL_NODE_TYPE: null});
-    patch_labels(api, &host, labels, manager).await
+    patch_labels(api, &host, labels, writer).await
 }

@@ -102,11 +102,23 @@ pub struct Context {
     network_data_any_namespace: bool,
     /// Where templates from ConfigMaps render.
     renderer: crate::services::Renderer,
+    /// Cancels turns after writes (the cancellation tests; `None` otherwise).
+    cancel: Option<Arc<crate::failpoint::Cancel>>,
+    /// How long one turn may take before it is dropped.
+    turn_limit: std::time::Duration,
     /// Which namespaces' hosts each SIPCluster namespace may claim.
     claim_scope: crate::scheduling::ClaimScope,
 }
 
 impl Context {
+    /// Who writes to hosts: this controller's field manager and cancellation point.
+    pub fn writer(&self) -> hosts::Writer<'_> {
+        hosts::Writer {
+            manager: &self.manager,
+            cancel: self.cancel.as_deref(),
+        }
+    }
+
     async fn publish(&self, cluster: &SIPCluster, type_: EventType, reason: &str, note: String) {
         let event = announce::event(type_, reason, note);
         announce::publish(&self.recorder, &event, &cluster.object_ref(&())).await;
@@ -114,7 +126,7 @@ impl Context {
 }
 
 /// What the operator watches and how.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// Where the controller records its metrics (shared with the admin server).
     pub metrics: Arc<Metrics>,
@@ -131,7 +143,31 @@ pub struct Settings {
     pub renderer: crate::services::Renderer,
     /// Which namespaces' hosts each SIPCluster namespace may claim (`--claimable-hosts`).
     pub claim_scope: crate::scheduling::ClaimScope,
+    /// Cancels turns right after writes: for the tests that prove no memory misses a write.
+    pub cancel: Option<Arc<crate::failpoint::Cancel>>,
+    /// How long one turn may take before it is dropped (`sip run`: [`TURN_LIMIT`]).
+    pub turn_limit: std::time::Duration,
 }
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            metrics: Default::default(),
+            host_namespace: None,
+            cluster_namespace: None,
+            instance: None,
+            network_data_any_namespace: false,
+            renderer: Default::default(),
+            claim_scope: Default::default(),
+            cancel: None,
+            turn_limit: TURN_LIMIT,
+        }
+    }
+}
+
+/// How long one turn may take: a request stuck on the network must not hold every other
+/// SIPCluster behind it.
+pub const TURN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
@@ -170,6 +206,8 @@ pub async fn run(
         network_data_any_namespace: settings.network_data_any_namespace,
         renderer: settings.renderer.clone(),
         claim_scope: settings.claim_scope.clone(),
+        cancel: settings.cancel.clone(),
+        turn_limit: settings.turn_limit,
     });
     // The watches end with the controller (a replica that loses the lease stops them all).
     let _tasks = watches.tasks;

@@ -27,7 +27,6 @@ use crate::scheduling::ClusterKey;
 const MAX_STEPS: usize = 8;
 /// A turn that takes longer is abandoned (its writes so far are all guarded and persisted), so
 /// one stuck call cannot starve the other clusters.
-const TURN_LIMIT: Duration = Duration::from_secs(30);
 /// How often a Ready cluster is checked even without events.
 const READY_RESYNC: Duration = Duration::from_secs(300);
 
@@ -58,8 +57,8 @@ pub async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Ac
         })
     };
     let started = std::time::Instant::now();
-    let result = match tokio::time::timeout(TURN_LIMIT, turn).await {
-        Err(_) => Err(Error::Timeout(TURN_LIMIT)),
+    let result = match tokio::time::timeout(ctx.turn_limit, turn).await {
+        Err(_) => Err(Error::Timeout(ctx.turn_limit)),
         Ok(result) => result,
     };
     match &result {

@@ -149,6 +149,8 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         verified: verified::Verified::default(),
         network_data_any_namespace: false,
         renderer: Default::default(),
+        cancel: None,
+        turn_limit: crate::controller::TURN_LIMIT,
         claim_scope: Default::default(),
     }
 }

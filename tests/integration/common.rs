@@ -14,6 +14,7 @@ use sip_envtest::{ControlPlane, apply_yaml, create_namespace};
 pub const SAMPLE_SIPCLUSTER: &str = include_str!("../../manifests/samples/sipcluster.yaml");
 pub const SAMPLE_HOSTS: &str = include_str!("../../manifests/samples/hosts.yaml");
 
+#[derive(Clone)]
 pub struct TestEnv {
     pub cp: &'static ControlPlane,
     pub client: kube::Client,

@@ -168,9 +168,12 @@ async fn a_cluster_created_again_under_its_name_is_not_held_by_the_old_ones_back
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let created = std::time::Instant::now();
-    api.create(&PostParams::default(), &sample_cluster(&env, "again", |_| {}))
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "again", |_| {}),
+    )
+    .await
+    .unwrap();
     wait_for(&api, "again", "Ready", |c| phase(c) == Some(Phase::Ready)).await;
     let took = created.elapsed();
     assert!(

@@ -4,6 +4,7 @@
 mod admission;
 mod bad_input;
 mod baremetalhost;
+mod cancellation;
 mod churn;
 mod common;
 mod conflicts;

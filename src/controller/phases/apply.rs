@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::controller::drift::{self, ChildRef};
 use crate::controller::sources::SourceRef;
+use crate::failpoint::{self, Site};
 use crate::services::{self, Child, ServiceError, meta};
 
 use super::Turn;
@@ -133,6 +134,9 @@ impl Turn<'_> {
             .namespaced::<K>()
             .patch(&object.name_any(), &params, &Patch::Apply(object))
             .await;
+        if applied.is_ok() {
+            failpoint::after_write(self.ctx.cancel.as_deref(), Site::Apply).await;
+        }
         let version = applied
             .as_ref()
             .ok()
@@ -217,7 +221,10 @@ impl Turn<'_> {
             ..DeleteParams::background()
         };
         match api.delete(name, &params).await {
-            Ok(_) => Ok(1),
+            Ok(_) => {
+                failpoint::after_write(self.ctx.cancel.as_deref(), Site::Delete).await;
+                Ok(1)
+            }
             Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => {
                 self.ctx.drift.absent(&child);
                 Ok(0)

@@ -26,7 +26,7 @@ impl Turn<'_> {
     /// cluster (the predecessor's, never adopted because the cluster went first). True when all
     /// are done.
     pub async fn decommission(&mut self) -> kube::Result<bool> {
-        let manager = self.ctx.manager.as_str();
+        let manager = self.ctx.writer();
         let hosts = self.hosts_snapshot();
         let strays = crate::scheduling::outside_ledger(&self.key, &self.status.hosts, &hosts);
         let names = self

@@ -16,7 +16,7 @@ use super::io::overlapped;
 
 impl Turn<'_> {
     pub async fn label(&mut self) -> kube::Result<Step> {
-        let manager = self.ctx.manager.as_str();
+        let manager = self.ctx.writer();
         // Released and unusable hosts lose this cluster's labels first.
         let mut pending = false;
         for i in 0..self.status.hosts.len() {
