@@ -106,6 +106,53 @@ impl Cancel {
     }
 }
 
+/// Holds the first write at `site` after the decision to make it and before it is sent, until
+/// the test lets it go: the window in which another writer can change the object, so the
+/// write's resourceVersion guard meets a real 409.
+#[derive(Debug)]
+pub struct Pause {
+    site: Site,
+    armed: std::sync::atomic::AtomicBool,
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Pause {
+    pub fn new(site: Site) -> Self {
+        Pause {
+            site,
+            armed: std::sync::atomic::AtomicBool::new(true),
+            reached: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Resolves once a write is held.
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the held write go.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+
+    async fn before(&self, site: Site) {
+        if site == self.site && self.armed.swap(false, Ordering::Relaxed) {
+            tracing::warn!(?site, "failpoint: holding this write");
+            self.reached.notify_one();
+            self.release.notified().await;
+        }
+    }
+}
+
+/// [`Pause::before`] when one is set.
+pub async fn before_write(pause: Option<&Pause>, site: Site) {
+    if let Some(pause) = pause {
+        pause.before(site).await;
+    }
+}
+
 /// [`Cancel::after`] when one is set.
 pub async fn after_write(cancel: Option<&Cancel>, site: Site) {
     if let Some(cancel) = cancel {

@@ -62,10 +62,13 @@ impl Fence {
     }
 
     /// The client's filter: reads always pass; a write passes while the deadline holds. The
-    /// Lease's own writes are the lease manager's, on a client without this filter.
+    /// Lease's own writes are the lease manager's, on a client without this filter. Events
+    /// pass too: a report of what was done, not state anyone decides on, and one refused is
+    /// lost for good (the story of a turn that ended at the deadline is still worth telling).
     pub fn check<B>(&self, request: http::Request<B>) -> Result<http::Request<B>, BoxError> {
         let read = matches!(*request.method(), http::Method::GET | http::Method::HEAD);
-        if read || self.allows_writes() {
+        let report = request.uri().path().starts_with("/apis/events.k8s.io/");
+        if read || report || self.allows_writes() {
             return Ok(request);
         }
         Err(format!(
@@ -259,6 +262,12 @@ mod tests {
         shut.until(Instant::now());
         assert!(shut.check(request(http::Method::PATCH)).is_err());
         assert!(Fence::open().check(request(http::Method::DELETE)).is_ok());
+        let event = http::Request::builder()
+            .method(http::Method::POST)
+            .uri("/apis/events.k8s.io/v1/namespaces/a/events")
+            .body(())
+            .unwrap();
+        assert!(shut.check(event).is_ok(), "an Event is a report, not state");
     }
 
     #[test]

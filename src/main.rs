@@ -215,6 +215,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         network_data_any_namespace: args.network_data_any_namespace,
         claim_scope: args.claimable_hosts.unwrap_or_default(),
         cancel: None,
+        pause: None,
         turn_limit: sip::controller::TURN_LIMIT,
         // Templates from ConfigMaps render in a child of this very executable.
         renderer: match std::env::current_exe() {

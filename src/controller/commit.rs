@@ -183,6 +183,11 @@ impl<'a> Commits<'a> {
             self.ctx
                 .ledgers
                 .writing(self.cluster, &self.persisted.hosts, &status.hosts);
+            crate::failpoint::before_write(
+                self.ctx.pause.as_deref(),
+                crate::failpoint::Site::Status,
+            )
+            .await;
             let version =
                 write_status(self.api, self.cluster, status, self.version.clone()).await?;
             crate::failpoint::after_write(

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::api::{
     BareMetalHost, HostRecord, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE,
 };
-use crate::failpoint::{self, Cancel, Site};
+use crate::failpoint::{self, Cancel, Pause, Site};
 use crate::scheduling::{ClusterKey, HostView};
 
 /// Who writes: the field manager, and the controller's cancellation point if set.
@@ -18,6 +18,7 @@ use crate::scheduling::{ClusterKey, HostView};
 pub struct Writer<'a> {
     pub manager: &'a str,
     pub cancel: Option<&'a Cancel>,
+    pub pause: Option<&'a Pause>,
 }
 
 pub enum Labeled {
@@ -62,6 +63,7 @@ async fn patch_labels(
         "metadata": {"resourceVersion": host.metadata.resource_version, "labels": labels}
     }));
     let name = host.metadata.name.as_deref().unwrap_or_default();
+    failpoint::before_write(writer.pause, Site::Labels).await;
     match api.patch(name, &params(writer.manager), &patch).await {
         Ok(_) => {
             failpoint::after_write(writer.cancel, Site::Labels).await;

@@ -104,6 +104,8 @@ pub struct Context {
     renderer: crate::services::Renderer,
     /// Cancels turns after writes (the cancellation tests; `None` otherwise).
     cancel: Option<Arc<crate::failpoint::Cancel>>,
+    /// Holds a write before it is sent (the conflict tests; `None` otherwise).
+    pause: Option<Arc<crate::failpoint::Pause>>,
     /// How long one turn may take before it is dropped.
     turn_limit: std::time::Duration,
     /// Which namespaces' hosts each SIPCluster namespace may claim.
@@ -116,6 +118,7 @@ impl Context {
         hosts::Writer {
             manager: &self.manager,
             cancel: self.cancel.as_deref(),
+            pause: self.pause.as_deref(),
         }
     }
 
@@ -145,6 +148,9 @@ pub struct Settings {
     pub claim_scope: crate::scheduling::ClaimScope,
     /// Cancels turns right after writes: for the tests that prove no memory misses a write.
     pub cancel: Option<Arc<crate::failpoint::Cancel>>,
+    /// Holds the first write at a site before it is sent, until the test releases it: for the
+    /// tests that prove the resourceVersion guards meet a real 409.
+    pub pause: Option<Arc<crate::failpoint::Pause>>,
     /// How long one turn may take before it is dropped (`sip run`: [`TURN_LIMIT`]).
     pub turn_limit: std::time::Duration,
 }
@@ -160,6 +166,7 @@ impl Default for Settings {
             renderer: Default::default(),
             claim_scope: Default::default(),
             cancel: None,
+            pause: None,
             turn_limit: TURN_LIMIT,
         }
     }
@@ -207,6 +214,7 @@ pub async fn run(
         renderer: settings.renderer.clone(),
         claim_scope: settings.claim_scope.clone(),
         cancel: settings.cancel.clone(),
+        pause: settings.pause.clone(),
         turn_limit: settings.turn_limit,
     });
     // The watches end with the controller (a replica that loses the lease stops them all).

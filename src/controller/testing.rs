@@ -150,6 +150,7 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         network_data_any_namespace: false,
         renderer: Default::default(),
         cancel: None,
+        pause: None,
         turn_limit: crate::controller::TURN_LIMIT,
         claim_scope: Default::default(),
     }

@@ -140,3 +140,147 @@ async fn a_host_deleted_before_labeling_is_replaced() {
     );
     operator.kill();
 }
+
+/// 409s the API server answered to `verb` on `resource`, counted by the metered client.
+fn conflicts(metrics: &sip::metrics::Metrics, resource: &str) -> f64 {
+    crate::common::metric_sum(
+        metrics,
+        "sip_api_requests_total",
+        &[&format!(r#"resource="{resource}""#), r#"code="409""#],
+    )
+}
+
+/// A client that counts its requests into `metrics`, as `sip run` builds it.
+async fn metered_client(
+    env: &TestEnv,
+    metrics: &std::sync::Arc<sip::metrics::Metrics>,
+) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    sip::client::build(config, sip::metrics::ApiMetricsLayer::new(metrics.clone())).unwrap()
+}
+
+#[tokio::test]
+async fn a_host_taken_between_the_decision_and_the_label_patch_meets_a_409_and_is_not_overwritten()
+{
+    let env = test_env("conflict-409-labels").await;
+    load_hosts(&env).await;
+    let pause = std::sync::Arc::new(sip::failpoint::Pause::new(sip::failpoint::Site::Labels));
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
+    let mut settings = crate::common::operator_settings(&env.namespace, "paused", &metrics);
+    settings.pause = Some(pause.clone());
+    let client = metered_client(&env, &metrics).await;
+    let operator = tokio::spawn(sip::controller::run(
+        client,
+        settings,
+        std::future::pending(),
+    ));
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(&PostParams::default(), &resumable(&env, "tenant"))
+        .await
+        .unwrap();
+
+    // The operator decided to label a host (on the version it read) and holds the patch.
+    tokio::time::timeout(std::time::Duration::from_secs(60), pause.reached())
+        .await
+        .expect("the operator reached a label patch");
+    let cluster = api.get("tenant").await.unwrap();
+    let ledger = cluster.status.unwrap().hosts;
+    let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
+    // Every member is taken by another writer: whichever the held patch is for.
+    let intruder = json!({"metadata": {"labels": {
+        LABEL_CLUSTER_NAME: "intruder",
+        "sip.airshipit.org/cluster-namespace": "elsewhere",
+        "sip.airshipit.org/node-type": "Worker",
+    }}});
+    let taken: Vec<String> = ledger.iter().map(|h| h.name.clone()).collect();
+    for name in &taken {
+        hosts
+            .patch(name, &PatchParams::default(), &Patch::Merge(&intruder))
+            .await
+            .unwrap();
+    }
+    pause.release();
+
+    // The held patch met a 409, and no taken host was relabeled for tenant.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while conflicts(&metrics, "baremetalhosts") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held label patch never met a 409"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let labels = labeled_hosts(&env).await;
+    for name in &taken {
+        assert_eq!(
+            labels.get(name).map(String::as_str),
+            Some("intruder"),
+            "{name}: the other writer's labels were kept: {labels:?}"
+        );
+    }
+    operator.abort();
+}
+
+#[tokio::test]
+async fn a_status_written_by_another_between_the_read_and_the_write_meets_a_409_and_is_read_again()
+{
+    let env = test_env("conflict-409-status").await;
+    load_hosts(&env).await;
+    let pause = std::sync::Arc::new(sip::failpoint::Pause::new(sip::failpoint::Site::Status));
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
+    let mut settings = crate::common::operator_settings(&env.namespace, "paused", &metrics);
+    settings.pause = Some(pause.clone());
+    let client = metered_client(&env, &metrics).await;
+    let operator = tokio::spawn(sip::controller::run(
+        client,
+        settings,
+        std::future::pending(),
+    ));
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(&PostParams::default(), &resumable(&env, "tenant"))
+        .await
+        .unwrap();
+
+    // The operator holds its first status write (the hosts it chose); meanwhile another writer
+    // (a replica that lost the Lease, a person) writes the status.
+    tokio::time::timeout(std::time::Duration::from_secs(60), pause.reached())
+        .await
+        .expect("the operator reached a status write");
+    let other = json!({"status": {"phase": "Gathering", "hosts": [{
+        "name": "cp-4", "namespace": env.namespace, "role": "ControlPlane", "state": "Chosen",
+    }]}});
+    api.patch_status("tenant", &PatchParams::default(), &Patch::Merge(&other))
+        .await
+        .unwrap();
+    pause.release();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while conflicts(&metrics, "sipclusters/status") < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held status write never met a 409"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Decided again from what the other wrote: cp-4, in the ledger it read, is kept or
+    // released by a decision, never silently dropped by an overwrite.
+    let ready = ready(&api, "tenant").await;
+    let history: Vec<String> = ready
+        .status
+        .unwrap()
+        .history
+        .iter()
+        .map(|h| format!("{h:?}"))
+        .collect();
+    let labels = labeled_hosts(&env).await;
+    let kept = labels.get("cp-4").map(String::as_str) == Some("tenant");
+    assert!(
+        kept || history.iter().any(|h| h.contains("cp-4")),
+        "cp-4 was neither kept nor released by a decision: {history:?}"
+    );
+    operator.abort();
+}
