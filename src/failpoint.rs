@@ -68,20 +68,23 @@ pub enum Site {
     Delete,
 }
 
-/// Cancels the turn after every `every`-th successful write at `site`.
+/// Cancels the turn after every `every`-th successful write at `site`, `times` times: a turn
+/// that makes several such writes (a service's objects) would otherwise never finish.
 #[derive(Debug)]
 pub struct Cancel {
     site: Site,
     every: u32,
+    times: u32,
     writes: AtomicU32,
     cancelled: AtomicU32,
 }
 
 impl Cancel {
-    pub fn new(site: Site, every: u32) -> Self {
+    pub fn new(site: Site, every: u32, times: u32) -> Self {
         Cancel {
             site,
             every: every.max(1),
+            times,
             writes: AtomicU32::new(0),
             cancelled: AtomicU32::new(0),
         }
@@ -98,8 +101,14 @@ impl Cancel {
             return;
         }
         let n = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(self.every) {
-            self.cancelled.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(self.every)
+            && self
+                .cancelled
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                    (c < self.times).then_some(c + 1)
+                })
+                .is_ok()
+        {
             tracing::warn!(?site, "failpoint: this turn stops here, its write made");
             std::future::pending::<()>().await;
         }

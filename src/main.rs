@@ -216,6 +216,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         claim_scope: args.claimable_hosts.unwrap_or_default(),
         cancel: None,
         pause: None,
+        ledger_lag: None,
         turn_limit: sip::controller::TURN_LIMIT,
         // Templates from ConfigMaps render in a child of this very executable.
         renderer: match std::env::current_exe() {

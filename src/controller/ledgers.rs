@@ -171,13 +171,20 @@ impl Ledgers {
         api: Api<SIPCluster>,
         writer: Writer<SIPCluster>,
         metrics: &Arc<Metrics>,
+        lag: Option<std::time::Duration>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (ledgers, metrics) = (ledgers.clone(), metrics.clone());
-        reflector(
-            writer,
-            watcher(api, watcher::Config::default()).default_backoff(),
-        )
-        .for_each(move |event| {
+        // A failpoint (`Settings::ledger_lag`): every event reaches the cache this much later,
+        // as from a slow watch, so the tests meet the window the outstanding marks cover.
+        let events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .then(move |event| async move {
+                if let Some(lag) = lag {
+                    tokio::time::sleep(lag).await;
+                }
+                event
+            });
+        reflector(writer, events).for_each(move |event| {
             super::watches::cluster_event(&metrics, Some(&ledgers), &event);
             std::future::ready(())
         })

@@ -151,6 +151,9 @@ pub struct Settings {
     /// Holds the first write at a site before it is sent, until the test releases it: for the
     /// tests that prove the resourceVersion guards meet a real 409.
     pub pause: Option<Arc<crate::failpoint::Pause>>,
+    /// Delays every event of the ledgers' watch (when it is separate from the controller's):
+    /// for the tests that must meet a watch lagging behind the operator's own writes.
+    pub ledger_lag: Option<std::time::Duration>,
     /// How long one turn may take before it is dropped (`sip run`: [`TURN_LIMIT`]).
     pub turn_limit: std::time::Duration,
 }
@@ -167,6 +170,7 @@ impl Default for Settings {
             claim_scope: Default::default(),
             cancel: None,
             pause: None,
+            ledger_lag: None,
             turn_limit: TURN_LIMIT,
         }
     }

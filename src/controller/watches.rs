@@ -85,7 +85,13 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         Some(_) => {
             let (store, writer) = reflector::store();
             let ledgers = Arc::new(Ledgers::new(store));
-            let watch = Ledgers::watch(&ledgers, Api::all(client.clone()), writer, metrics);
+            let watch = Ledgers::watch(
+                &ledgers,
+                Api::all(client.clone()),
+                writer,
+                metrics,
+                settings.ledger_lag,
+            );
             (ledgers, Some(watch))
         }
     };

@@ -1,6 +1,6 @@
 //! No cancelled turn can share a host. Five clusters contend for four control-plane hosts
 //! while the operator's turns are cancelled right after every other write at one site (status,
-//! labels, applies, deletes), as its time limit cancels a turn stuck on the network; then two
+//! labels, applies, deletes; eight times, then they may finish), as its time limit cancels a turn stuck on the network; then two
 //! of them are deleted and the one left waiting takes a freed host. A checker reads everything
 //! every 50 ms: no host is ever in two clusters' ledgers, labeled for one while in another's
 //! ledger, in two jump hosts' host lists or in two control-plane balancers' backends.
@@ -101,11 +101,15 @@ async fn breaches(env: &TestEnv) -> Vec<String> {
 async fn contend(site: Site) {
     let env = test_env(&format!("cancel-{}", format!("{site:?}").to_lowercase())).await;
     load_hosts(&env).await;
-    let cancel = Arc::new(Cancel::new(site, 2));
+    // Every other write at the site, eight times: each lands in a different turn.
+    let cancel = Arc::new(Cancel::new(site, 2, 8));
     let metrics = Arc::new(sip::metrics::Metrics::new());
     let mut settings = operator_settings(&env.namespace, "cancel", &metrics);
     settings.cancel = Some(cancel.clone());
     settings.turn_limit = Duration::from_secs(1);
+    // The ledgers' watch three seconds behind: a turn cancelled after its status write is
+    // over before the watch shows that write, so only the outstanding mark tells.
+    settings.ledger_lag = Some(Duration::from_secs(3));
     let operator = tokio::spawn(sip::controller::run(
         env.client.clone(),
         settings,
@@ -213,4 +217,77 @@ async fn no_turn_cancelled_after_an_apply_shares_a_host() {
 #[tokio::test]
 async fn no_turn_cancelled_after_a_delete_shares_a_host() {
     contend(Site::Delete).await;
+}
+
+/// The window itself: the ledgers' watch five seconds behind; the first cluster's turn
+/// cancelled right after the status write that claims its hosts, and that cluster then held
+/// before Labeling (its jump host names a Secret that does not exist), so no label of its
+/// tells; a second cluster, created with it, choosing from the same pool within those five
+/// seconds. Only the mark set before the write was sent tells it the cache lacks a claim.
+#[tokio::test]
+async fn a_claim_whose_turn_was_cancelled_is_seen_by_the_next_choice() {
+    let env = test_env("cancel-window").await;
+    load_hosts(&env).await;
+    let cancel = Arc::new(Cancel::new(Site::Status, 1, 1));
+    let metrics = Arc::new(sip::metrics::Metrics::new());
+    let mut settings = operator_settings(&env.namespace, "cancel", &metrics);
+    settings.cancel = Some(cancel.clone());
+    settings.turn_limit = Duration::from_secs(1);
+    settings.ledger_lag = Some(Duration::from_secs(5));
+    let operator = tokio::spawn(sip::controller::run(
+        env.client.clone(),
+        settings,
+        std::future::pending(),
+    ));
+    let small = |name: &str, keys: &str| {
+        sample_cluster(&env, name, |m| {
+            for role in ["ControlPlane", "Worker"] {
+                m["spec"]["nodes"][role]["count"] = serde_json::json!({"active": 1, "standby": 0});
+            }
+            m["spec"]["services"]
+                .as_object_mut()
+                .unwrap()
+                .remove("auth");
+            m["spec"]["services"]["jumpHost"][0]["nodeSSHPrivateKeys"] = serde_json::json!(keys);
+        })
+    };
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    // Settle the watch first: nothing of the operator's is outstanding when c0 writes.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // c0's turn writes its claims and is cancelled; c1 comes while it waits to be dropped.
+    api.create(&PostParams::default(), &small("c0", "missing-keys"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cancel.cancelled() == 0 {
+        assert!(Instant::now() < deadline, "c0's status write never came");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    api.create(&PostParams::default(), &small("c1", "ssh-private-keys"))
+        .await
+        .unwrap();
+    // c1 Ready, c0 held on its missing Secret; read all the while.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut found = Vec::new();
+    loop {
+        found.extend(breaches(&env).await);
+        let c0 = api.get("c0").await.unwrap();
+        let c1 = api.get("c1").await.unwrap();
+        let c0_blocked = c0
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|r| r.reason == "InfraServiceFailure");
+        if c0_blocked && phase(Some(&c1)) == Some(Phase::Ready) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c1 never became Ready beside a held c0"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    operator.abort();
+    assert_eq!(cancel.cancelled(), 1);
+    assert!(found.is_empty(), "a host in two clusters: {found:?}");
 }
