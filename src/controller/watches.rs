@@ -117,9 +117,10 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let host_events = {
         let (clusters, epoch, wake) = (cluster_store.clone(), input_epoch.clone(), wake.clone());
         let touched = touched.clone();
-        let cache = hosts.clone();
         let metrics = metrics.clone();
         let mut relevance = Relevance::default();
+        // Whom a (re)list concerns, woken once the cache holds the whole list.
+        let mut after_list: std::collections::HashSet<ObjectRef<SIPCluster>> = Default::default();
         // Listed in pages of 100, not kube's 500: a page's body and its objects before
         // `slim` are what the peak memory holds beyond the cache (at 10,000 hosts about
         // 0.7 MiB less; the pages cost only the first sync a few more requests).
@@ -129,22 +130,48 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
                 .modify(slim)
                 .default_backoff(),
         )
-        .touched_objects()
-        .for_each(move |host| {
-            match host {
-                Ok(host) => {
+        .for_each(move |event| {
+            // The reflector has applied the event (a list's hosts: once it is complete).
+            let wakes: Vec<ObjectRef<SIPCluster>> = match event {
+                Err(e) => {
+                    report(&metrics, "baremetalhosts", "baremetalhosts.metal3.io", &e);
+                    Vec::new()
+                }
+                Ok(event) => {
                     metrics.watches.recovered("baremetalhosts");
-                    // The reflector has applied the event: a host the cache lacks was deleted.
-                    let gone = cache.get(&ObjectRef::from_obj(&host)).is_none();
-                    if relevance.changed(&host, gone) {
-                        epoch.fetch_add(1, Ordering::Relaxed);
-                        for cluster in clusters_for_host(&clusters, &host) {
-                            touched.bump(&cluster);
-                            let _ = wake.unbounded_send(cluster);
+                    match event {
+                        watcher::Event::Apply(host) if relevance.changed(&host, false) => {
+                            clusters_for_host(&clusters, &host)
+                        }
+                        watcher::Event::Delete(host) if relevance.changed(&host, true) => {
+                            clusters_for_host(&clusters, &host)
+                        }
+                        watcher::Event::Apply(_) | watcher::Event::Delete(_) => Vec::new(),
+                        watcher::Event::Init => {
+                            relevance.list_started();
+                            Vec::new()
+                        }
+                        watcher::Event::InitApply(host) => {
+                            if relevance.listed(&host) {
+                                after_list.extend(clusters_for_host(&clusters, &host));
+                            }
+                            Vec::new()
+                        }
+                        watcher::Event::InitDone => {
+                            for key in relevance.list_done() {
+                                after_list.extend(clusters_with_member(&clusters, &key));
+                            }
+                            after_list.drain().collect()
                         }
                     }
                 }
-                Err(e) => report(&metrics, "baremetalhosts", "baremetalhosts.metal3.io", &e),
+            };
+            if !wakes.is_empty() {
+                epoch.fetch_add(1, Ordering::Relaxed);
+                for cluster in wakes {
+                    touched.bump(&cluster);
+                    let _ = wake.unbounded_send(cluster);
+                }
             }
             std::future::ready(())
         })
@@ -338,6 +365,25 @@ where
 
 /// The clusters a host event concerns: the one whose labels or ledger name it, and every
 /// cluster still gathering (the host may be what it waits for).
+/// The clusters whose ledger holds `key` (a host gone without an event of its own).
+fn clusters_with_member(
+    clusters: &Store<SIPCluster>,
+    key: &crate::scheduling::HostKey,
+) -> Vec<ObjectRef<SIPCluster>> {
+    clusters
+        .state()
+        .iter()
+        .filter(|c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.hosts
+                    .iter()
+                    .any(|r| r.name == key.name() && r.namespace == key.namespace())
+            })
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
 fn clusters_for_host(
     clusters: &Store<SIPCluster>,
     host: &BareMetalHost,
