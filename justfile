@@ -45,6 +45,11 @@ node-images:
 bench *ARGS:
     cargo bench --bench scheduling -- {{ARGS}}
 
+# Each guard of the invariants removed in a scratch worktree and its tests run: every one
+# must be caught (tools/mutate/guards.py; `--only NAME` for some).
+guards *ARGS:
+    python3 tools/mutate/guards.py {{ARGS}}
+
 # What CI runs.
 ci:
     bash .ci/run

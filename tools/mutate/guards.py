@@ -119,10 +119,22 @@ def main():
                 continue
             open(file, "w").write(text.replace(old, new))
             started = time.time()
+            selectors = {
+                target: ["--test", "integration"] if target == "integration" else ["--lib"]
+                for target, _ in tests
+            }
+            # A removal that does not build proves nothing: said, not counted as caught.
+            built = all(
+                run(["cargo", "test", "-p", "sip", *sel, "--no-run"], scratch, env, log) == 0
+                for sel in selectors.values()
+            )
+            if not built:
+                rows.append((name, what, "-", f"REMOVAL DOES NOT BUILD (see {log})"))
+                failed = True
+                continue
             outcomes = []
             for target, test in tests:
-                selector = ["--test", "integration"] if target == "integration" else ["--lib"]
-                rc = run(["cargo", "test", "-p", "sip", *selector, "--", test], scratch, env, log)
+                rc = run(["cargo", "test", "-p", "sip", *selectors[target], "--", test], scratch, env, log)
                 outcomes.append((test, rc))
             caught = [t for t, rc in outcomes if rc != 0]
             verdict = "caught" if caught else "MISSED"
