@@ -98,23 +98,47 @@ async fn breaches(env: &TestEnv) -> Vec<String> {
     found
 }
 
+/// The operator on `env`'s namespace with `cancel` set, turns limited to a second, and the
+/// ledgers' watch `lag` behind.
+fn cancelling_operator(
+    env: &TestEnv,
+    cancel: &Arc<Cancel>,
+    lag: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let metrics = Arc::new(sip::metrics::Metrics::new());
+    let mut settings = operator_settings(&env.namespace, "cancel", &metrics);
+    settings.cancel = Some(cancel.clone());
+    settings.turn_limit = Duration::from_secs(1);
+    settings.ledger_lag = Some(lag);
+    tokio::spawn(sip::controller::run(
+        env.client.clone(),
+        settings,
+        std::future::pending(),
+    ))
+}
+
+/// A cluster of one control-plane and one worker host, its node keys in Secret `keys`.
+fn small(env: &TestEnv, name: &str, keys: &str) -> SIPCluster {
+    sample_cluster(env, name, |m| {
+        for role in ["ControlPlane", "Worker"] {
+            m["spec"]["nodes"][role]["count"] = serde_json::json!({"active": 1, "standby": 0});
+        }
+        m["spec"]["services"]
+            .as_object_mut()
+            .unwrap()
+            .remove("auth");
+        m["spec"]["services"]["jumpHost"][0]["nodeSSHPrivateKeys"] = serde_json::json!(keys);
+    })
+}
+
 async fn contend(site: Site) {
     let env = test_env(&format!("cancel-{}", format!("{site:?}").to_lowercase())).await;
     load_hosts(&env).await;
     // Every other write at the site, eight times: each lands in a different turn.
     let cancel = Arc::new(Cancel::new(site, 2, 8));
-    let metrics = Arc::new(sip::metrics::Metrics::new());
-    let mut settings = operator_settings(&env.namespace, "cancel", &metrics);
-    settings.cancel = Some(cancel.clone());
-    settings.turn_limit = Duration::from_secs(1);
     // The ledgers' watch three seconds behind: a turn cancelled after its status write is
     // over before the watch shows that write, so only the outstanding mark tells.
-    settings.ledger_lag = Some(Duration::from_secs(3));
-    let operator = tokio::spawn(sip::controller::run(
-        env.client.clone(),
-        settings,
-        std::future::pending(),
-    ));
+    let operator = cancelling_operator(&env, &cancel, Duration::from_secs(3));
 
     let done = Arc::new(AtomicBool::new(false));
     let checker = tokio::spawn({
@@ -133,15 +157,7 @@ async fn contend(site: Site) {
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     let names: Vec<String> = (0..5).map(|i| format!("c{i}")).collect();
     for name in &names {
-        let cluster = sample_cluster(&env, name, |m| {
-            for role in ["ControlPlane", "Worker"] {
-                m["spec"]["nodes"][role]["count"] = serde_json::json!({"active": 1, "standby": 0});
-            }
-            m["spec"]["services"]
-                .as_object_mut()
-                .unwrap()
-                .remove("auth");
-        });
+        let cluster = small(&env, name, "ssh-private-keys");
         api.create(&PostParams::default(), &cluster).await.unwrap();
     }
     let ready = |clusters: &[SIPCluster]| {
@@ -229,33 +245,12 @@ async fn a_claim_whose_turn_was_cancelled_is_seen_by_the_next_choice() {
     let env = test_env("cancel-window").await;
     load_hosts(&env).await;
     let cancel = Arc::new(Cancel::new(Site::Status, 1, 1));
-    let metrics = Arc::new(sip::metrics::Metrics::new());
-    let mut settings = operator_settings(&env.namespace, "cancel", &metrics);
-    settings.cancel = Some(cancel.clone());
-    settings.turn_limit = Duration::from_secs(1);
-    settings.ledger_lag = Some(Duration::from_secs(5));
-    let operator = tokio::spawn(sip::controller::run(
-        env.client.clone(),
-        settings,
-        std::future::pending(),
-    ));
-    let small = |name: &str, keys: &str| {
-        sample_cluster(&env, name, |m| {
-            for role in ["ControlPlane", "Worker"] {
-                m["spec"]["nodes"][role]["count"] = serde_json::json!({"active": 1, "standby": 0});
-            }
-            m["spec"]["services"]
-                .as_object_mut()
-                .unwrap()
-                .remove("auth");
-            m["spec"]["services"]["jumpHost"][0]["nodeSSHPrivateKeys"] = serde_json::json!(keys);
-        })
-    };
+    let operator = cancelling_operator(&env, &cancel, Duration::from_secs(5));
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     // Settle the watch first: nothing of the operator's is outstanding when c0 writes.
     tokio::time::sleep(Duration::from_secs(6)).await;
     // c0's turn writes its claims and is cancelled; c1 comes while it waits to be dropped.
-    api.create(&PostParams::default(), &small("c0", "missing-keys"))
+    api.create(&PostParams::default(), &small(&env, "c0", "missing-keys"))
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -263,9 +258,12 @@ async fn a_claim_whose_turn_was_cancelled_is_seen_by_the_next_choice() {
         assert!(Instant::now() < deadline, "c0's status write never came");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    api.create(&PostParams::default(), &small("c1", "ssh-private-keys"))
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &small(&env, "c1", "ssh-private-keys"),
+    )
+    .await
+    .unwrap();
     // c1 Ready, c0 held on its missing Secret; read all the while.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut found = Vec::new();

@@ -150,42 +150,49 @@ fn conflicts(metrics: &sip::metrics::Metrics, resource: &str) -> f64 {
     )
 }
 
-/// A client that counts its requests into `metrics`, as `sip run` builds it.
-async fn metered_client(
+/// `tenant` created under an operator (its client metered, as `sip run` builds it) that holds
+/// its first write at `site`; returns once that write is held.
+async fn held_at(
     env: &TestEnv,
-    metrics: &std::sync::Arc<sip::metrics::Metrics>,
-) -> kube::Client {
+    site: sip::failpoint::Site,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<sip::failpoint::Pause>,
+    std::sync::Arc<sip::metrics::Metrics>,
+    Api<SIPCluster>,
+) {
+    load_hosts(env).await;
+    let pause = std::sync::Arc::new(sip::failpoint::Pause::new(site));
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
+    let mut settings = crate::common::operator_settings(&env.namespace, "paused", &metrics);
+    settings.pause = Some(pause.clone());
     let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .unwrap();
-    sip::client::build(config, sip::metrics::ApiMetricsLayer::new(metrics.clone())).unwrap()
-}
-
-#[tokio::test]
-async fn a_host_taken_between_the_decision_and_the_label_patch_meets_a_409_and_is_not_overwritten()
-{
-    let env = test_env("conflict-409-labels").await;
-    load_hosts(&env).await;
-    let pause = std::sync::Arc::new(sip::failpoint::Pause::new(sip::failpoint::Site::Labels));
-    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
-    let mut settings = crate::common::operator_settings(&env.namespace, "paused", &metrics);
-    settings.pause = Some(pause.clone());
-    let client = metered_client(&env, &metrics).await;
+    let client =
+        sip::client::build(config, sip::metrics::ApiMetricsLayer::new(metrics.clone())).unwrap();
     let operator = tokio::spawn(sip::controller::run(
         client,
         settings,
         std::future::pending(),
     ));
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-    api.create(&PostParams::default(), &resumable(&env, "tenant"))
+    api.create(&PostParams::default(), &resumable(env, "tenant"))
         .await
         .unwrap();
-
-    // The operator decided to label a host (on the version it read) and holds the patch.
     tokio::time::timeout(std::time::Duration::from_secs(60), pause.reached())
         .await
-        .expect("the operator reached a label patch");
+        .unwrap_or_else(|_| panic!("the operator never reached a {site:?} write"));
+    (operator, pause, metrics, api)
+}
+
+#[tokio::test]
+async fn a_host_taken_between_the_decision_and_the_label_patch_meets_a_409_and_is_not_overwritten()
+{
+    let env = test_env("conflict-409-labels").await;
+    // The operator decided to label a host (on the version it read) and holds the patch.
+    let (operator, pause, metrics, api) = held_at(&env, sip::failpoint::Site::Labels).await;
     let cluster = api.get("tenant").await.unwrap();
     let ledger = cluster.status.unwrap().hosts;
     let hosts: Api<BareMetalHost> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -229,27 +236,9 @@ async fn a_host_taken_between_the_decision_and_the_label_patch_meets_a_409_and_i
 async fn a_status_written_by_another_between_the_read_and_the_write_meets_a_409_and_is_read_again()
 {
     let env = test_env("conflict-409-status").await;
-    load_hosts(&env).await;
-    let pause = std::sync::Arc::new(sip::failpoint::Pause::new(sip::failpoint::Site::Status));
-    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
-    let mut settings = crate::common::operator_settings(&env.namespace, "paused", &metrics);
-    settings.pause = Some(pause.clone());
-    let client = metered_client(&env, &metrics).await;
-    let operator = tokio::spawn(sip::controller::run(
-        client,
-        settings,
-        std::future::pending(),
-    ));
-    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-    api.create(&PostParams::default(), &resumable(&env, "tenant"))
-        .await
-        .unwrap();
-
     // The operator holds its first status write (the hosts it chose); meanwhile another writer
     // (a replica that lost the Lease, a person) writes the status.
-    tokio::time::timeout(std::time::Duration::from_secs(60), pause.reached())
-        .await
-        .expect("the operator reached a status write");
+    let (operator, pause, metrics, api) = held_at(&env, sip::failpoint::Site::Status).await;
     let other = json!({"status": {"phase": "Gathering", "hosts": [{
         "name": "cp-4", "namespace": env.namespace, "role": "ControlPlane", "state": "Chosen",
     }]}});

@@ -134,14 +134,7 @@ fn run_with_claims(
     hosts: &[HostView],
     claimed: &HashSet<HostKey>,
 ) -> Decision {
-    schedule(&Inputs {
-        cluster: &cluster(),
-        spec,
-        ledger,
-        hosts,
-        claimed_elsewhere: claimed,
-        claimable: None,
-    })
+    run_in(spec, ledger, hosts, (claimed, None))
 }
 
 /// [`run`] for a cluster that may claim only hosts of `claimable`'s namespaces.
@@ -151,13 +144,25 @@ pub(super) fn run_scoped(
     hosts: &[HostView],
     claimable: &std::collections::BTreeSet<String>,
 ) -> Decision {
+    run_in(spec, ledger, hosts, (&HashSet::new(), Some(claimable)))
+}
+
+fn run_in(
+    spec: &SIPClusterSpec,
+    ledger: &[HostRecord],
+    hosts: &[HostView],
+    (claimed, claimable): (
+        &HashSet<HostKey>,
+        Option<&std::collections::BTreeSet<String>>,
+    ),
+) -> Decision {
     schedule(&Inputs {
         cluster: &cluster(),
         spec,
         ledger,
         hosts,
-        claimed_elsewhere: &HashSet::new(),
-        claimable: Some(claimable),
+        claimed_elsewhere: claimed,
+        claimable,
     })
 }
 

@@ -8,13 +8,7 @@ fn the_jump_host_knows_every_member_and_reaches_bmcs_directly() {
     let children = f.only(ServiceKind::JumpHost).unwrap();
     let secret = secret_of(&children);
     let hosts: serde_json::Value = serde_json::from_str(&data(secret, "hosts.json")).unwrap();
-    let names: Vec<&str> = hosts
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["cp-1", "cp-2", "wk-1", "wk-2"]);
+    assert_eq!(host_names(secret), ["cp-1", "cp-2", "wk-1", "wk-2"]);
     assert_eq!(
         hosts[1]["bmc"]["redfishSystem"],
         "https://10.23.0.12:443/redfish/v1/Systems/1"
@@ -257,14 +251,10 @@ fn members_of_one_name_from_two_namespaces_go_by_name_and_namespace() {
         .insert(HostKey::of_record(&f.hosts[3]), credentials);
     let children = f.only(ServiceKind::JumpHost).unwrap();
     let secret = secret_of(&children);
-    let hosts: serde_json::Value = serde_json::from_str(&data(secret, "hosts.json")).unwrap();
-    let names: Vec<&str> = hosts
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["cp-1", "cp-2", "wk-1.metal3", "wk-1.rack-b"]);
+    assert_eq!(
+        host_names(secret),
+        ["cp-1", "cp-2", "wk-1.metal3", "wk-1.rack-b"]
+    );
     let ssh_config = data(secret, "ssh_config");
     assert!(
         ssh_config.contains("Host wk-1.rack-b\n  HostName 192.168.100.22\n"),
@@ -277,4 +267,15 @@ fn members_of_one_name_from_two_namespaces_go_by_name_and_namespace() {
         command.contains("wk-1.rack-b:22") && command.contains("wk-1.metal3:22"),
         "{command}"
     );
+}
+
+/// The names in the jump host's host list, in its order.
+fn host_names(secret: &k8s_openapi::api::core::v1::Secret) -> Vec<String> {
+    let hosts: serde_json::Value = serde_json::from_str(&data(secret, "hosts.json")).unwrap();
+    hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_string())
+        .collect()
 }
