@@ -174,16 +174,27 @@ impl Ledgers {
         lag: Option<std::time::Duration>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (ledgers, metrics) = (ledgers.clone(), metrics.clone());
-        // A failpoint (`Settings::ledger_lag`): every event reaches the cache this much later,
-        // as from a slow watch, so the tests meet the window the outstanding marks cover.
-        let events = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .then(move |event| async move {
-                if let Some(lag) = lag {
-                    tokio::time::sleep(lag).await;
-                }
-                event
-            });
+        let events = watcher(api, watcher::Config::default()).default_backoff();
+        let events = match lag {
+            None => events.boxed(),
+            // A failpoint (`Settings::ledger_lag`): every event reaches the cache `lag` after
+            // it arrived, as from a slow watch, so the tests meet the window the outstanding
+            // marks cover. Stamped as they arrive (a task of its own), so lags do not add up.
+            Some(lag) => {
+                let (stamped, arrived) = futures::channel::mpsc::unbounded();
+                tokio::spawn(
+                    events
+                        .map(|e| Ok((tokio::time::Instant::now(), e)))
+                        .forward(stamped),
+                );
+                arrived
+                    .then(move |(at, event)| async move {
+                        tokio::time::sleep_until(at + lag).await;
+                        event
+                    })
+                    .boxed()
+            }
+        };
         reflector(writer, events).for_each(move |event| {
             super::watches::cluster_event(&metrics, Some(&ledgers), &event);
             std::future::ready(())

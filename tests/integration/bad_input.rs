@@ -286,7 +286,7 @@ async fn an_object_someone_else_made_under_a_services_name_is_refused_not_taken_
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(
         &PostParams::default(),
-        &sample_cluster(&env, "foreign", |_| {}),
+        &sample_cluster(&env, "foreign", no_worker_balancer),
     )
     .await
     .unwrap();
@@ -348,7 +348,7 @@ async fn a_namespace_may_claim_only_the_hosts_the_operator_allows_it() {
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(
         &PostParams::default(),
-        &sample_cluster(&env, "scoped", |_| {}),
+        &sample_cluster(&env, "scoped", no_worker_balancer),
     )
     .await
     .unwrap();
@@ -374,4 +374,13 @@ async fn a_namespace_may_claim_only_the_hosts_the_operator_allows_it() {
         );
     }
     operator.abort();
+}
+
+/// Without the worker balancer, which would take a block of the shared control plane's small
+/// static node-port band.
+fn no_worker_balancer(m: &mut Value) {
+    m["spec"]["services"]
+        .as_object_mut()
+        .unwrap()
+        .remove("loadBalancerWorker");
 }

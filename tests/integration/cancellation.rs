@@ -117,17 +117,18 @@ fn cancelling_operator(
     ))
 }
 
-/// A cluster of one control-plane and one worker host, its node keys in Secret `keys`.
+/// A cluster of one control-plane and one worker host with a jump host and a control-plane
+/// balancer, its node keys in Secret `keys`.
 fn small(env: &TestEnv, name: &str, keys: &str) -> SIPCluster {
     sample_cluster(env, name, |m| {
         for role in ["ControlPlane", "Worker"] {
             m["spec"]["nodes"][role]["count"] = serde_json::json!({"active": 1, "standby": 0});
         }
-        m["spec"]["services"]
-            .as_object_mut()
-            .unwrap()
-            .remove("auth");
-        m["spec"]["services"]["jumpHost"][0]["nodeSSHPrivateKeys"] = serde_json::json!(keys);
+        // No worker balancer: the shared control plane's static node-port band is small.
+        let services = m["spec"]["services"].as_object_mut().unwrap();
+        services.remove("auth");
+        services.remove("loadBalancerWorker");
+        services["jumpHost"][0]["nodeSSHPrivateKeys"] = serde_json::json!(keys);
     })
 }
 

@@ -544,6 +544,27 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
         .await
         .unwrap();
     let revoked = std::time::Instant::now();
+    // Its last renewal, sampled while it holds the Lease (once the standby takes over, the
+    // Lease shows the standby's).
+    let last_renewal = tokio::spawn({
+        let (leases, name) = (
+            Api::<Lease>::namespaced(env.client.clone(), NAMESPACE),
+            lease_name.clone(),
+        );
+        let metrics = metrics.clone();
+        async move {
+            let mut last = None;
+            while metrics.is_leader() {
+                if let Some(spec) = leases.get(&name).await.unwrap().spec
+                    && spec.holder_identity.as_deref() == Some("fenced")
+                {
+                    last = spec.renew_time.map(|t| t.0).or(last);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            last
+        }
+    });
     // When it stops working (its last write), sampled every 10 ms: the leader task itself
     // ends later, after trying to release the Lease.
     let stopped_working = tokio::spawn({
@@ -559,9 +580,11 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
         .await
         .expect("the leader kept working past its lease")
         .unwrap();
-    let stopped_at = k8s_openapi::jiff::Timestamp::now();
     let took = revoked.elapsed();
     let stopped = stopped_working.await.unwrap();
+    // When it stopped working, on the wall clock the Lease is written with (the task itself
+    // ends later, after its attempt to release the Lease).
+    let stopped_at = k8s_openapi::jiff::Timestamp::now() - stopped.elapsed();
     let error = ended.expect_err("losing the lease is an error").to_string();
     eprintln!(
         "figure: stopped {took:.1?} after its renewals began to fail (lease {duration} s): {error}"
@@ -571,18 +594,14 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
         "its own deadline stopped it: {error}"
     );
     // Before the Lease expires for the others: its last renewal plus the duration.
-    let renewed = Api::<Lease>::namespaced(env.client.clone(), NAMESPACE)
-        .get(&lease_name)
+    let renewed = last_renewal
         .await
         .unwrap()
-        .spec
-        .and_then(|s| s.renew_time)
-        .expect("the Lease was renewed")
-        .0;
+        .expect("the Lease was renewed by the fenced leader");
     let expires = renewed + std::time::Duration::from_secs(duration);
     assert!(
         stopped_at < expires,
-        "stopped at {stopped_at}, after the Lease expired at {expires}"
+        "stopped working at {stopped_at}, after the Lease expired at {expires}"
     );
     assert!(!metrics.is_working() && !metrics.is_leader());
 
