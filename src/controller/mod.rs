@@ -1,8 +1,8 @@
 //! The serial controller: one SIPCluster at a time, each turn resuming from the phase in its
 //! status. The route of one event through these files:
 //!
-//! 1. `watches.rs`: a watch event (the SIPCluster's own, a host's, drift of a service object)
-//!    updates a cache and wakes the cluster it concerns;
+//! 1. `watches.rs` (hosts: `host_watch.rs`): a watch event (the SIPCluster's own, a host's,
+//!    drift of a service object) updates a cache and wakes the cluster it concerns;
 //! 2. `reconcile.rs`: the controller hands the cluster to `reconcile` (finalizer first), which
 //!    reads it fresh and, unless `backoff.rs` holds it, walks it through its phases;
 //! 3. `step.rs`: an outside event first (first sight, spec change, deletion), else
@@ -27,6 +27,7 @@ pub mod conditions;
 mod drift;
 mod error;
 pub mod history;
+mod host_watch;
 mod hosts;
 mod ledgers;
 mod phases;

@@ -6,7 +6,7 @@
 //! metadata of the predecessor's Deployments (a cache, woken by nothing).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -20,17 +20,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::drift::{self, Drift};
 use super::ledgers::Ledgers;
-use super::relevance::Relevance;
 use super::templates::Templates;
 use super::touched::Touched;
 use super::{Settings, relist};
-use crate::api::{BareMetalHost, Phase, SIPCluster};
+use crate::api::{BareMetalHost, SIPCluster};
 use crate::metrics::Metrics;
-use crate::scheduling::HostView;
 use crate::services;
-
-/// Hosts per page of the host cache's list.
-const HOST_PAGE: u32 = 100;
 
 /// SIPCluster events the controller may lag behind before the cache's watch waits for it.
 const CLUSTER_EVENTS: usize = 1024;
@@ -113,69 +108,13 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let touched = Arc::new(Touched::default());
     let drift = Arc::new(Drift::default());
 
-    let (hosts, writer) = reflector::store();
-    let host_events = {
-        let (clusters, epoch, wake) = (cluster_store.clone(), input_epoch.clone(), wake.clone());
-        let touched = touched.clone();
-        let metrics = metrics.clone();
-        let mut relevance = Relevance::default();
-        // Whom a (re)list concerns, woken once the cache holds the whole list.
-        let mut after_list: std::collections::HashSet<ObjectRef<SIPCluster>> = Default::default();
-        // Listed in pages of 100, not kube's 500: a page's body and its objects before
-        // `slim` are what the peak memory holds beyond the cache (at 10,000 hosts about
-        // 0.7 MiB less; the pages cost only the first sync a few more requests).
-        reflector(
-            writer,
-            watcher(hosts_api, watcher::Config::default().page_size(HOST_PAGE))
-                .modify(slim)
-                .default_backoff(),
-        )
-        .for_each(move |event| {
-            // The reflector has applied the event (a list's hosts: once it is complete).
-            let wakes: Vec<ObjectRef<SIPCluster>> = match event {
-                Err(e) => {
-                    report(&metrics, "baremetalhosts", "baremetalhosts.metal3.io", &e);
-                    Vec::new()
-                }
-                Ok(event) => {
-                    metrics.watches.recovered("baremetalhosts");
-                    match event {
-                        watcher::Event::Apply(host) if relevance.changed(&host, false) => {
-                            clusters_for_host(&clusters, &host)
-                        }
-                        watcher::Event::Delete(host) if relevance.changed(&host, true) => {
-                            clusters_for_host(&clusters, &host)
-                        }
-                        watcher::Event::Apply(_) | watcher::Event::Delete(_) => Vec::new(),
-                        watcher::Event::Init => {
-                            relevance.list_started();
-                            Vec::new()
-                        }
-                        watcher::Event::InitApply(host) => {
-                            if relevance.listed(&host) {
-                                after_list.extend(clusters_for_host(&clusters, &host));
-                            }
-                            Vec::new()
-                        }
-                        watcher::Event::InitDone => {
-                            for key in relevance.list_done() {
-                                after_list.extend(clusters_with_member(&clusters, &key));
-                            }
-                            after_list.drain().collect()
-                        }
-                    }
-                }
-            };
-            if !wakes.is_empty() {
-                epoch.fetch_add(1, Ordering::Relaxed);
-                for cluster in wakes {
-                    touched.bump(&cluster);
-                    let _ = wake.unbounded_send(cluster);
-                }
-            }
-            std::future::ready(())
-        })
-    };
+    let (hosts, host_events) = super::host_watch::watch(
+        hosts_api,
+        &cluster_store,
+        (&input_epoch, &touched),
+        &wake,
+        metrics,
+    );
     let ns = settings.cluster_namespace.as_deref();
     let (templates, template_events) = super::templates::watch(
         client,
@@ -288,17 +227,6 @@ impl Drop for Tasks {
     }
 }
 
-/// Keeps only what the operator reads of a host: managedFields and kubectl's last-applied
-/// annotation can outweigh the rest of the object, times every host watched.
-fn slim(host: &mut BareMetalHost) {
-    host.metadata.managed_fields = None;
-    if let Some(annotations) = host.metadata.annotations.as_mut() {
-        annotations.remove(LAST_APPLIED);
-    }
-}
-
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
 /// Watches the metadata of one kind of the services' objects (those the operator manages, by
 /// label) and wakes the SIPCluster whose objects drifted. Secrets are not watched: the
 /// operator has no right to list them; the Ready check reads its own Secrets instead.
@@ -365,51 +293,6 @@ where
 
 /// The clusters a host event concerns: the one whose labels or ledger name it, and every
 /// cluster still gathering (the host may be what it waits for).
-/// The clusters whose ledger holds `key` (a host gone without an event of its own).
-fn clusters_with_member(
-    clusters: &Store<SIPCluster>,
-    key: &crate::scheduling::HostKey,
-) -> Vec<ObjectRef<SIPCluster>> {
-    clusters
-        .state()
-        .iter()
-        .filter(|c| {
-            c.status.as_ref().is_some_and(|s| {
-                s.hosts
-                    .iter()
-                    .any(|r| r.name == key.name() && r.namespace == key.namespace())
-            })
-        })
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
-}
-
-fn clusters_for_host(
-    clusters: &Store<SIPCluster>,
-    host: &BareMetalHost,
-) -> Vec<ObjectRef<SIPCluster>> {
-    let view = HostView::from_host(host);
-    clusters
-        .state()
-        .iter()
-        .filter(|c| {
-            let status = c.status.as_ref();
-            let in_ledger = status.is_some_and(|s| {
-                s.hosts
-                    .iter()
-                    .any(|r| r.name == view.key.name() && r.namespace == view.key.namespace())
-            });
-            let labeled = view.labeled_for().is_some_and(|k| {
-                Some(&k.name) == c.metadata.name.as_ref()
-                    && Some(&k.namespace) == c.metadata.namespace.as_ref()
-            });
-            let gathering = status.and_then(|s| s.phase).unwrap_or_default() == Phase::Gathering;
-            in_ledger || labeled || gathering
-        })
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
-}
-
 /// A failed list or watch (retried with backoff): logged at warn and counted, with what it
 /// means for whoever runs the operator; `/readyz` shows it until the watch recovers.
 pub(super) fn report(
