@@ -217,12 +217,11 @@ mod tests {
         .await
     }
 
-    #[tokio::test]
-    async fn serves_metrics_health_and_readiness_only_to_get() {
-        let metrics = Arc::new(Metrics::new());
+    /// The admin server on a free local port, without scrape auth or TLS.
+    async fn serving(metrics: Arc<Metrics>) -> SocketAddr {
         let (address, server) = bind(
             "127.0.0.1:0".parse().unwrap(),
-            metrics.clone(),
+            metrics,
             None,
             None,
             std::future::pending(),
@@ -230,6 +229,13 @@ mod tests {
         .await
         .unwrap();
         tokio::spawn(server);
+        address
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_health_and_readiness_only_to_get() {
+        let metrics = Arc::new(Metrics::new());
+        let address = serving(metrics.clone()).await;
 
         let scrape = get(address, "GET", "/metrics").await;
         assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
@@ -288,16 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_never_finishes_its_headers_is_cut_off() {
-        let (address, server) = bind(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(Metrics::new()),
-            None,
-            None,
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(server);
+        let address = serving(Arc::new(Metrics::new())).await;
         let mut stream = TcpStream::connect(address).await.unwrap();
         stream
             .write_all(b"GET /metrics HTTP/1.1\r\n")

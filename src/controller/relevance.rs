@@ -55,11 +55,7 @@ impl Relevance {
     /// Whether this event for `host` changed what the operator reads: a new host, a changed
     /// fingerprint, or a deletion (`gone`: the cache no longer holds it).
     pub fn changed(&mut self, host: &BareMetalHost, gone: bool) -> bool {
-        let meta = &host.metadata;
-        let key = HostKey::new(
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default(),
-        );
+        let key = key_of(host);
         if gone {
             return self.seen.remove(&key).is_some();
         }

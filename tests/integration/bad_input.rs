@@ -336,15 +336,11 @@ async fn an_object_someone_else_made_under_a_services_name_is_refused_not_taken_
 async fn a_namespace_may_claim_only_the_hosts_the_operator_allows_it() {
     let env = test_env("scope").await;
     load_hosts(&env).await;
-    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
-    let mut settings = crate::common::operator_settings(&env.namespace, "scope", &metrics);
     // Every namespace may claim only another pool's hosts: none of this namespace's.
-    settings.claim_scope = "*=another-pool".parse().unwrap();
-    let operator = tokio::spawn(sip::controller::run(
-        env.client.clone(),
-        settings,
-        std::future::pending(),
-    ));
+    let (operator, _) = crate::common::start_operator_with(&env, "scope", |settings| {
+        settings.claim_scope = "*=another-pool".parse().unwrap();
+    })
+    .await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(
         &PostParams::default(),

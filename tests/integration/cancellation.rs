@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, Phase, SIPCluster};
 use sip::failpoint::{Cancel, Site};
 
-use crate::common::{TestEnv, load_hosts, operator_settings, phase, sample_cluster, test_env};
+use crate::common::{TestEnv, load_hosts, phase, sample_cluster, start_operator_with, test_env};
 
 /// One reading of everything that could put a host in two clusters; the breaches it shows.
 async fn breaches(env: &TestEnv) -> Vec<String> {
@@ -100,21 +100,18 @@ async fn breaches(env: &TestEnv) -> Vec<String> {
 
 /// The operator on `env`'s namespace with `cancel` set, turns limited to a second, and the
 /// ledgers' watch `lag` behind.
-fn cancelling_operator(
+async fn cancelling_operator(
     env: &TestEnv,
     cancel: &Arc<Cancel>,
     lag: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let metrics = Arc::new(sip::metrics::Metrics::new());
-    let mut settings = operator_settings(&env.namespace, "cancel", &metrics);
-    settings.cancel = Some(cancel.clone());
-    settings.turn_limit = Duration::from_secs(1);
-    settings.ledger_lag = Some(lag);
-    tokio::spawn(sip::controller::run(
-        env.client.clone(),
-        settings,
-        std::future::pending(),
-    ))
+    let (operator, _) = start_operator_with(env, "cancel", |settings| {
+        settings.cancel = Some(cancel.clone());
+        settings.turn_limit = Duration::from_secs(1);
+        settings.ledger_lag = Some(lag);
+    })
+    .await;
+    operator
 }
 
 /// A cluster of one control-plane and one worker host with a jump host and a control-plane
@@ -139,7 +136,7 @@ async fn contend(site: Site) {
     let cancel = Arc::new(Cancel::new(site, 2, 8));
     // The ledgers' watch three seconds behind: a turn cancelled after its status write is
     // over before the watch shows that write, so only the outstanding mark tells.
-    let operator = cancelling_operator(&env, &cancel, Duration::from_secs(3));
+    let operator = cancelling_operator(&env, &cancel, Duration::from_secs(3)).await;
 
     let done = Arc::new(AtomicBool::new(false));
     let checker = tokio::spawn({
@@ -246,7 +243,7 @@ async fn a_claim_whose_turn_was_cancelled_is_seen_by_the_next_choice() {
     let env = test_env("cancel-window").await;
     load_hosts(&env).await;
     let cancel = Arc::new(Cancel::new(Site::Status, 1, 1));
-    let operator = cancelling_operator(&env, &cancel, Duration::from_secs(5));
+    let operator = cancelling_operator(&env, &cancel, Duration::from_secs(5)).await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     // Settle the watch first: nothing of the operator's is outstanding when c0 writes.
     tokio::time::sleep(Duration::from_secs(6)).await;

@@ -186,6 +186,33 @@ pub async fn start_operator_on(
     (operator, metrics)
 }
 
+/// The operator as `sip run` builds its client (metered), serving the test's namespace as
+/// `instance`, with `edit` applied to its settings (failpoints, scopes); and its metrics.
+pub async fn start_operator_with(
+    env: &TestEnv,
+    instance: &str,
+    edit: impl FnOnce(&mut sip::controller::Settings),
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<sip::metrics::Metrics>,
+) {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
+    let layer = sip::metrics::ApiMetricsLayer::new(metrics.clone());
+    let client = sip::client::build(config, layer).unwrap();
+    let mut settings = operator_settings(&env.namespace, instance, &metrics);
+    edit(&mut settings);
+    let operator = tokio::spawn(sip::controller::run(
+        client,
+        settings,
+        std::future::pending(),
+    ));
+    (operator, metrics)
+}
+
 /// The operator's settings in a test: hosts and SIPClusters of `namespace` only, reporting as
 /// `instance`, recording into `metrics`.
 pub fn operator_settings(

@@ -163,20 +163,8 @@ async fn held_at(
 ) {
     load_hosts(env).await;
     let pause = std::sync::Arc::new(sip::failpoint::Pause::new(site));
-    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
-    let mut settings = crate::common::operator_settings(&env.namespace, "paused", &metrics);
-    settings.pause = Some(pause.clone());
-    let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let client =
-        sip::client::build(config, sip::metrics::ApiMetricsLayer::new(metrics.clone())).unwrap();
-    let operator = tokio::spawn(sip::controller::run(
-        client,
-        settings,
-        std::future::pending(),
-    ));
+    let (operator, metrics) =
+        crate::common::start_operator_with(env, "paused", |s| s.pause = Some(pause.clone())).await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     api.create(&PostParams::default(), &resumable(env, "tenant"))
         .await
