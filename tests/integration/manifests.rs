@@ -360,7 +360,9 @@ fn start(
 async fn the_operator_does_its_whole_job_with_only_its_service_accounts_rights() {
     let env = test_env("rbac").await;
     load_hosts(&env).await;
-    let client = client_with_rbac(&env, "", |_| {}).await;
+    // Under its own names: the dry run of the shipped manifests, running alongside, must never
+    // see the shipped ServiceAccount appear between its read and its create.
+    let client = client_with_rbac(&env, "-whole-job", |_| {}).await;
     // The token really is limited: no Secret can be listed with it.
     let listed = Api::<Secret>::namespaced(client.clone(), &env.namespace)
         .list(&ListParams::default())
