@@ -30,8 +30,9 @@ pub struct Layout {
     pub node: bool,
     /// Where its directory goes (a temporary directory by default).
     pub parent_dir: Option<PathBuf>,
-    /// The CRDs installed at the start, a directory of the repository's `crd/`.
-    pub crds: &'static str,
+    /// The CRDs installed at the start: a directory relative to the repository (`crd/`), or
+    /// absolute (the predecessor's, for side-by-side measurements).
+    pub crds: PathBuf,
 }
 
 impl Default for Layout {
@@ -47,7 +48,7 @@ impl Default for Layout {
             node_port_range: "30000-34095".into(),
             node: false,
             parent_dir: None,
-            crds: "crd",
+            crds: "crd".into(),
         }
     }
 }
@@ -242,7 +243,7 @@ impl ControlPlane {
         };
         cp.wait_ready().await?;
         let client = cp.client().await?;
-        install_crds(&client, &binaries::repo_root().join(layout.crds)).await?;
+        install_crds(&client, &binaries::repo_root().join(&layout.crds)).await?;
         cp.startup = begun.elapsed();
         Ok(cp)
     }

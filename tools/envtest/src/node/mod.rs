@@ -141,7 +141,7 @@ impl NodeCluster {
             // Inside the node's directory, so down.sh finds its processes too.
             parent_dir: Some(dir.clone()),
             // metal3's CRD, as a management cluster has it; sip's comes with its manifests.
-            crds: "crd/testing",
+            crds: "crd/testing".into(),
         })
         .await?;
         let mut node = NodeCluster {

@@ -1,0 +1,387 @@
+//! sip and the predecessor side by side, in one run: each workload runs once per operator, each
+//! time on a fresh control plane of its own with the same hosts and the same manifests (the
+//! predecessor's: images, static node ports, its two HAProxy templates in ConfigMaps), and the
+//! ratio printed is of two figures measured minutes apart on this machine.
+//!
+//! Workloads: clusters created one after another on a warm operator (the median of all but
+//! the first), and clusters created at once (until the last is Ready). "Ready" is the same
+//! for both: the `Ready` condition True, which the predecessor sets at the end of its pass and
+//! sip with the Ready phase. Requests are each operator's own count (sip's
+//! `sip_api_requests_total`, the predecessor's client-go `rest_client_requests_total`), by
+//! HTTP method; sip's Lease renewals are left out (the predecessor runs without leader
+//! election, its default) and its Events shown apart (the predecessor records none), so
+//! "writes" are the same objects' writes on both sides.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use sip::api::SIPCluster;
+use sip_envtest::{ControlPlane, Layout, create_namespace};
+
+use super::predecessor::{self, Build};
+use super::{Operator, counter_by, create_keys, create_pool, diff, http_get, usage};
+
+/// What each operator runs.
+pub struct Workloads {
+    pub warm_hosts: usize,
+    pub warm_clusters: usize,
+    pub burst_clusters: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Contender<'a> {
+    Sip(&'a Path),
+    Predecessor(&'a Build),
+}
+
+impl Contender<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Contender::Sip(_) => "sip",
+            Contender::Predecessor(_) => "predecessor",
+        }
+    }
+}
+
+/// A running operator of either kind.
+enum Running {
+    Sip(Operator),
+    Predecessor(predecessor::Running),
+}
+
+impl Running {
+    /// Its own requests so far, by HTTP method.
+    async fn requests(&self) -> BTreeMap<String, u64> {
+        match self {
+            Running::Sip(op) => {
+                let text = http_get(op.admin, "/metrics").await;
+                let mut out = BTreeMap::new();
+                for (key, n) in counter_by(&text, "sip_api_requests_total", &["verb", "resource"]) {
+                    let (verb, resource) = key.split_once(' ').unwrap_or((&key, ""));
+                    if resource == "leases" {
+                        continue;
+                    }
+                    let method = match verb {
+                        // The predecessor tells no story: sip's Events are shown apart.
+                        "create" if resource == "events" => "Events",
+                        "create" => "POST",
+                        "update" => "PUT",
+                        "patch" => "PATCH",
+                        "delete" | "deletecollection" => "DELETE",
+                        _ => "GET",
+                    };
+                    *out.entry(method.to_string()).or_default() += n;
+                }
+                out
+            }
+            Running::Predecessor(p) => {
+                let text = http_get(p.metrics, "/metrics").await;
+                counter_by(&text, "rest_client_requests_total", &["method"])
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            Running::Sip(op) => op.child.id(),
+            Running::Predecessor(p) => p.pid(),
+        }
+    }
+}
+
+/// One workload's figures for one operator.
+struct Figures {
+    /// Seconds: the warm median, or the burst's time to the last Ready.
+    seconds: f64,
+    /// Requests per cluster by HTTP method.
+    per_cluster: BTreeMap<String, f64>,
+    peak_rss_mib: f64,
+    cpu_seconds: f64,
+    detail: String,
+}
+
+impl Figures {
+    /// Writes per cluster, Events aside.
+    fn writes(&self) -> f64 {
+        self.per_cluster
+            .iter()
+            .filter(|(m, _)| !matches!(m.as_str(), "GET" | "Events"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+pub async fn run(sip: &Path, build: &Build, w: &Workloads) -> Result<()> {
+    println!(
+        "\n== side by side with the predecessor (each on a fresh control plane; the same hosts and manifests)"
+    );
+    let warm = format!(
+        "warm: {} clusters (3 + 5, three services) one after another over {} hosts",
+        w.warm_clusters, w.warm_hosts
+    );
+    let burst = format!(
+        "burst: {} clusters at once over {} hosts",
+        w.burst_clusters,
+        w.burst_clusters * 8
+    );
+    for (title, target, is_burst) in [(warm, 0.9, false), (burst, 0.6, true)] {
+        println!("   {title}");
+        let mut figures = Vec::new();
+        for contender in [Contender::Sip(sip), Contender::Predecessor(build)] {
+            let f = if is_burst {
+                measure_burst(contender, &build.templates, w.burst_clusters).await
+            } else {
+                measure_warm(contender, &build.templates, w.warm_hosts, w.warm_clusters).await
+            }
+            .with_context(|| format!("{}, {}", contender.name(), title))?;
+            println!(
+                "     {:<11} {:>7.3} s  {}; writes/cluster {:.1}; requests/cluster {}; peak RSS {:.1} MiB, CPU {:.2} s",
+                contender.name(),
+                f.seconds,
+                f.detail,
+                f.writes(),
+                show(&f.per_cluster),
+                f.peak_rss_mib,
+                f.cpu_seconds
+            );
+            figures.push(f);
+        }
+        let ratio = figures[0].seconds / figures[1].seconds;
+        println!(
+            "     sip / predecessor: {ratio:.2}x the time (target {target}x: {}), {:.2}x the writes",
+            if ratio <= target { "met" } else { "not met" },
+            figures[0].writes() / figures[1].writes()
+        );
+    }
+    Ok(())
+}
+
+fn show(by_method: &BTreeMap<String, f64>) -> String {
+    let parts: Vec<String> = by_method
+        .iter()
+        .map(|(m, n)| format!("{m} {n:.1}"))
+        .collect();
+    parts.join(", ")
+}
+
+/// A fresh control plane with the contender's CRDs, a namespace holding `hosts` hosts, the
+/// jump hosts' key Secret and the predecessor's template ConfigMaps; the operator started.
+async fn prepare(
+    contender: Contender<'_>,
+    templates: &Path,
+    hosts: usize,
+    layout: (fn(usize) -> bool, usize, usize),
+) -> Result<(ControlPlane, kube::Client, String, Running)> {
+    let cp = match contender {
+        Contender::Sip(_) => ControlPlane::start().await?,
+        Contender::Predecessor(build) => {
+            ControlPlane::start_with(Layout {
+                crds: build.crds.clone(),
+                ..Layout::default()
+            })
+            .await?
+        }
+    };
+    let client = cp.client().await?;
+    let ns = create_namespace(&client, "side").await?;
+    let (is_cp, racks, per_server) = layout;
+    create_pool(&client, &ns, hosts, is_cp, racks, per_server).await?;
+    create_keys(&client, &ns).await?;
+    for (name, key) in [
+        ("loadbalancercontrolplane", "loadBalancerControlPlane.cfg"),
+        ("loadbalancerworker", "loadBalancerWorker.cfg"),
+    ] {
+        let text = std::fs::read_to_string(templates.join(key))
+            .with_context(|| format!("reading {key}"))?;
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            data: Some([(key.to_string(), text)].into()),
+            ..Default::default()
+        };
+        Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &cm)
+            .await?;
+    }
+    let running = match contender {
+        Contender::Sip(bin) => Running::Sip(Operator::start(&cp, bin, &ns).await?),
+        Contender::Predecessor(build) => {
+            Running::Predecessor(predecessor::Running::start(build, &cp.kubeconfig)?)
+        }
+    };
+    Ok((cp, client, ns, running))
+}
+
+/// The manifest both operators get, in the predecessor's schema (which sip's is a superset
+/// of): cluster `i` of a run has node ports 30000 + 3i .. 30002 + 3i.
+fn manifest(ns: &str, name: &str, i: usize) -> Value {
+    let port = 30000 + 3 * i as u16;
+    json!({
+        "apiVersion": "airship.airshipit.org/v1", "kind": "SIPCluster",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "nodes": {
+                "ControlPlane": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "control-plane"}},
+                                 "topologyKey": "vino.airshipit.org/rack", "count": {"active": 2, "standby": 1}},
+                "Worker": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "worker"}},
+                           "topologyKey": "vino.airshipit.org/host", "count": {"active": 4, "standby": 1}}
+            },
+            "services": {
+                "jumpHost": [{"image": "quay.io/airshipit/jump-host:latest", "nodePort": port,
+                              "nodeInterfaceId": "oam-ipv4", "nodeSSHPrivateKeys": "keys",
+                              "sshAuthorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICWscdxRwgcDGWOINiWOm4ptAz9DnOvHs3dyAEWeIoBd bench"]}],
+                "loadBalancerControlPlane": [{"image": "haproxy:2.3.2", "nodePort": port + 1, "nodeInterfaceId": "oam-ipv4"}],
+                "loadBalancerWorker": [{"image": "haproxy:2.3.2", "nodeInterfaceId": "oam-ipv4",
+                                        "nodePortRange": {"start": port + 2, "end": port + 2}}]
+            }
+        }
+    })
+}
+
+fn clusters(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<SIPCluster>(&()))
+}
+
+fn ready(c: &DynamicObject) -> bool {
+    c.data["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+async fn create(api: &Api<DynamicObject>, manifest: Value) -> Result<()> {
+    let object: DynamicObject = serde_json::from_value(manifest)?;
+    api.create(&PostParams::default(), &object).await?;
+    Ok(())
+}
+
+/// How many of the namespace's clusters are Ready, from a watch (both operators are watched
+/// alike, as `kubectl get -w` would; polling would add its interval to the figures).
+fn watch_ready(api: &Api<DynamicObject>) -> tokio::sync::watch::Receiver<usize> {
+    let (tx, rx) = tokio::sync::watch::channel(0);
+    let stream = watcher(api.clone(), watcher::Config::default()).applied_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut names = BTreeSet::new();
+        while let Some(Ok(c)) = stream.next().await {
+            if ready(&c) && names.insert(c.name_any()) && tx.send(names.len()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+async fn until_ready(
+    seen: &mut tokio::sync::watch::Receiver<usize>,
+    count: usize,
+    limit: Duration,
+) -> Result<()> {
+    let waited = tokio::time::timeout(limit, seen.wait_for(|n| *n >= count))
+        .await
+        .map(|r| r.is_ok());
+    match waited {
+        Ok(true) => Ok(()),
+        Ok(false) => bail!("the watch of the clusters ended"),
+        Err(_) => bail!(
+            "{} of {count} clusters Ready after {} s",
+            *seen.borrow(),
+            limit.as_secs()
+        ),
+    }
+}
+
+async fn measure_warm(
+    contender: Contender<'_>,
+    templates: &Path,
+    hosts: usize,
+    count: usize,
+) -> Result<Figures> {
+    let layout: (fn(usize) -> bool, _, _) = (|i| i % 10 == 0, 100, 2);
+    let (_cp, client, ns, running) = prepare(contender, templates, hosts, layout).await?;
+    let api = clusters(&client, &ns);
+    let mut seen = watch_ready(&api);
+    let mut times = Vec::new();
+    let mut before = BTreeMap::new();
+    for i in 0..count {
+        if i == 1 {
+            before = running.requests().await;
+        }
+        let t0 = Instant::now();
+        create(&api, manifest(&ns, &format!("warm-{i}"), i)).await?;
+        until_ready(&mut seen, i + 1, Duration::from_secs(120)).await?;
+        times.push(t0.elapsed().as_secs_f64());
+        // Let its last writes land before the next one starts.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = running.requests().await;
+    let rest = times[1..].to_vec();
+    let shown: Vec<String> = rest.iter().map(|t| format!("{t:.3}")).collect();
+    let (rss, cpu) = usage(running.pid());
+    Ok(Figures {
+        seconds: super::median(rest),
+        per_cluster: per_cluster(&after, &before, count - 1),
+        peak_rss_mib: rss as f64 / 1024.0,
+        cpu_seconds: cpu,
+        detail: format!(
+            "median (first {:.3} s; then {})",
+            times[0],
+            shown.join(", ")
+        ),
+    })
+}
+
+async fn measure_burst(
+    contender: Contender<'_>,
+    templates: &Path,
+    count: usize,
+) -> Result<Figures> {
+    let hosts = count * 8;
+    let layout: (fn(usize) -> bool, _, _) = (|i| i % 8 < 3, hosts, 1);
+    let (_cp, client, ns, running) = prepare(contender, templates, hosts, layout).await?;
+    let api = clusters(&client, &ns);
+    let mut seen = watch_ready(&api);
+    let before = running.requests().await;
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let (api, manifest) = (api.clone(), manifest(&ns, &format!("b{i:03}"), i));
+        tasks.spawn(async move { create(&api, manifest).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    until_ready(&mut seen, count, Duration::from_secs(600)).await?;
+    let seconds = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = running.requests().await;
+    let (rss, cpu) = usage(running.pid());
+    Ok(Figures {
+        seconds,
+        per_cluster: per_cluster(&after, &before, count),
+        peak_rss_mib: rss as f64 / 1024.0,
+        cpu_seconds: cpu,
+        detail: "to the last Ready".into(),
+    })
+}
+
+fn per_cluster(
+    after: &BTreeMap<String, u64>,
+    before: &BTreeMap<String, u64>,
+    clusters: usize,
+) -> BTreeMap<String, f64> {
+    diff(after, before)
+        .into_iter()
+        .map(|(m, n)| (m, n as f64 / clusters.max(1) as f64))
+        .collect()
+}
