@@ -11,9 +11,9 @@ pub mod status;
 pub use baremetalhost::{BareMetalHost, BareMetalHostSpec, BareMetalHostStatus};
 pub use nodes::NodeSets;
 pub use sipcluster::{
-    Auth, AuthStorage, HostRecord, HostState, JumpHost, LoadBalancerControlPlane,
-    LoadBalancerWorker, NodeCount, NodeRole, NodeSet, Phase, SIPCluster, SIPClusterSpec,
-    SIPClusterStatus, ServiceCommon, ServiceStatus, Services, TransitionRecord,
+    Auth, AuthStorage, HistoryCheckpoint, HostRecord, HostState, JumpHost,
+    LoadBalancerControlPlane, LoadBalancerWorker, NodeCount, NodeRole, NodeSet, Phase, SIPCluster,
+    SIPClusterSpec, SIPClusterStatus, ServiceCommon, ServiceStatus, Services, TransitionRecord,
 };
 
 /// Host label naming the SIPCluster's namespace.

@@ -12,7 +12,8 @@ use super::nodes::NodeSets;
 use super::schema;
 
 pub use super::status::{
-    HISTORY_LIMIT, HostRecord, HostState, Phase, SIPClusterStatus, ServiceStatus, TransitionRecord,
+    HISTORY_LIMIT, HistoryCheckpoint, HostRecord, HostState, Phase, SIPClusterStatus,
+    ServiceStatus, TransitionRecord,
 };
 
 /// What a user asks for: hosts per role, and the support services to run for the tenant cluster.

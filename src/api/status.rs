@@ -87,6 +87,9 @@ pub struct SIPClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub history: Vec<TransitionRecord>,
+    /// The replay of the transitions dropped from `history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_checkpoint: Option<HistoryCheckpoint>,
     /// Control-plane hosts claimed/wanted, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_plane: Option<String>,
@@ -168,14 +171,31 @@ pub struct ServiceStatus {
     pub message: Option<String>,
 }
 
+/// One transition of the state machine: the event it was handed (its input) and where it led.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TransitionRecord {
     pub time: Time,
+    /// The machine's input: the phase is these events replayed through the machine, from its
+    /// start or from the history's checkpoint. Absent in records written before sip recorded
+    /// it, which replay by `from` and `to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::machine::Event>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Phase>,
     pub to: Phase,
     pub reason: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+}
+
+/// Where the transitions dropped from the bounded history led: their replay, kept so the
+/// history that remains can still be replayed through the machine.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryCheckpoint {
+    /// The phase the dropped transitions led to: the replay of the kept ones starts here.
+    pub phase: Phase,
+    /// How many transitions it stands for.
+    pub transitions: u32,
 }

@@ -57,7 +57,10 @@ pub fn record(
     let generation = cluster.metadata.generation;
     if transition.moves() {
         let to = transition.to;
-        history::record(status, transition.from, to, step.reason, &step.message, at);
+        // Only a cluster's first step moves without an event: the machine's start.
+        let event = step.event.unwrap_or(machine::Event::Created);
+        let from_to = (transition.from, to);
+        history::record(status, from_to, event, step.reason, &step.message, at);
         status.phase = Some(to);
     }
     if transition.to == Phase::Gathering {
@@ -277,7 +280,7 @@ fn set_ready(
     use conditions::{READY, reason, set};
     let (ok, why, message) = match (phase, step.blocked.or(step.condition)) {
         (_, Some(condition)) => (false, condition, step.message.clone()),
-        (Phase::Ready, None) => (
+        (p, None) if machine::serving(p) => (
             true,
             reason::RECONCILIATION_SUCCEEDED,
             "every host and service is in place".to_string(),
@@ -480,7 +483,15 @@ mod tests {
     fn a_phase_left_reports_how_long_it_lasted() {
         let mut status = SIPClusterStatus::default();
         let entered = Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap());
-        history::record(&mut status, None, Phase::Gathering, "Created", "", &entered);
+        let created = machine::Event::Created;
+        history::record(
+            &mut status,
+            (None, Phase::Gathering),
+            created,
+            "Created",
+            "",
+            &entered,
+        );
         let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_003).unwrap());
         assert_eq!(
             time_in(&status, Phase::Gathering, &later),

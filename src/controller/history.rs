@@ -1,46 +1,120 @@
-//! The status's memory of the story: the log of transitions (bounded), which the phase is the
-//! fold of, and the claimed/wanted summaries `kubectl get` shows.
+//! The status's memory of the story: the log of transitions (bounded, with a checkpoint of
+//! what it dropped), whose events replayed through the machine give the phase, and the
+//! claimed/wanted summaries `kubectl get` shows.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::sipcluster::HISTORY_LIMIT;
-use crate::api::{NodeRole, Phase, SIPClusterSpec, SIPClusterStatus, TransitionRecord};
+use crate::api::{
+    HistoryCheckpoint, NodeRole, Phase, SIPClusterSpec, SIPClusterStatus, TransitionRecord,
+};
+use crate::machine::{self, Event};
 
-/// Appends a transition, dropping the oldest beyond the schema's bound.
+/// Appends a transition, the machine's input with it; beyond the schema's bound the oldest
+/// entries are dropped into the checkpoint (their replay), so the rest still replays.
 pub fn record(
     status: &mut SIPClusterStatus,
-    from: Option<Phase>,
-    to: Phase,
+    (from, to): (Option<Phase>, Phase),
+    event: Event,
     reason: &str,
     message: &str,
     now: &Time,
 ) {
     status.history.push(TransitionRecord {
         time: now.clone(),
+        event: Some(event),
         from,
         to,
         reason: reason.to_string(),
         message: message.to_string(),
     });
     let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
-    status.history.drain(..excess);
+    if excess == 0 {
+        return;
+    }
+    let start = status.history_checkpoint.as_ref().map(|c| c.phase);
+    let dropped: Vec<TransitionRecord> = status.history.drain(..excess).collect();
+    // A dropped prefix that does not replay (records from before events were kept, edited by
+    // hand) still ends where its last record says.
+    let phase = match replay_from(start, &dropped) {
+        Ok(Some(phase)) => phase,
+        _ => dropped.last().map_or(to, |r| r.to),
+    };
+    let transitions = status
+        .history_checkpoint
+        .as_ref()
+        .map_or(0, |c| c.transitions)
+        .saturating_add(excess as u32);
+    status.history_checkpoint = Some(HistoryCheckpoint { phase, transitions });
 }
 
-/// Where the log leads: the phase after its last transition, found by replaying it. A log
-/// whose records do not join up (a record whose `from` is not where the previous one led) lost
-/// a transition: the gap is returned, as `(index, expected from, found from)`. The oldest
-/// record may start anywhere (the log is bounded; the status before it is the snapshot).
-pub fn fold(
-    log: &[TransitionRecord],
-) -> Result<Option<Phase>, (usize, Option<Phase>, Option<Phase>)> {
-    let mut at: Option<Phase> = log.first().and_then(|r| r.from);
-    for (i, record) in log.iter().enumerate() {
+/// Where a log stops replaying: the record at `index` expected the cluster in `expected`
+/// (or its event leads elsewhere than it says), found `found`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub index: usize,
+    pub expected: Option<Phase>,
+    pub found: Option<Phase>,
+}
+
+/// The phase the status's history replays to: from the checkpoint (or the machine's start),
+/// each record's event handed to the machine in turn. `Ok(None)`: nothing happened yet.
+pub fn replay(status: &SIPClusterStatus) -> Result<Option<Phase>, Gap> {
+    let start = match (&status.history_checkpoint, status.history.first()) {
+        (Some(checkpoint), _) => Some(checkpoint.phase),
+        // A log bounded before checkpoints were kept starts where its oldest record does.
+        (None, Some(first)) if first.event.is_none() => first.from,
+        (None, _) => None,
+    };
+    replay_from(start, &status.history)
+}
+
+fn replay_from(start: Option<Phase>, log: &[TransitionRecord]) -> Result<Option<Phase>, Gap> {
+    let mut at = start;
+    for (index, record) in log.iter().enumerate() {
         if record.from != at {
-            return Err((i, at, record.from));
+            return Err(Gap {
+                index,
+                expected: at,
+                found: record.from,
+            });
+        }
+        if let Some(event) = record.event {
+            let next = machine::after(at, event);
+            if next != record.to {
+                return Err(Gap {
+                    index,
+                    expected: Some(next),
+                    found: Some(record.to),
+                });
+            }
         }
         at = Some(record.to);
     }
     Ok(at)
+}
+
+/// The status a turn starts from: its phase is its history's replay. A status whose phase
+/// disagrees with its log (edited by hand, say) resumes where the log leads; one whose log
+/// does not replay, or has none (the predecessor's), keeps its phase.
+pub fn resumed(mut status: SIPClusterStatus) -> SIPClusterStatus {
+    match replay(&status) {
+        Ok(Some(phase)) if status.phase != Some(phase) => {
+            tracing::warn!(
+                written = ?status.phase,
+                replayed = %phase,
+                "the status's phase disagrees with its history; resuming where the history leads"
+            );
+            status.phase = Some(phase);
+        }
+        Ok(_) => {}
+        Err(gap) => tracing::warn!(
+            ?gap,
+            phase = ?status.phase,
+            "the status's history does not replay; resuming at its phase"
+        ),
+    }
+    status
 }
 
 /// "claimed/wanted" for each role, from the ledger's members.
@@ -59,59 +133,4 @@ pub fn summarize(status: &mut SIPClusterStatus, spec: &SIPClusterSpec) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn log(steps: &[(Option<Phase>, Phase)]) -> Vec<TransitionRecord> {
-        let mut s = SIPClusterStatus::default();
-        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
-        for (from, to) in steps {
-            record(&mut s, *from, *to, "R", "", &now);
-        }
-        s.history
-    }
-
-    #[test]
-    fn the_phase_is_the_fold_of_the_log() {
-        use Phase::*;
-        let created = [
-            (None, Gathering),
-            (Some(Gathering), Extracting),
-            (Some(Extracting), DeployingInfra),
-            (Some(DeployingInfra), Labeling),
-            (Some(Labeling), Ready),
-        ];
-        assert_eq!(fold(&log(&created)), Ok(Some(Ready)));
-        let mut scaled = created.to_vec();
-        scaled.extend([(Some(Ready), Gathering), (Some(Gathering), Decommissioning)]);
-        assert_eq!(fold(&log(&scaled)), Ok(Some(Decommissioning)));
-        assert_eq!(fold(&[]), Ok(None), "nothing happened yet");
-        let truncated = &log(&created)[2..];
-        assert_eq!(
-            fold(truncated),
-            Ok(Some(Ready)),
-            "a bounded log starts anywhere"
-        );
-        let gap = [(None, Gathering), (Some(Extracting), DeployingInfra)];
-        assert_eq!(
-            fold(&log(&gap)),
-            Err((1, Some(Gathering), Some(Extracting))),
-            "a lost transition is found"
-        );
-    }
-
-    #[test]
-    fn history_keeps_the_latest_within_the_bound() {
-        let mut s = SIPClusterStatus::default();
-        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
-        for i in 0..HISTORY_LIMIT + 5 {
-            record(&mut s, None, Phase::Gathering, &format!("R{i}"), "", &now);
-        }
-        assert_eq!(s.history.len(), HISTORY_LIMIT);
-        assert_eq!(s.history[0].reason, "R5");
-        assert_eq!(
-            s.history.last().unwrap().reason,
-            format!("R{}", HISTORY_LIMIT + 4)
-        );
-    }
-}
+mod tests;

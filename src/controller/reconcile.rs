@@ -21,6 +21,7 @@ use super::phases::Turn;
 use super::step::{self, Step};
 use super::{Context, Error};
 use crate::api::{FINALIZER, Phase, SIPCluster};
+use crate::machine;
 use crate::scheduling::ClusterKey;
 
 /// Phases one reconcile may walk through before yielding to other clusters.
@@ -193,7 +194,8 @@ async fn advance(
             Some(step) => step,
             None => {
                 let phase = turn.status.phase.unwrap_or_default();
-                if writes_outside_the_status(phase) && commits.ledger_pending(&turn.status) {
+                if machine::writes_outside_the_status(phase) && commits.ledger_pending(&turn.status)
+                {
                     commits.flush(&turn.status).await?;
                 }
                 let before = turn.status.clone();
@@ -237,12 +239,6 @@ async fn advance(
     commits.flush(&turn.status).await?;
     // Still progressing: come back soon, after the others had their turn.
     Ok(Action::requeue(Duration::from_millis(100)))
-}
-
-/// Whether the work of `phase` may write anything besides the SIPCluster's status. Gathering
-/// and Extracting only read (their unit tests run on a client that refuses every request).
-fn writes_outside_the_status(phase: Phase) -> bool {
-    !matches!(phase, Phase::Gathering | Phase::Extracting)
 }
 
 async fn cleanup(

@@ -1,8 +1,8 @@
 //! What one piece of work concluded ([`Step`]), and the events that come from outside the
 //! phases' work: first sight of a cluster, a spec change, a deletion ([`observe`]). Pure.
 
-use crate::api::{Phase, SIPClusterStatus};
-use crate::machine::Event;
+use crate::api::SIPClusterStatus;
+use crate::machine::{self, Event};
 
 /// What a phase's work (or an outside event) concluded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,30 +63,31 @@ impl Step {
     }
 }
 
-/// The event the cluster's own object carries before any phase works, if any: first sight
-/// (no phase yet: the machine starts it), a new spec generation outside Gathering (choose
-/// again), deletion (decommission).
+/// The event the cluster's own object carries before any phase works, if the machine acts on
+/// it: first sight (no phase yet), a spec generation not yet observed, deletion. Which of
+/// them move the cluster is the machine's rule, asked, not repeated here.
 pub fn observe(status: &SIPClusterStatus, generation: Option<i64>, deleting: bool) -> Option<Step> {
     let phase = status.phase;
-    if deleting {
-        return (phase != Some(Phase::Decommissioning))
-            .then(|| Step::go(Event::Deleting, "Deleting", ""));
-    }
-    match phase {
-        None => Some(Step::go(Event::Created, "Created", "")),
-        Some(Phase::Gathering | Phase::Decommissioning) => None,
-        Some(_) if generation != status.observed_generation => Some(Step::go(
+    let step = if deleting {
+        Step::go(Event::Deleting, "Deleting", "")
+    } else if phase.is_none() {
+        Step::go(Event::Created, "Created", "")
+    } else if generation != status.observed_generation {
+        Step::go(
             Event::Regather,
             "SpecChanged",
             format!("generation {}", generation.unwrap_or_default()),
-        )),
-        Some(_) => None,
-    }
+        )
+    } else {
+        return None;
+    };
+    machine::moves(phase, step.event?).then_some(step)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Phase;
 
     fn status(phase: Option<Phase>, observed: Option<i64>) -> SIPClusterStatus {
         SIPClusterStatus {

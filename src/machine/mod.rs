@@ -23,8 +23,11 @@ use statig::prelude::*;
 use crate::api::Phase;
 
 /// What happened to a SIPCluster: seen first, its work in a phase complete, its spec changed,
-/// a host lost or unusable, deleted, its services changed by others.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// a host lost or unusable, deleted, its services changed by others. Recorded in each history
+/// entry, as the machine's input, so the phase can be replayed.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum Event {
     /// First sight of the SIPCluster: the machine starts in its initial state.
     Created,
@@ -143,6 +146,27 @@ pub fn start() -> Phase {
     after(None, Event::Created)
 }
 
+/// Whether the machine acts on `event` for a cluster in `phase` (`None`: not started): the
+/// controller hands it only events that move it, and asks here rather than repeating the rules
+/// (a cluster choosing hosts ignores a new reason to choose; none leaves Decommissioning).
+pub fn moves(phase: Option<Phase>, event: Event) -> bool {
+    Some(after(phase, event)) != phase
+}
+
+/// The flush policy: whether the work of `phase` may write anything besides the SIPCluster's
+/// status (services, labels, deletions). Before such work, every step recorded so far is
+/// written, so nothing is ever written outside the status for a ledger not yet persisted.
+/// Gathering and Extracting only read.
+pub fn writes_outside_the_status(phase: Phase) -> bool {
+    !matches!(phase, Phase::Gathering | Phase::Extracting)
+}
+
+/// Whether a cluster in `phase` is serving its tenant: the Ready condition's truth, when no
+/// trouble says otherwise.
+pub fn serving(phase: Phase) -> bool {
+    phase == Phase::Ready
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +243,26 @@ mod tests {
         for phase in Phase::ALL {
             assert_eq!(next(phase, Created), phase, "{phase}: created once");
         }
+    }
+
+    #[test]
+    fn the_machine_says_which_events_move_a_cluster() {
+        assert!(moves(None, Created), "a new cluster starts");
+        assert!(moves(None, Deleting), "and may be deleted at once");
+        assert!(!moves(Some(Gathering), Regather), "already choosing");
+        assert!(!moves(Some(Gathering), HostUnusable), "already choosing");
+        assert!(moves(Some(Ready), Regather));
+        assert!(!moves(Some(Ready), Done), "nothing to do");
+        for event in Event::ALL {
+            assert!(!moves(Some(Decommissioning), event), "{event:?}: terminal");
+        }
+        let writers: Vec<Phase> = Phase::ALL
+            .into_iter()
+            .filter(|p| writes_outside_the_status(*p))
+            .collect();
+        assert_eq!(writers, [DeployingInfra, Labeling, Ready, Decommissioning]);
+        let serving: Vec<Phase> = Phase::ALL.into_iter().filter(|p| serving(*p)).collect();
+        assert_eq!(serving, [Ready]);
     }
 
     #[test]

@@ -45,6 +45,7 @@ fn cluster(name: &str, phase: Phase, reason: &str, hosts: &[(&str, NodeRole)]) -
     c.status = Some(SIPClusterStatus {
         phase: Some(phase),
         history: vec![TransitionRecord {
+            event: None,
             time: at.clone(),
             from: None,
             to: phase,

@@ -371,9 +371,22 @@ pub fn assert_uninterrupted_story(status: &sip::api::SIPClusterStatus, what: &st
         "{what}: the story must read as one uninterrupted pass"
     );
     assert_eq!(
-        sip::controller::history::fold(&status.history),
+        sip::controller::history::replay(status),
         Ok(status.phase),
-        "{what}: the phase is where the log leads"
+        "{what}: the phase is the replay of the log's events through the machine"
+    );
+    let events: Vec<_> = status.history.iter().map(|h| h.event).collect();
+    use sip::machine::Event::{Created, Done};
+    assert_eq!(
+        events,
+        [
+            Some(Created),
+            Some(Done),
+            Some(Done),
+            Some(Done),
+            Some(Done)
+        ],
+        "{what}: each entry records the machine's input"
     );
 }
 

@@ -49,7 +49,8 @@ struct Seen {
 }
 
 impl<'a> Turn<'a> {
-    /// A turn on `cluster`, starting from its persisted status.
+    /// A turn on `cluster`, starting from its persisted status, at the phase its history
+    /// replays to.
     pub fn new(ctx: &'a Context, cluster: &'a SIPCluster) -> Self {
         Turn {
             ctx,
@@ -58,7 +59,7 @@ impl<'a> Turn<'a> {
                 cluster.metadata.namespace.clone().unwrap_or_default(),
                 cluster.metadata.name.clone().unwrap_or_default(),
             ),
-            status: cluster.status.clone().unwrap_or_default(),
+            status: super::history::resumed(cluster.status.clone().unwrap_or_default()),
             seen: Mutex::default(),
             verified: None,
         }
