@@ -50,12 +50,12 @@ impl Fence {
     }
 
     fn until(&self, deadline: Instant) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
+        *crate::sync::lock(&self.0) = Some(deadline);
     }
 
     /// Whether a write may be sent now.
     pub fn allows_writes(&self) -> bool {
-        match *self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+        match *crate::sync::lock(&self.0) {
             None => true,
             Some(deadline) => Instant::now() < deadline,
         }

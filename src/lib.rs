@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod scheduling;
 pub mod scrape_auth;
 pub mod services;
+pub mod sync;

@@ -118,7 +118,7 @@ impl ScrapeAuth {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Verdicts> {
-        self.verdicts.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.verdicts)
     }
 
     async fn ask(&self, token: &str) -> Verdict {

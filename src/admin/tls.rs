@@ -98,7 +98,7 @@ fn load(dir: &Path) -> Result<CertifiedKey, Error> {
 
 impl ResolvesServerCert for Reloading {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = crate::sync::lock(&self.current);
         let now = modified(&self.dir);
         if now != current.0 {
             // A half-written pair fails to load: the old one serves until the next change.

@@ -34,7 +34,7 @@ pub struct InFlight(Mutex<HashMap<(String, String), JoinHandle<()>>>);
 
 impl InFlight {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), JoinHandle<()>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     fn take(&self, cluster: &SIPCluster) -> Option<JoinHandle<()>> {

@@ -134,10 +134,7 @@ pub fn watch(
     Store<Deployment>,
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let api: Api<Deployment> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<Deployment> = super::scoped(client, namespace);
     let config = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
     let (store, writer) = reflector::store();
     let (reader, clusters, wake, metrics) = (

@@ -51,7 +51,7 @@ fn key(cluster: &SIPCluster) -> Key {
 impl Backoff {
     /// One more failure: the delay before the next try.
     pub fn fail(&self, cluster: &SIPCluster) -> Duration {
-        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut attempts = crate::sync::lock(&self.attempts);
         let n = attempts.entry(key(cluster)).or_default();
         *n += 1;
         delay(*n)
@@ -60,7 +60,7 @@ impl Backoff {
     /// A write conflict (someone wrote in between): decide again on fresh data soon, 200 ms
     /// doubling with each conflict in a row, so a cluster fought over does not spin.
     pub fn conflict(&self, cluster: &SIPCluster) -> Duration {
-        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut attempts = crate::sync::lock(&self.attempts);
         let n = attempts.entry(key(cluster)).or_default();
         *n += 1;
         let fast = Duration::from_millis(200) * 2u32.saturating_pow((*n - 1).min(8));
@@ -71,7 +71,7 @@ impl Backoff {
     /// spec changes or a host changes (`input_epoch` moves) meanwhile.
     pub fn hold(&self, cluster: &SIPCluster, input_epoch: u64) -> Duration {
         let wait = self.fail(cluster);
-        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        let mut holds = crate::sync::lock(&self.holds);
         holds.insert(
             key(cluster),
             Hold {
@@ -85,7 +85,7 @@ impl Backoff {
 
     /// How long the cluster must still wait, if it is held and nothing it waits for changed.
     pub fn held(&self, cluster: &SIPCluster, input_epoch: u64) -> Option<Duration> {
-        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        let holds = crate::sync::lock(&self.holds);
         let hold = holds.get(&key(cluster))?;
         let now = Instant::now();
         let unchanged =
@@ -96,9 +96,9 @@ impl Backoff {
     /// The cluster progressed, or is gone: its count and hold are forgotten.
     pub fn reset(&self, cluster: &SIPCluster) {
         let key = key(cluster);
-        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut attempts = crate::sync::lock(&self.attempts);
         attempts.remove(&key);
-        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        let mut holds = crate::sync::lock(&self.holds);
         holds.remove(&key);
     }
 }

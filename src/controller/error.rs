@@ -11,9 +11,6 @@ pub enum Error {
     #[error("finalizer: {0}")]
     Finalizer(String),
 
-    #[error("serializing status: {0}")]
-    Serialize(#[from] serde_json::Error),
-
     #[error("the turn took longer than {0:?} and was abandoned")]
     Timeout(std::time::Duration),
 }
@@ -27,7 +24,6 @@ impl Error {
             Error::Kube(_) => "KubeError",
             Error::NoNamespace(_) => "NoNamespace",
             Error::Finalizer(_) => "FinalizerError",
-            Error::Serialize(_) => "SerializeError",
             Error::Timeout(_) => "Timeout",
         }
     }

@@ -90,7 +90,7 @@ impl Ledgers {
     }
 
     fn lag(&self) -> std::sync::MutexGuard<'_, Lag> {
-        self.lag.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.lag)
     }
 
     /// A status write of the operator's that turns `before`'s ledger into `after`'s is about

@@ -181,6 +181,17 @@ impl Default for Settings {
 /// SIPCluster behind it.
 pub const TURN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The API for `K` in `namespace`, or in every namespace when the operator is not scoped.
+fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: kube::Client,
@@ -255,10 +266,7 @@ pub async fn run(
     // Ready check only once the watches have listed what exists.
     ctx.drift.until_listed(&drift::EVERY_SERVICE_HAS).await;
     // The first Gathering would otherwise build every host's view.
-    ctx.views
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .snapshot(&hosts.state());
+    crate::sync::lock(&ctx.views).snapshot(&hosts.state());
     tracing::info!(
         hosts = hosts.len(),
         clusters = cluster_store.len(),

@@ -267,7 +267,8 @@ async fn decommission(
         commits.step(&mut turn.status, &step);
         commits.flush(&turn.status).await?;
     }
-    if !turn.remove_services().await? || !turn.decommission().await? {
+    turn.remove_services().await?;
+    if !turn.decommission().await? {
         // Said where people look, with the predecessor's reason; the finalizer stays.
         let step = Step::blocked(
             reason::UNABLE_TO_DECOMMISSION,

@@ -61,10 +61,7 @@ pub fn watch(
 ) -> (Templates, Vec<impl Future<Output = ()> + Send + 'static>) {
     let mut tasks = Vec::new();
     let stores = TEMPLATE_CONFIG_MAPS.map(|name| {
-        let api: Api<ConfigMap> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
+        let api: Api<ConfigMap> = super::scoped(client, namespace);
         let (store, writer) = reflector::store();
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let (clusters, epoch, touched, wake, metrics) = (

@@ -17,7 +17,7 @@ pub struct Touched(Mutex<HashMap<(String, String), u64>>);
 
 impl Touched {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     /// Counts an event that concerns `cluster`.

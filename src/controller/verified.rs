@@ -59,11 +59,11 @@ pub(super) fn key(cluster: &SIPCluster) -> (String, String) {
 
 impl Verified {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Entry>> {
-        self.checks.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.checks)
     }
 
     fn written(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Written>> {
-        self.written.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.written)
     }
 
     /// Records the version the operator's write (status or finalizer) produced.

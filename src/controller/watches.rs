@@ -58,14 +58,8 @@ pub struct Watches {
 /// Starts every watch.
 pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let metrics = &settings.metrics;
-    let hosts_api: Api<BareMetalHost> = match &settings.host_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let clusters: Api<SIPCluster> = match &settings.cluster_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let hosts_api: Api<BareMetalHost> = super::scoped(client, settings.host_namespace.as_deref());
+    let clusters: Api<SIPCluster> = super::scoped(client, settings.cluster_namespace.as_deref());
     // The SIPCluster cache is driven by a task of its own, not by the controller, so the
     // operator can wait for both caches before it starts working: kube's store readiness wakes
     // only one waiter, and the controller is one.
@@ -199,10 +193,7 @@ fn watch_predecessors(
     Store<PartialObjectMeta<Deployment>>,
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let api: Api<PartialObjectMeta<Deployment>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<PartialObjectMeta<Deployment>> = super::scoped(client, namespace);
     let config = watcher::Config::default().labels(&services::predecessor::deployment_selector());
     let (store, writer) = reflector::store();
     let metrics = metrics.clone();
@@ -247,10 +238,7 @@ where
         + 'static,
 {
     // Metadata only: what drift is judged by, and a fraction of the objects' size.
-    let api: Api<PartialObjectMeta<K>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<PartialObjectMeta<K>> = super::scoped(client, namespace);
     let kind = drift::kind_of::<K>();
     let config = watcher::Config::default().labels(&format!(
         "{}={}",

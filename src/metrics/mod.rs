@@ -355,15 +355,12 @@ impl Metrics {
 
     /// The controller stops for good, for `reason`.
     pub fn give_up(&self, reason: String) {
-        *self.gave_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        *crate::sync::lock(&self.gave_up) = Some(reason);
     }
 
     /// Why the controller stopped for good, if it did.
     pub fn gave_up(&self) -> Option<String> {
-        self.gave_up
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::lock(&self.gave_up).clone()
     }
 
     /// The Prometheus text exposition of every metric.

@@ -68,6 +68,6 @@ impl WatchHealth {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
-        self.trouble.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.trouble)
     }
 }

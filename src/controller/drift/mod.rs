@@ -116,7 +116,7 @@ impl Drop for WriteGuard<'_> {
 
 impl Drift {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     /// The operator is about to write `child`; the guard takes the answer. Dropped without

@@ -9,8 +9,8 @@ use crate::controller::hosts;
 use super::Turn;
 
 impl Turn<'_> {
-    /// Decommissioning: deletes every child. True when none is left.
-    pub async fn remove_services(&mut self) -> kube::Result<bool> {
+    /// Decommissioning: deletes every child (and the predecessor's objects of the cluster).
+    pub async fn remove_services(&mut self) -> kube::Result<()> {
         self.prune(&BTreeSet::new()).await?;
         // The predecessor's too, when the cluster goes before sip replaced them.
         let mut removed = Vec::new();
@@ -19,7 +19,7 @@ impl Turn<'_> {
         }
         self.tell_removed(&removed).await;
         self.status.services.clear();
-        Ok(true)
+        Ok(())
     }
 
     /// Decommissioning: unlabel the ledger's hosts, and any other host labeled for this

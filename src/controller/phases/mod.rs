@@ -66,7 +66,7 @@ impl<'a> Turn<'a> {
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.seen)
     }
 
     /// The Secret `reference` names (`None`: no reference, or no Secret), read once a turn.
@@ -101,11 +101,7 @@ impl<'a> Turn<'a> {
 
     fn hosts_snapshot(&self) -> Vec<Arc<HostView>> {
         let hosts = self.ctx.hosts.state();
-        self.ctx
-            .views
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .snapshot(&hosts)
+        crate::sync::lock(&self.ctx.views).snapshot(&hosts)
     }
 
     /// Hosts in other SIPClusters' ledgers. To choose hosts (`fresh`) every claim the operator
