@@ -501,3 +501,82 @@ pub fn fifth_rack_host(namespace: &str) -> String {
     })
     .to_string()
 }
+
+/// The ways `secret` could appear in text: as is, base64 (standard and URL-safe) at each of
+/// the three byte alignments it could have inside a longer encoded value, hex, and as the
+/// byte lists `{:?}` and JSON print. Each with the name of its encoding.
+pub fn encodings(secret: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let bytes = secret.as_bytes();
+    let mut out = vec![("plain", secret.to_string())];
+    for (name, engine) in [("base64", &STANDARD), ("base64url", &URL_SAFE)] {
+        for offset in 0..3 {
+            // Encoded after `offset` other bytes: the characters that depend on the secret's
+            // bytes alone are the ones between the first and the last partial group.
+            let mut padded = vec![0u8; offset];
+            padded.extend_from_slice(bytes);
+            let encoded = engine.encode(&padded);
+            let start = [0, 2, 3][offset];
+            let end = (padded.len() / 3) * 4;
+            if end > start + 8 {
+                out.push((name, encoded[start..end].to_string()));
+            }
+        }
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    out.push(("hex", hex.clone()));
+    out.push(("HEX", hex.to_uppercase()));
+    let list: Vec<String> = bytes.iter().map(|b| b.to_string()).collect();
+    out.push(("{:?} bytes", list.join(", ")));
+    out.push(("JSON bytes", list.join(",")));
+    out
+}
+
+/// Asserts none of `secrets` appears, in any of [`encodings`], in any of `places`
+/// (`(where, text)`).
+pub fn assert_no_secret_in(places: &[(&str, String)], secrets: &[&str]) {
+    for secret in secrets {
+        for (encoding, needle) in encodings(secret) {
+            for (place, text) in places {
+                assert!(
+                    !text.contains(&needle),
+                    "{secret} leaked into {place}, {encoding}-encoded ({needle})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_encoding_of_a_secret_is_found_where_it_hides() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let secret = "sample-password-cp-1";
+    for prefix in ["", "a", "ab", "abc"] {
+        let hidden = STANDARD.encode(format!("{prefix}user:{secret}:tail"));
+        assert!(
+            encodings(secret)
+                .iter()
+                .any(|(_, needle)| hidden.contains(needle.as_str())),
+            "base64 after {prefix:?}: {hidden}"
+        );
+    }
+    let debug = format!("{:?}", format!("x{secret}y").as_bytes());
+    assert!(
+        encodings(secret)
+            .iter()
+            .any(|(_, n)| debug.contains(n.as_str()))
+    );
+    let json = serde_json::to_string(&format!("{secret}!").as_bytes()).unwrap();
+    assert!(
+        encodings(secret)
+            .iter()
+            .any(|(_, n)| json.contains(n.as_str()))
+    );
+    assert!(
+        !encodings(secret)
+            .iter()
+            .any(|(_, n)| "nothing to see".contains(n.as_str()))
+    );
+}

@@ -25,6 +25,7 @@ mod pod;
 mod requirements;
 mod resume;
 mod sandbox;
+mod secrecy;
 mod service_function;
 mod services;
 mod sipcluster_api;
