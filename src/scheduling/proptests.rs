@@ -213,8 +213,99 @@ fn check(world: &World, spec: &SIPClusterSpec, before: &[HostRecord], d: &Decisi
     }
 }
 
+/// What happens to one host of the pool between two decisions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Change {
+    Same,
+    Gone,
+    Paused,
+    /// Claimed by another cluster (only a host that is not this cluster's member can be).
+    TakenElsewhere,
+}
+
+fn arb_change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        6 => Just(Change::Same),
+        1 => Just(Change::Gone),
+        1 => Just(Change::Paused),
+        1 => Just(Change::TakenElsewhere),
+    ]
+}
+
+/// A world, a spec, what happens to each host afterwards, and hosts added meanwhile.
+fn arb_churn() -> impl Strategy<Value = (World, SIPClusterSpec, Vec<Change>, Vec<HostView>)> {
+    (arb_world(), arb_spec()).prop_flat_map(|(world, spec)| {
+        let n = world.hosts.len();
+        let added = (0usize..6)
+            .prop_flat_map(|k| (0..k).map(|j| arb_host(40 + j)).collect::<Vec<_>>())
+            .prop_map(|hosts| hosts.into_iter().map(|(h, _)| h).collect::<Vec<_>>());
+        (
+            Just(world),
+            Just(spec),
+            proptest::collection::vec(arb_change(), n),
+            added,
+        )
+    })
+}
+
+/// The pool after `changes` (by position) and `added`; a change to a member of `ledger` that
+/// only another cluster could make is left out.
+fn churned(world: &World, ledger: &[HostRecord], changes: &[Change], added: &[HostView]) -> World {
+    let ours: HashSet<HostKey> = ledger.iter().map(HostKey::of_record).collect();
+    let mut after = World {
+        hosts: Vec::new(),
+        claimed_elsewhere: world.claimed_elsewhere.clone(),
+    };
+    for (host, change) in world.hosts.iter().zip(changes) {
+        let mut host = host.clone();
+        match change {
+            Change::Gone => continue,
+            Change::Paused => host.paused = true,
+            Change::TakenElsewhere if !ours.contains(&host.key) => {
+                after.claimed_elsewhere.insert(host.key.clone());
+            }
+            _ => {}
+        }
+        after.hosts.push(host);
+    }
+    after.hosts.extend(added.iter().cloned());
+    after
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The pool changes under a settled cluster (hosts gone, paused, taken by others, added),
+    /// its spec does not: every member whose host did not change is kept, and the decision
+    /// still respects every invariant.
+    #[test]
+    fn members_that_still_fit_are_kept_whatever_happens_to_the_pool(
+        (world, spec, changes, added) in arb_churn(),
+    ) {
+        let d = decide(&world, &spec, &[]);
+        prop_assume!(d.is_schedulable());
+        let ledger = settle(d.apply_to(&[]));
+        let after = churned(&world, &ledger, &changes, &added);
+        let next = decide(&after, &spec, &ledger);
+        check(&after, &spec, &ledger, &next);
+        let unchanged: HashSet<&HostKey> = world
+            .hosts
+            .iter()
+            .zip(&changes)
+            .filter(|(h, c)| **c == Change::Same || (**c == Change::TakenElsewhere
+                && ledger.iter().any(|r| HostKey::of_record(r) == h.key)))
+            .map(|(h, _)| &h.key)
+            .collect();
+        for role in NodeRole::ALL {
+            let kept: HashSet<&HostKey> = next.roles[&role].keep.iter().collect();
+            for r in members(&ledger, role) {
+                let key = HostKey::of_record(r);
+                if unchanged.contains(&key) {
+                    prop_assert!(kept.contains(&key), "{} fits and was not kept: {:?}", key, next);
+                }
+            }
+        }
+    }
 
     #[test]
     fn decisions_respect_every_invariant(world in arb_world(), spec in arb_spec()) {

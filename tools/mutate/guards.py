@@ -60,8 +60,8 @@ GUARDS = [
         "status before writes outside it",
         "the ledger is persisted before any service or label is written for it",
         "src/controller/reconcile.rs",
-        "if writes_outside_the_status(phase) && commits.ledger_pending(&turn.status) {",
-        "if false && commits.ledger_pending(&turn.status) {",
+        "if machine::writes_outside_the_status(phase)",
+        "if false",
         [("integration", "resume::a_crash_at_every_phase_boundary_changes_nothing_in_the_outcome")],
     ),
     (
@@ -79,6 +79,14 @@ GUARDS = [
         'f.write_str("Password(<redacted>)")',
         "f.write_str(&self.0)",
         [("lib", "extraction::tests::reading::credentials_never_print_the_password")],
+    ),
+    (
+        "fitting members kept",
+        "a member whose host still fits stays when others are lost, taken or added (no tenant moves needlessly)",
+        "src/scheduling/choose.rs",
+        "let surplus = kept.len().saturating_sub(spec.wanted as usize);",
+        "let surplus = kept.len().saturating_sub(spec.wanted as usize) + decision.release.len().min(kept.len());",
+        [("lib", "scheduling::proptests::members_that_still_fit_are_kept_whatever_happens_to_the_pool")],
     ),
     (
         "template renderer child",
