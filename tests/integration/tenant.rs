@@ -242,6 +242,7 @@ pub struct Keys {
     pub user: (String, String),
     pub stranger: (String, String),
     pub node: (String, String),
+    dir: std::path::PathBuf,
 }
 
 impl Keys {
@@ -250,6 +251,14 @@ impl Keys {
             user: ssh_key(dir, "user"),
             stranger: ssh_key(dir, "stranger"),
             node: ssh_key(dir, "node"),
+            dir: dir.to_path_buf(),
         }
+    }
+}
+
+/// The keys go with the test, passed or failed: private keys are not left in /tmp.
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
