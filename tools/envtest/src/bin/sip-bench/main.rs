@@ -678,6 +678,16 @@ async fn apiserver_metrics(client: &kube::Client) -> Result<String> {
     Ok(client.request_text(request).await?)
 }
 
+/// 2+1 control-plane hosts, one per rack, and 4+1 workers, one per server: every bench's nodes.
+fn three_plus_five_nodes() -> serde_json::Value {
+    json!({
+        "ControlPlane": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "control-plane"}},
+                         "topologyKey": "vino.airshipit.org/rack", "count": {"active": 2, "standby": 1}},
+        "Worker": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "worker"}},
+                   "topologyKey": "vino.airshipit.org/host", "count": {"active": 4, "standby": 1}}
+    })
+}
+
 /// The SIPCluster the one-cluster runs create: 2+1 control plane per rack, 4+1 workers per
 /// server, the three predecessor services with node ports the API server picks.
 fn three_plus_five(ns: &str, worker_ports: (u16, u16)) -> Result<SIPCluster> {
@@ -685,12 +695,7 @@ fn three_plus_five(ns: &str, worker_ports: (u16, u16)) -> Result<SIPCluster> {
         "apiVersion": "airship.airshipit.org/v1", "kind": "SIPCluster",
         "metadata": {"name": "tenant", "namespace": ns},
         "spec": {
-            "nodes": {
-                "ControlPlane": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "control-plane"}},
-                                  "topologyKey": "vino.airshipit.org/rack", "count": {"active": 2, "standby": 1}},
-                "Worker": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "worker"}},
-                           "topologyKey": "vino.airshipit.org/host", "count": {"active": 4, "standby": 1}}
-            },
+            "nodes": three_plus_five_nodes(),
             "services": {
                 "loadBalancerControlPlane": [{"nodeInterfaceId": "oam-ipv4"}],
                 "loadBalancerWorker": [{"nodeInterfaceId": "oam-ipv4", "nodePortRange": {"start": worker_ports.0, "end": worker_ports.1}}],

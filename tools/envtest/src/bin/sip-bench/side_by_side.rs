@@ -27,7 +27,9 @@ use sip::api::SIPCluster;
 use sip_envtest::{ControlPlane, Layout, create_namespace};
 
 use super::predecessor::{self, Build};
-use super::{Operator, counter_by, create_keys, create_pool, diff, http_get, usage};
+use super::{
+    Operator, counter_by, create_keys, create_pool, diff, http_get, three_plus_five_nodes, usage,
+};
 
 /// What each operator runs.
 pub struct Workloads {
@@ -230,12 +232,7 @@ fn manifest(ns: &str, name: &str, i: usize) -> Value {
         "apiVersion": "airship.airshipit.org/v1", "kind": "SIPCluster",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
-            "nodes": {
-                "ControlPlane": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "control-plane"}},
-                                 "topologyKey": "vino.airshipit.org/rack", "count": {"active": 2, "standby": 1}},
-                "Worker": {"labelSelector": {"matchLabels": {"vino.airshipit.org/flavor": "worker"}},
-                           "topologyKey": "vino.airshipit.org/host", "count": {"active": 4, "standby": 1}}
-            },
+            "nodes": three_plus_five_nodes(),
             "services": {
                 "jumpHost": [{"image": "quay.io/airshipit/jump-host:latest", "nodePort": port,
                               "nodeInterfaceId": "oam-ipv4", "nodeSSHPrivateKeys": "keys",
