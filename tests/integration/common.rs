@@ -160,15 +160,14 @@ pub fn start_metered_operator(
     (operator, metrics)
 }
 
-/// The operator as `sip run` builds it (the HTTP/2 client, one connection) on a control plane
-/// of a test's own, serving `namespace`; and the metrics it records.
-pub async fn start_operator_on(
+/// The admin kubeconfig of `cp` as a client config, with a fresh metrics registry and the
+/// layer that counts API requests into it, as `sip run` builds them.
+pub async fn metered_config(
     cp: &ControlPlane,
-    namespace: &str,
-    instance: &str,
 ) -> (
-    tokio::task::JoinHandle<()>,
+    kube::Config,
     std::sync::Arc<sip::metrics::Metrics>,
+    sip::metrics::ApiMetricsLayer,
 ) {
     let kubeconfig = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
@@ -176,8 +175,25 @@ pub async fn start_operator_on(
         .unwrap();
     let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
     let layer = sip::metrics::ApiMetricsLayer::new(metrics.clone());
+    (config, metrics, layer)
+}
+
+/// The operator as `sip run` builds it (the HTTP/2 client, one connection, metered) on `cp`,
+/// serving `namespace` as `instance`, with `edit` applied to its settings (failpoints,
+/// scopes); and the metrics it records.
+pub async fn start_operator_on_with(
+    cp: &ControlPlane,
+    namespace: &str,
+    instance: &str,
+    edit: impl FnOnce(&mut sip::controller::Settings),
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<sip::metrics::Metrics>,
+) {
+    let (config, metrics, layer) = metered_config(cp).await;
     let client = sip::client::build(config, layer).unwrap();
-    let settings = operator_settings(namespace, instance, &metrics);
+    let mut settings = operator_settings(namespace, instance, &metrics);
+    edit(&mut settings);
     let operator = tokio::spawn(sip::controller::run(
         client,
         settings,
@@ -186,8 +202,19 @@ pub async fn start_operator_on(
     (operator, metrics)
 }
 
-/// The operator as `sip run` builds its client (metered), serving the test's namespace as
-/// `instance`, with `edit` applied to its settings (failpoints, scopes); and its metrics.
+/// [`start_operator_on_with`], its settings as they are: a control plane of a test's own.
+pub async fn start_operator_on(
+    cp: &ControlPlane,
+    namespace: &str,
+    instance: &str,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<sip::metrics::Metrics>,
+) {
+    start_operator_on_with(cp, namespace, instance, |_| {}).await
+}
+
+/// [`start_operator_on_with`] on the shared control plane, serving the test's namespace.
 pub async fn start_operator_with(
     env: &TestEnv,
     instance: &str,
@@ -196,21 +223,7 @@ pub async fn start_operator_with(
     tokio::task::JoinHandle<()>,
     std::sync::Arc<sip::metrics::Metrics>,
 ) {
-    let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
-    let layer = sip::metrics::ApiMetricsLayer::new(metrics.clone());
-    let client = sip::client::build(config, layer).unwrap();
-    let mut settings = operator_settings(&env.namespace, instance, &metrics);
-    edit(&mut settings);
-    let operator = tokio::spawn(sip::controller::run(
-        client,
-        settings,
-        std::future::pending(),
-    ));
-    (operator, metrics)
+    start_operator_on_with(env.cp, &env.namespace, instance, edit).await
 }
 
 /// The operator's settings in a test: hosts and SIPClusters of `namespace` only, reporting as

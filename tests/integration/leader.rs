@@ -108,12 +108,7 @@ async fn only_the_lease_holder_works_and_a_standby_takes_over_from_the_persisted
 #[tokio::test]
 async fn a_replica_past_its_renew_deadline_sends_no_write() {
     let env = test_env("fence").await;
-    let kubeconfig = kube::config::Kubeconfig::read_from(&env.cp.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
-    let layer = sip::metrics::ApiMetricsLayer::new(metrics.clone());
+    let (config, metrics, layer) = crate::common::metered_config(env.cp).await;
     // Shut, as a replica's fence is before it holds the Lease and after its deadline.
     let fence = sip::leader::Fence::shut();
     let client = sip::client::build_fenced(config, layer, fence).unwrap();
