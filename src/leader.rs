@@ -29,6 +29,8 @@ pub struct LeaseSettings {
     pub identity: String,
     /// Seconds a Lease stays held without renewal; a standby takes over after it.
     pub duration_seconds: u64,
+    /// What the Lease moves: the renew deadline the controller's writes are checked against.
+    pub fence: Fence,
 }
 
 /// Until when this replica may write: its renew deadline while it leads. Checked by the
@@ -93,7 +95,6 @@ pub enum LeaderError {
 /// and the caller exits).
 pub async fn run_as_leader<W, F>(
     client: kube::Client,
-    fence: Fence,
     lease: LeaseSettings,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -103,6 +104,7 @@ where
     W: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>>) -> F,
     F: Future<Output = ()>,
 {
+    let fence = lease.fence.clone();
     let what = format!("{}/{}", lease.namespace, lease.name);
     // Renewed when a third of the duration has passed, so one failed renewal still leaves a
     // second chance before the renew deadline at two thirds.

@@ -206,6 +206,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|| client.default_namespace().to_string()),
         identity,
         duration_seconds: args.lease_duration,
+        fence,
     };
     let settings = sip::controller::Settings {
         host_namespace: args.host_namespace,
@@ -263,7 +264,6 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let outcome = if args.leader_election {
         sip::leader::run_as_leader(
             lease_client,
-            fence,
             lease,
             metrics,
             until(stopped.clone()),

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::announce::Announcer;
 use super::step::Step;
 use super::{Context, Error, MANAGER, availability, conditions, history};
-use crate::api::{Phase, SIPCluster, SIPClusterStatus};
+use crate::api::{Phase, SIPCluster, SIPClusterStatus, TransitionRecord};
 use crate::failpoint;
 use crate::machine;
 
@@ -59,8 +59,17 @@ pub fn record(
         let to = transition.to;
         // Only a cluster's first step moves without an event: the machine's start.
         let event = step.event.unwrap_or(machine::Event::Created);
-        let from_to = (transition.from, to);
-        history::record(status, from_to, event, step.reason, &step.message, at);
+        history::record(
+            status,
+            TransitionRecord {
+                time: at.clone(),
+                event: Some(event),
+                from: transition.from,
+                to,
+                reason: step.reason.to_string(),
+                message: step.message.clone(),
+            },
+        );
         status.phase = Some(to);
     }
     if transition.to == Phase::Gathering {
@@ -142,15 +151,14 @@ impl<'a> Commits<'a> {
                 .as_deref()
                 .unwrap_or_default();
             let availability = availability::of(&self.ctx.deployments, namespace, status);
-            conditions::set(
-                &mut status.conditions,
-                conditions::SERVICES_AVAILABLE,
-                availability.available,
-                availability.reason,
-                &availability.message,
-                self.cluster.metadata.generation,
-                &at,
-            );
+            let verdict = conditions::Verdict {
+                type_: conditions::SERVICES_AVAILABLE,
+                holds: availability.available,
+                reason: availability.reason,
+                message: &availability.message,
+            };
+            let generation = self.cluster.metadata.generation;
+            conditions::set(&mut status.conditions, verdict, generation, &at);
         }
         if transition.moves() {
             failpoint::hit(failpoint::When::Before, transition.to);
@@ -277,7 +285,7 @@ fn set_ready(
     generation: Option<i64>,
     at: &Time,
 ) {
-    use conditions::{READY, reason, set};
+    use conditions::{READY, Verdict, reason, set};
     let (ok, why, message) = match (phase, step.blocked.or(step.condition)) {
         (_, Some(condition)) => (false, condition, step.message.clone()),
         (p, None) if machine::serving(p) => (
@@ -290,15 +298,13 @@ fn set_ready(
         }
         (p, None) => (false, reason::PROGRESSING, format!("{p}")),
     };
-    set(
-        &mut status.conditions,
-        READY,
-        ok,
-        why,
-        &message,
-        generation,
-        at,
-    );
+    let verdict = Verdict {
+        type_: READY,
+        holds: ok,
+        reason: why,
+        message: &message,
+    };
+    set(&mut status.conditions, verdict, generation, at);
 }
 
 /// One status write, guarded by the resourceVersion the turn started from (or last wrote):
@@ -484,14 +490,15 @@ mod tests {
         let mut status = SIPClusterStatus::default();
         let entered = Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap());
         let created = machine::Event::Created;
-        history::record(
-            &mut status,
-            (None, Phase::Gathering),
-            created,
-            "Created",
-            "",
-            &entered,
-        );
+        let entry = TransitionRecord {
+            time: entered,
+            event: Some(created),
+            from: None,
+            to: Phase::Gathering,
+            reason: "Created".into(),
+            message: String::new(),
+        };
+        history::record(&mut status, entry);
         let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_003).unwrap());
         assert_eq!(
             time_in(&status, Phase::Gathering, &later),

@@ -23,16 +23,27 @@ pub mod reason {
     pub const NO_SERVICES: &str = "NoServices";
 }
 
+/// What a condition says: its type, whether it holds, why.
+pub struct Verdict<'a> {
+    pub type_: &'a str,
+    pub holds: bool,
+    pub reason: &'a str,
+    pub message: &'a str,
+}
+
 /// Sets a condition, keeping `lastTransitionTime` unless the status changes.
 pub fn set(
     conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: &str,
+    verdict: Verdict<'_>,
     generation: Option<i64>,
     now: &Time,
 ) {
+    let Verdict {
+        type_,
+        holds: status,
+        reason,
+        message,
+    } = verdict;
     let status = if status { "True" } else { "False" }.to_string();
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
@@ -68,19 +79,23 @@ mod tests {
         let mut c = Vec::new();
         set(
             &mut c,
-            READY,
-            false,
-            reason::PROGRESSING,
-            "a",
+            Verdict {
+                type_: READY,
+                holds: false,
+                reason: reason::PROGRESSING,
+                message: "a",
+            },
             Some(1),
             &at(10),
         );
         set(
             &mut c,
-            READY,
-            false,
-            reason::UNSCHEDULABLE,
-            "b",
+            Verdict {
+                type_: READY,
+                holds: false,
+                reason: reason::UNSCHEDULABLE,
+                message: "b",
+            },
             Some(2),
             &at(20),
         );
@@ -96,10 +111,12 @@ mod tests {
         );
         set(
             &mut c,
-            READY,
-            true,
-            reason::RECONCILIATION_SUCCEEDED,
-            "ok",
+            Verdict {
+                type_: READY,
+                holds: true,
+                reason: reason::RECONCILIATION_SUCCEEDED,
+                message: "ok",
+            },
             Some(2),
             &at(30),
         );

@@ -2,32 +2,17 @@
 //! what it dropped), whose events replayed through the machine give the phase, and the
 //! claimed/wanted summaries `kubectl get` shows.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
 use crate::api::sipcluster::HISTORY_LIMIT;
 use crate::api::{
     HistoryCheckpoint, NodeRole, Phase, SIPClusterSpec, SIPClusterStatus, TransitionRecord,
 };
-use crate::machine::{self, Event};
+use crate::machine;
 
-/// Appends a transition, the machine's input with it; beyond the schema's bound the oldest
+/// Appends a transition (its `event` the machine's input); beyond the schema's bound the oldest
 /// entries are dropped into the checkpoint (their replay), so the rest still replays.
-pub fn record(
-    status: &mut SIPClusterStatus,
-    (from, to): (Option<Phase>, Phase),
-    event: Event,
-    reason: &str,
-    message: &str,
-    now: &Time,
-) {
-    status.history.push(TransitionRecord {
-        time: now.clone(),
-        event: Some(event),
-        from,
-        to,
-        reason: reason.to_string(),
-        message: message.to_string(),
-    });
+pub fn record(status: &mut SIPClusterStatus, entry: TransitionRecord) {
+    let to = entry.to;
+    status.history.push(entry);
     let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
     if excess == 0 {
         return;

@@ -1,20 +1,14 @@
 //! The BareMetalHost watch: the host cache the scheduler reads, and the clusters a host event
 //! concerns woken (only when it changed what the operator reads: `relevance.rs`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use futures::StreamExt;
-use futures::channel::mpsc::UnboundedSender;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::relevance::Relevance;
-use super::touched::Touched;
-use super::watches::report;
+use super::watches::{Wakers, report};
 use crate::api::{BareMetalHost, Phase, SIPCluster};
-use crate::metrics::Metrics;
 use crate::scheduling::HostView;
 
 /// Hosts per page of the host cache's list.
@@ -23,19 +17,15 @@ const HOST_PAGE: u32 = 100;
 /// The host cache, and the task that keeps it and wakes the clusters its events concern.
 pub(super) fn watch(
     hosts_api: Api<BareMetalHost>,
-    cluster_store: &Store<SIPCluster>,
-    (input_epoch, touched): (&Arc<AtomicU64>, &Arc<Touched>),
-    wake: &UnboundedSender<ObjectRef<SIPCluster>>,
-    metrics: &Arc<Metrics>,
+    wakers: &Wakers,
 ) -> (
     Store<BareMetalHost>,
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let (hosts, writer) = reflector::store();
     let events = {
-        let (clusters, epoch, wake) = (cluster_store.clone(), input_epoch.clone(), wake.clone());
-        let touched = touched.clone();
-        let metrics = metrics.clone();
+        let wakers = wakers.clone();
+        let (clusters, metrics) = (wakers.clusters.clone(), wakers.metrics.clone());
         let mut relevance = Relevance::default();
         // Whom a (re)list concerns, woken once the cache holds the whole list.
         let mut after_list: std::collections::HashSet<ObjectRef<SIPCluster>> = Default::default();
@@ -85,11 +75,7 @@ pub(super) fn watch(
                 }
             };
             if !wakes.is_empty() {
-                epoch.fetch_add(1, Ordering::Relaxed);
-                for cluster in wakes {
-                    touched.bump(&cluster);
-                    let _ = wake.unbounded_send(cluster);
-                }
+                wakers.wake(wakes);
             }
             std::future::ready(())
         })

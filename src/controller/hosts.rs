@@ -13,10 +13,10 @@ use crate::api::{
 use crate::failpoint::{self, Cancel, Pause, Site};
 use crate::scheduling::{ClusterKey, HostView};
 
-/// Who writes: the field manager, and the controller's cancellation point if set.
+/// Who writes: the controller's cancellation and pause points, if set (the field manager is
+/// always `MANAGER`).
 #[derive(Clone, Copy)]
 pub struct Writer<'a> {
-    pub manager: &'a str,
     pub cancel: Option<&'a Cancel>,
     pub pause: Option<&'a Pause>,
 }
@@ -64,7 +64,7 @@ async fn patch_labels(
     }));
     let name = host.metadata.name.as_deref().unwrap_or_default();
     failpoint::before_write(writer.pause, Site::Labels).await;
-    match api.patch(name, &params(writer.manager), &patch).await {
+    match api.patch(name, &params(super::MANAGER), &patch).await {
         Ok(_) => {
             failpoint::after_write(writer.cancel, Site::Labels).await;
             Ok(true)

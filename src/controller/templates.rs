@@ -5,18 +5,15 @@
 //! a template edit takes effect at once instead of at the next full check.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
-use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use super::touched::Touched;
+use super::watches::{Wakers, report};
 use crate::api::SIPCluster;
-use crate::metrics::Metrics;
 use crate::services::{TEMPLATE_CONFIG_MAPS, uses_templates};
 
 /// The cached template ConfigMaps, one store per name.
@@ -51,26 +48,17 @@ impl Templates {
 /// Starts the two watches (in `namespace`, or everywhere). Each event moves the input epoch
 /// (a held cluster is let through), and counts for and wakes the clusters of its namespace
 /// that have a load balancer (their Ready check then reads everything again).
-pub fn watch(
+pub(super) fn watch(
     client: &kube::Client,
     namespace: Option<&str>,
-    clusters: &Store<SIPCluster>,
-    (epoch, touched): (&Arc<AtomicU64>, &Arc<Touched>),
-    wake: &UnboundedSender<ObjectRef<SIPCluster>>,
-    metrics: &Arc<Metrics>,
+    wakers: &Wakers,
 ) -> (Templates, Vec<impl Future<Output = ()> + Send + 'static>) {
     let mut tasks = Vec::new();
     let stores = TEMPLATE_CONFIG_MAPS.map(|name| {
         let api: Api<ConfigMap> = super::scoped(client, namespace);
         let (store, writer) = reflector::store();
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let (clusters, epoch, touched, wake, metrics) = (
-            clusters.clone(),
-            epoch.clone(),
-            touched.clone(),
-            wake.clone(),
-            metrics.clone(),
-        );
+        let wakers = wakers.clone();
         tasks.push(
             reflector(
                 writer,
@@ -82,15 +70,11 @@ pub fn watch(
             .for_each(move |event| {
                 match event {
                     Ok(cm) => {
-                        metrics.watches.recovered("configmaps");
-                        epoch.fetch_add(1, Ordering::Relaxed);
+                        wakers.metrics.watches.recovered("configmaps");
                         let namespace = cm.metadata.namespace.as_deref().unwrap_or_default();
-                        for cluster in rendering_from(&clusters.state(), namespace) {
-                            touched.bump(&cluster);
-                            let _ = wake.unbounded_send(cluster);
-                        }
+                        wakers.wake(rendering_from(&wakers.clusters.state(), namespace));
                     }
-                    Err(e) => super::watches::report(&metrics, "configmaps", "configmaps", &e),
+                    Err(e) => report(&wakers.metrics, "configmaps", "configmaps", &e),
                 }
                 std::future::ready(())
             }),

@@ -135,7 +135,6 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         reads: objects,
         client,
         announcing: Default::default(),
-        manager: MANAGER.into(),
         hosts: host_store,
         ledgers: Arc::new(super::ledgers::Ledgers::new(every_ledger)),
         predecessors: reflector::store().0,

@@ -6,7 +6,7 @@
 //! metadata of the predecessor's Deployments (a cache, woken by nothing).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -55,11 +55,35 @@ pub struct Watches {
     pub tasks: Tasks,
 }
 
+/// What a watch whose events concern clusters needs: whom they may concern (the SIPCluster
+/// cache), and how to tell them (the input epoch, each cluster's count, the wake channel).
+#[derive(Clone)]
+pub(super) struct Wakers {
+    pub clusters: Store<SIPCluster>,
+    pub epoch: Arc<AtomicU64>,
+    pub touched: Arc<Touched>,
+    pub wake: UnboundedSender<ObjectRef<SIPCluster>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Wakers {
+    /// Moves the input epoch (a held cluster is let through), and counts for and wakes each
+    /// of `clusters`.
+    pub fn wake(&self, clusters: impl IntoIterator<Item = ObjectRef<SIPCluster>>) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        for cluster in clusters {
+            self.touched.bump(&cluster);
+            let _ = self.wake.unbounded_send(cluster);
+        }
+    }
+}
+
 /// Starts every watch.
 pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let metrics = &settings.metrics;
     let hosts_api: Api<BareMetalHost> = super::scoped(client, settings.host_namespace.as_deref());
-    let clusters: Api<SIPCluster> = super::scoped(client, settings.cluster_namespace.as_deref());
+    let ns = settings.cluster_namespace.as_deref();
+    let clusters: Api<SIPCluster> = super::scoped(client, ns);
     // The SIPCluster cache is driven by a task of its own, not by the controller, so the
     // operator can wait for both caches before it starts working: kube's store readiness wakes
     // only one waiter, and the controller is one.
@@ -67,23 +91,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let cluster_events = cluster_writer
         .subscribe()
         .expect("a shared store hands out subscriptions");
-    // Gathering needs every SIPCluster's ledger: the controller's cache holds them unless it
-    // serves one namespace, and then a watch of its own does.
-    let (ledgers, ledger_watch) = match settings.cluster_namespace {
-        None => (Arc::new(Ledgers::new(cluster_store.clone())), None),
-        Some(_) => {
-            let (store, writer) = reflector::store();
-            let ledgers = Arc::new(Ledgers::new(store));
-            let watch = Ledgers::watch(
-                &ledgers,
-                Api::all(client.clone()),
-                writer,
-                metrics,
-                settings.ledger_lag,
-            );
-            (ledgers, Some(watch))
-        }
-    };
+    let (ledgers, ledger_watch) = ledgers(client, settings, &cluster_store);
     let serves_every_ledger = ledger_watch.is_none().then(|| ledgers.clone());
     let cluster_cache = watcher(clusters, watcher::Config::default())
         .default_backoff()
@@ -95,54 +103,31 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
                 std::future::ready(())
             }
         });
-    // Host events and drift wake clusters through this channel: one watch per kind, whose
-    // events first update the cache the reconciler reads, then wake whom they concern.
+    // Host events, template events and drift wake clusters through this channel: one watch
+    // per kind, whose events first update the cache the reconciler reads, then wake whom they
+    // concern.
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    let input_epoch = Arc::new(AtomicU64::new(0));
-    let touched = Arc::new(Touched::default());
+    let wakers = Wakers {
+        clusters: cluster_store.clone(),
+        epoch: Arc::new(AtomicU64::new(0)),
+        touched: Arc::new(Touched::default()),
+        wake,
+        metrics: metrics.clone(),
+    };
     let drift = Arc::new(Drift::default());
-
-    let (hosts, host_events) = super::host_watch::watch(
-        hosts_api,
-        &cluster_store,
-        (&input_epoch, &touched),
-        &wake,
-        metrics,
-    );
-    let ns = settings.cluster_namespace.as_deref();
-    let (templates, template_events) = super::templates::watch(
-        client,
-        ns,
-        &cluster_store,
-        (&input_epoch, &touched),
-        &wake,
-        metrics,
-    );
+    let (hosts, host_events) = super::host_watch::watch(hosts_api, &wakers);
+    let (templates, template_events) = super::templates::watch(client, ns, &wakers);
     // The watches end with the controller (a replica that loses the lease stops them all).
-    let mut tasks = Tasks(vec![
-        tokio::spawn(cluster_cache),
-        tokio::spawn(host_events),
-        tokio::spawn(watch_children::<Deployment>(
-            client, ns, &drift, &wake, metrics,
-        )),
-        tokio::spawn(watch_children::<Service>(
-            client, ns, &drift, &wake, metrics,
-        )),
-        tokio::spawn(watch_children::<ConfigMap>(
-            client, ns, &drift, &wake, metrics,
-        )),
-        tokio::spawn(watch_children::<ServiceAccount>(
-            client, ns, &drift, &wake, metrics,
-        )),
-    ]);
+    let mut tasks = Tasks(vec![tokio::spawn(cluster_cache), tokio::spawn(host_events)]);
+    tasks.0.extend(children(client, ns, &drift, &wakers));
     tasks
         .0
         .extend(template_events.into_iter().map(tokio::spawn));
-    tasks.0.extend(ledger_watch.map(tokio::spawn));
+    tasks.0.extend(ledger_watch);
     let (predecessors, predecessor_watch) = watch_predecessors(client, ns, metrics);
     tasks.0.push(tokio::spawn(predecessor_watch));
     let (deployments, availability_watch) =
-        super::availability::watch(client, ns, &cluster_store, &wake, metrics);
+        super::availability::watch(client, ns, &cluster_store, &wakers.wake, metrics);
     tasks.0.push(tokio::spawn(availability_watch));
     Watches {
         clusters: cluster_store,
@@ -151,13 +136,57 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         deployments,
         cluster_events,
         hosts,
-        input_epoch,
-        touched,
+        input_epoch: wakers.epoch,
+        touched: wakers.touched,
         templates,
         drift,
         woken,
         tasks,
     }
+}
+
+/// Gathering needs every SIPCluster's ledger: the controller's cache holds them unless it
+/// serves one namespace, and then a watch of its own does.
+fn ledgers(
+    client: &kube::Client,
+    settings: &Settings,
+    cluster_store: &Store<SIPCluster>,
+) -> (Arc<Ledgers>, Option<tokio::task::JoinHandle<()>>) {
+    if settings.cluster_namespace.is_none() {
+        return (Arc::new(Ledgers::new(cluster_store.clone())), None);
+    }
+    let (store, writer) = reflector::store();
+    let ledgers = Arc::new(Ledgers::new(store));
+    let watch = Ledgers::watch(
+        &ledgers,
+        Api::all(client.clone()),
+        writer,
+        &settings.metrics,
+        settings.ledger_lag,
+    );
+    (ledgers, Some(tokio::spawn(watch)))
+}
+
+/// The watches of the services' objects' metadata, one per kind.
+fn children(
+    client: &kube::Client,
+    ns: Option<&str>,
+    drift: &Arc<Drift>,
+    wakers: &Wakers,
+) -> [tokio::task::JoinHandle<()>; 4] {
+    let (wake, metrics) = (&wakers.wake, &wakers.metrics);
+    [
+        tokio::spawn(watch_children::<Deployment>(
+            client, ns, drift, wake, metrics,
+        )),
+        tokio::spawn(watch_children::<Service>(client, ns, drift, wake, metrics)),
+        tokio::spawn(watch_children::<ConfigMap>(
+            client, ns, drift, wake, metrics,
+        )),
+        tokio::spawn(watch_children::<ServiceAccount>(
+            client, ns, drift, wake, metrics,
+        )),
+    ]
 }
 
 /// A SIPCluster watch's event: its health, and the event shown to the ledgers if it feeds them.
@@ -279,8 +308,6 @@ where
         })
 }
 
-/// The clusters a host event concerns: the one whose labels or ledger name it, and every
-/// cluster still gathering (the host may be what it waits for).
 /// A failed list or watch (retried with backoff): logged at warn and counted, with what it
 /// means for whoever runs the operator; `/readyz` shows it until the watch recovers.
 pub(super) fn report(

@@ -50,7 +50,6 @@ impl<'a> Model<'a> {
         name: &'a str,
         common: &'a ServiceCommon,
         node_port: Option<u16>,
-        servers: Vec<Server>,
     ) -> Self {
         Model {
             cluster: ClusterModel {
@@ -63,7 +62,7 @@ impl<'a> Model<'a> {
                 node_interface_id: &common.node_interface_id,
                 node_port,
             },
-            servers,
+            servers: Vec::new(),
             container_port: None,
             ports: None,
         }
@@ -138,29 +137,23 @@ pub fn control_plane(
 ) -> Result<Vec<Child>, ServiceError> {
     let spec = &facts.spec.services.load_balancer_control_plane[id.index];
     let common = &spec.common;
+    let interface = &common.node_interface_id;
     let model = Model {
         container_port: Some(KUBE_API_PORT),
-        ..Model::new(
+        servers: servers(
             facts,
             id,
-            name,
-            common,
-            spec.node_port,
-            servers(
-                facts,
-                id,
-                NodeRole::ControlPlane,
-                &common.node_interface_id,
-                Some(KUBE_API_PORT),
-            )?,
-        )
+            NodeRole::ControlPlane,
+            interface,
+            Some(KUBE_API_PORT),
+        )?,
+        ..Model::new(facts, id, name, common, spec.node_port)
     };
     let template = template::pick(
         id,
         facts.config_maps,
         facts.namespace,
-        CONTROL_PLANE_CONFIG_MAP,
-        CONTROL_PLANE_TEMPLATE_KEY,
+        (CONTROL_PLANE_CONFIG_MAP, CONTROL_PLANE_TEMPLATE_KEY),
         CONTROL_PLANE_TEMPLATE,
     )?;
     let config = template::render(
@@ -171,7 +164,7 @@ pub fn control_plane(
         facts.renderer,
     )?;
     let ports = vec![pod::port("kube-api".into(), KUBE_API_PORT, spec.node_port)];
-    Ok(haproxy(facts, id, name, common, config, ports))
+    Ok(haproxy(facts.instance(id, name), common, config, ports))
 }
 
 pub fn worker(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>, ServiceError> {
@@ -181,14 +174,8 @@ pub fn worker(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
     let port_list: Vec<u16> = (range.start..=range.end).collect();
     let model = Model {
         ports: Some(port_list.clone()),
-        ..Model::new(
-            facts,
-            id,
-            name,
-            common,
-            None,
-            servers(facts, id, NodeRole::Worker, &common.node_interface_id, None)?,
-        )
+        servers: servers(facts, id, NodeRole::Worker, &common.node_interface_id, None)?,
+        ..Model::new(facts, id, name, common, None)
     };
     let template = pick_worker(facts, id)?;
     let config = template::render(
@@ -210,7 +197,7 @@ pub fn worker(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
         .iter()
         .map(|&p| pod::port(format!("port-{p}"), p, Some(p)))
         .collect();
-    Ok(haproxy(facts, id, name, common, config, ports))
+    Ok(haproxy(facts.instance(id, name), common, config, ports))
 }
 
 fn pick_worker<'a>(facts: &'a Facts<'_>, id: ServiceId) -> Result<Template<'a>, ServiceError> {
@@ -218,21 +205,18 @@ fn pick_worker<'a>(facts: &'a Facts<'_>, id: ServiceId) -> Result<Template<'a>, 
         id,
         facts.config_maps,
         facts.namespace,
-        WORKER_CONFIG_MAP,
-        WORKER_TEMPLATE_KEY,
+        (WORKER_CONFIG_MAP, WORKER_TEMPLATE_KEY),
         WORKER_TEMPLATE,
     )
 }
 
 fn haproxy(
-    facts: &Facts<'_>,
-    id: ServiceId,
-    name: &str,
+    instance: meta::Instance<'_>,
     common: &ServiceCommon,
     config: String,
     ports: Vec<ServicePort>,
 ) -> Vec<Child> {
-    let instance = facts.instance(id, name);
+    let name = instance.name;
     let hash = meta::config_hash([(CONFIG_KEY, config.as_bytes())]);
     let secret = instance.secret([(CONFIG_KEY, config.into_bytes())]);
     let first_port = ports.first().map_or(KUBE_API_PORT as i32, |p| p.port);

@@ -71,8 +71,7 @@ pub fn pick<'a>(
     service: ServiceId,
     config_maps: &'a BTreeMap<String, ConfigMap>,
     namespace: &str,
-    name: &str,
-    key: &'static str,
+    (name, key): (&str, &'static str),
     built_in: &'static str,
 ) -> Result<Template<'a>, ServiceError> {
     let Some(cm) = config_maps.get(name) else {
@@ -303,7 +302,7 @@ mod tests {
             ..ConfigMap::default()
         };
         let maps = BTreeMap::from([("lb".to_string(), cm)]);
-        let err = pick(ID, &maps, "ns", "lb", "k.cfg", "default")
+        let err = pick(ID, &maps, "ns", ("lb", "k.cfg"), "default")
             .err()
             .unwrap()
             .to_string();
@@ -312,7 +311,7 @@ mod tests {
             "{err}"
         );
         let none = BTreeMap::new();
-        let built_in = pick(ID, &none, "ns", "lb", "k.cfg", "default").unwrap();
+        let built_in = pick(ID, &none, "ns", ("lb", "k.cfg"), "default").unwrap();
         assert_eq!(built_in.text, "default");
     }
 }

@@ -339,11 +339,11 @@ fn start(
         namespace: NAMESPACE.into(),
         identity: "rbac".into(),
         duration_seconds: 15,
+        fence: sip::leader::Fence::open(),
     };
     tokio::spawn(async move {
         let led = sip::leader::run_as_leader(
             client.clone(),
-            sip::leader::Fence::open(),
             lease,
             metrics,
             std::future::pending(),
@@ -734,13 +734,13 @@ fn standing(
         namespace: lease.0.into(),
         identity: identity.into(),
         duration_seconds: duration,
+        fence: sip::leader::Fence::open(),
     };
     let leader = tokio::spawn({
         let metrics = metrics.clone();
         async move {
             sip::leader::run_as_leader(
                 client.clone(),
-                sip::leader::Fence::open(),
                 lease,
                 metrics,
                 std::future::pending(),

@@ -2,6 +2,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::api::SIPClusterStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::machine::Event;
 
 fn epoch() -> Time {
     Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
@@ -15,13 +18,25 @@ fn run(events: &[Event]) -> (SIPClusterStatus, usize) {
     for &event in events {
         let to = machine::after(status.phase, event);
         if status.phase != Some(to) {
-            let from_to = (status.phase, to);
-            record(&mut status, from_to, event, "R", "", &epoch());
+            let entry = entry((status.phase, to), event, "R");
+            record(&mut status, entry);
             status.phase = Some(to);
             moved += 1;
         }
     }
     (status, moved)
+}
+
+/// A log entry at the epoch, with no message.
+fn entry((from, to): (Option<Phase>, Phase), event: Event, reason: &str) -> TransitionRecord {
+    TransitionRecord {
+        time: epoch(),
+        event: Some(event),
+        from,
+        to,
+        reason: reason.into(),
+        message: String::new(),
+    }
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -170,14 +185,7 @@ fn history_keeps_the_latest_within_the_bound() {
         } else {
             (s.phase, Phase::Decommissioning)
         };
-        record(
-            &mut s,
-            (from, to),
-            Event::Done,
-            &format!("R{i}"),
-            "",
-            &epoch(),
-        );
+        record(&mut s, entry((from, to), Event::Done, &format!("R{i}")));
         s.phase = Some(to);
     }
     assert_eq!(s.history.len(), HISTORY_LIMIT);

@@ -124,7 +124,7 @@ impl Turn<'_> {
             + Clone
             + Debug,
     {
-        let params = PatchParams::apply(&self.ctx.manager)
+        let params = PatchParams::apply(crate::controller::MANAGER)
             .force()
             .validation_strict();
         let kind = drift::kind_of::<K>();

@@ -51,7 +51,53 @@ impl Turn<'_> {
                 self.member_credentials(),
                 self.leftovers_until_applied(),
             )?;
-        // The versions of exactly what is rendered: a change after this read is a change.
+        let sources = self.sources(&secrets, &config_maps, credential_versions);
+        let Some(owner) = self.cluster.controller_owner_ref(&()) else {
+            // Only an object never stored lacks a uid; the turn read it from the API server.
+            return Ok(Step::blocked(
+                reason::INFRA_SERVICE_FAILURE,
+                "NoUid",
+                "the SIPCluster has no uid to own its services by".into(),
+            ));
+        };
+        let rendered = self
+            .render(owner, [secrets, host_keys], config_maps, credentials)
+            .await;
+        self.status.sources_version = Some(sources.sum());
+        let desired: BTreeSet<ChildKey> = rendered
+            .iter()
+            .filter_map(|r| r.objects.as_ref().ok())
+            .flatten()
+            .map(|c| (c.kind(), c.name().to_string()))
+            .collect();
+        let mut removed = self.make_way(&mut leftovers, &rendered).await?;
+        // Services do not depend on each other: each applies its objects in order while the
+        // others apply theirs.
+        let read = started.elapsed();
+        let outcomes = futures::future::join_all(rendered.iter().map(|r| self.apply_service(r)))
+            .await
+            .into_iter()
+            .collect::<kube::Result<Vec<_>>>()?;
+        tracing::debug!(?read, applied = ?(started.elapsed() - read), "services read and applied");
+        for found in &mut leftovers.found {
+            let replacement = rendered.iter().zip(&outcomes).find(|(r, o)| {
+                r.id.kind == found.legacy.replaced_by && r.id.index == 0 && o.is_ok()
+            });
+            if replacement.is_some() {
+                removed.extend(self.remove_predecessors(found, true).await?);
+            }
+        }
+        self.tell_removed(&removed).await;
+        self.finish(rendered, outcomes, &desired).await
+    }
+
+    /// The versions of exactly what is rendered: a change after this read is a change.
+    fn sources(
+        &self,
+        secrets: &BTreeMap<String, Secret>,
+        config_maps: &BTreeMap<String, ConfigMap>,
+        credential_versions: SecretVersions,
+    ) -> Sources {
         let namespace = &self.key.namespace;
         let mut read: HashMap<SourceRef, Option<String>> = credential_versions
             .into_iter()
@@ -72,29 +118,17 @@ impl Turn<'_> {
             let version = read.get(&source).cloned().flatten();
             sources.add(&source, version);
         }
-        let Some(owner) = self.cluster.controller_owner_ref(&()) else {
-            // Only an object never stored lacks a uid; the turn read it from the API server.
-            return Ok(Step::blocked(
-                reason::INFRA_SERVICE_FAILURE,
-                "NoUid",
-                "the SIPCluster has no uid to own its services by".into(),
-            ));
-        };
-        let rendered = self
-            .render(owner, [secrets, host_keys], config_maps, credentials)
-            .await;
+        sources
+    }
 
-        self.status.sources_version = Some(sources.sum());
-        let mut statuses = Vec::with_capacity(rendered.len());
-        let mut failures = Vec::new();
-        let mut desired: BTreeSet<ChildKey> = BTreeSet::new();
-        for r in &rendered {
-            if let Ok(objects) = &r.objects {
-                desired.extend(objects.iter().map(|c| (c.kind(), c.name().to_string())));
-            }
-        }
-        // The predecessor's Services hold the node ports sip's ask for: they go first, once
-        // their replacement rendered (a replacement that failed leaves theirs serving).
+    /// The predecessor's Services hold the node ports sip's ask for: they go first, once
+    /// their replacement rendered (a replacement that failed leaves theirs serving). What
+    /// was removed.
+    async fn make_way(
+        &self,
+        leftovers: &mut Leftovers,
+        rendered: &[services::Rendered],
+    ) -> kube::Result<Vec<String>> {
         let mut removed = Vec::new();
         for found in &mut leftovers.found {
             let replacement = rendered
@@ -108,49 +142,35 @@ impl Turn<'_> {
                 Some(_) => {}
             }
         }
-        // Services do not depend on each other: each applies its objects in order while the
-        // others apply theirs.
-        let read = started.elapsed();
-        let outcomes = futures::future::join_all(rendered.iter().map(|r| self.apply_service(r)))
-            .await
+        Ok(removed)
+    }
+
+    /// The services' statuses from what applying each did; with every one applied, the
+    /// objects of services the spec no longer has are deleted.
+    async fn finish(
+        &mut self,
+        rendered: Vec<services::Rendered>,
+        outcomes: Vec<Result<(), ServiceError>>,
+        desired: &BTreeSet<ChildKey>,
+    ) -> kube::Result<Step> {
+        let mut failures = Vec::new();
+        let statuses = rendered
             .into_iter()
-            .collect::<kube::Result<Vec<_>>>()?;
-        tracing::debug!(?read, applied = ?(started.elapsed() - read), "services read and applied");
-        let applied: Vec<services::ServiceId> = rendered
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, o)| o.is_ok())
-            .map(|(r, _)| r.id)
+            .zip(outcomes)
+            .map(|(r, outcome)| {
+                if let Err(e) = &outcome {
+                    failures.push(e.to_string());
+                }
+                ServiceStatus {
+                    service: r.id.kind.field().into(),
+                    index: r.id.index as u32,
+                    name: r.name,
+                    ready: outcome.is_ok(),
+                    message: outcome.as_ref().err().map(ToString::to_string),
+                }
+            })
             .collect();
-        for found in &mut leftovers.found {
-            let id = services::ServiceId {
-                kind: found.legacy.replaced_by,
-                index: 0,
-            };
-            if applied.contains(&id) {
-                removed.extend(self.remove_predecessors(found, true).await?);
-            }
-        }
-        self.tell_removed(&removed).await;
-        for (r, outcome) in rendered.into_iter().zip(outcomes) {
-            statuses.push(ServiceStatus {
-                service: r.id.kind.field().into(),
-                index: r.id.index as u32,
-                name: r.name,
-                ready: outcome.is_ok(),
-                message: outcome.as_ref().err().map(ToString::to_string),
-            });
-            if let Err(e) = outcome {
-                failures.push(e.to_string());
-            }
-        }
-        let previous: Vec<String> = self
-            .status
-            .services
-            .iter()
-            .map(|s| s.name.clone())
-            .collect();
-        self.status.services = statuses;
+        let previous = std::mem::replace(&mut self.status.services, statuses);
         if !failures.is_empty() {
             // Nothing is pruned while a service fails: its last good objects keep serving.
             return Ok(Step::blocked(
@@ -163,9 +183,9 @@ impl Turn<'_> {
         // a turn that only updates services costs no read.
         let removed = previous
             .iter()
-            .any(|name| !desired.contains(&("Deployment", name.clone())));
+            .any(|s| !desired.contains(&("Deployment", s.name.clone())));
         let pruned = if removed {
-            self.prune(&desired).await?
+            self.prune(desired).await?
         } else {
             0
         };

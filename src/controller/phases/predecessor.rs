@@ -55,66 +55,9 @@ impl Turn<'_> {
                 .collect()
         };
         for legacy in instances {
-            if !present.contains(&legacy.name) {
-                continue;
+            if present.contains(&legacy.name) {
+                self.inspect(legacy, &mut leftovers).await?;
             }
-            let name = legacy.name.clone();
-            let (deployments, services) = (
-                self.namespaced::<Deployment>(),
-                self.namespaced::<Service>(),
-            );
-            let (deployment, service) =
-                futures::try_join!(deployments.get_opt(&name), services.get_opt(&name))?;
-            let mut found = Found {
-                legacy,
-                service: None,
-                others: Vec::new(),
-            };
-            let deployment = match deployment {
-                Some(d) if predecessor::deployment_is_its(&d, &name) => {
-                    found
-                        .others
-                        .push(("Deployment", d.uid().unwrap_or_default()));
-                    Some(d)
-                }
-                Some(_) => {
-                    leftovers.foreign.push(format!("Deployment {name}"));
-                    None
-                }
-                None => None,
-            };
-            match service {
-                Some(s) if predecessor::service_is_its(&s, &name) => {
-                    found.service = s.uid();
-                }
-                Some(_) => leftovers.foreign.push(format!("Service {name}")),
-                None => {}
-            }
-            if deployment.is_none() && found.service.is_none() {
-                continue;
-            }
-            for kind in found.legacy.kinds.iter().filter(|k| **k != "Deployment") {
-                let meta = match *kind {
-                    "Secret" => self
-                        .namespaced::<Secret>()
-                        .get_metadata_opt(&name)
-                        .await?
-                        .map(|m| m.metadata),
-                    _ => self
-                        .namespaced::<ConfigMap>()
-                        .get_metadata_opt(&name)
-                        .await?
-                        .map(|m| m.metadata),
-                };
-                match meta {
-                    Some(m) if predecessor::config_is_its(&m, &name, deployment.as_ref()) => {
-                        found.others.push((kind, m.uid.unwrap_or_default()));
-                    }
-                    Some(_) => leftovers.foreign.push(format!("{kind} {name}")),
-                    None => {}
-                }
-            }
-            leftovers.found.push(found);
         }
         if !leftovers.foreign.is_empty() {
             self.ctx
@@ -130,6 +73,69 @@ impl Turn<'_> {
                 .await;
         }
         Ok(leftovers)
+    }
+
+    /// Reads the objects under one of the predecessor's instance names: those it made go to
+    /// `found`, same-named others to `foreign`.
+    async fn inspect(&self, legacy: Legacy, leftovers: &mut Leftovers) -> kube::Result<()> {
+        let name = legacy.name.clone();
+        let (deployments, services) = (
+            self.namespaced::<Deployment>(),
+            self.namespaced::<Service>(),
+        );
+        let (deployment, service) =
+            futures::try_join!(deployments.get_opt(&name), services.get_opt(&name))?;
+        let mut found = Found {
+            legacy,
+            service: None,
+            others: Vec::new(),
+        };
+        let deployment = match deployment {
+            Some(d) if predecessor::deployment_is_its(&d, &name) => {
+                found
+                    .others
+                    .push(("Deployment", d.uid().unwrap_or_default()));
+                Some(d)
+            }
+            Some(_) => {
+                leftovers.foreign.push(format!("Deployment {name}"));
+                None
+            }
+            None => None,
+        };
+        match service {
+            Some(s) if predecessor::service_is_its(&s, &name) => {
+                found.service = s.uid();
+            }
+            Some(_) => leftovers.foreign.push(format!("Service {name}")),
+            None => {}
+        }
+        if deployment.is_none() && found.service.is_none() {
+            return Ok(());
+        }
+        for kind in found.legacy.kinds.iter().filter(|k| **k != "Deployment") {
+            let meta = match *kind {
+                "Secret" => self
+                    .namespaced::<Secret>()
+                    .get_metadata_opt(&name)
+                    .await?
+                    .map(|m| m.metadata),
+                _ => self
+                    .namespaced::<ConfigMap>()
+                    .get_metadata_opt(&name)
+                    .await?
+                    .map(|m| m.metadata),
+            };
+            match meta {
+                Some(m) if predecessor::config_is_its(&m, &name, deployment.as_ref()) => {
+                    found.others.push((kind, m.uid.unwrap_or_default()));
+                }
+                Some(_) => leftovers.foreign.push(format!("{kind} {name}")),
+                None => {}
+            }
+        }
+        leftovers.found.push(found);
+        Ok(())
     }
 
     /// Deletes the predecessor's Service of `found` (it holds the node port sip's Service

@@ -108,7 +108,7 @@ pub fn render(facts: &Facts<'_>, id: ServiceId, name: &str) -> Result<Vec<Child>
     let mut ssh_config = ssh_config_header(facts, &key_names);
     for (host, shown) in hosts.iter().zip(&names) {
         let ip = address(id, host, interface)?;
-        let entry = host_entry(facts, id, host, shown, ip.to_string(), proxy)?;
+        let entry = host_entry(facts, id, host, shown, ip.to_string())?;
         bmc_hosts.insert(entry.bmc.host.clone());
         // `ssh -J` asks for the name or the address the user typed.
         permit_open.insert(format!("{shown}:{SSH_PORT}"));
@@ -277,8 +277,10 @@ fn host_entry<'a>(
     host: &'a HostRecord,
     shown: &'a str,
     ip: String,
-    proxy: bool,
 ) -> Result<HostEntry<'a>, ServiceError> {
+    let proxy = facts.spec.services.jump_host[id.index]
+        .bmc
+        .is_some_and(|b| b.proxy);
     let bmc_error = |detail: String| ServiceError::Bmc {
         service: id,
         host: format!("{}/{}", host.namespace, host.name),

@@ -104,8 +104,7 @@ pub fn ready(pod: &Pod) -> bool {
 /// Waits until `check` holds for the pods of `namespace` matching `selector`; returns them.
 pub async fn wait_for_pods(
     client: &kube::Client,
-    namespace: &str,
-    selector: &str,
+    (namespace, selector): (&str, &str),
     what: &str,
     limit: Duration,
     check: impl Fn(&[Pod]) -> bool,

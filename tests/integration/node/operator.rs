@@ -23,8 +23,7 @@ async fn the_shipped_operator_is_ready_holds_its_lease_and_serves_metrics_to_rea
     // Another test may have deleted the leader's pod: its replacement comes within the limit.
     let pods = wait_for_pods(
         &env.client,
-        NS,
-        SELECTOR,
+        (NS, SELECTOR),
         "both operator replicas ready",
         Duration::from_secs(120),
         |pods| pods.iter().filter(|p| ready(p)).count() == 2,

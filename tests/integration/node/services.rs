@@ -142,8 +142,7 @@ async fn the_tenant_services_run_on_the_node_and_serve_through_node_ports() {
     // Every service's pod Running and ready; the load balancers on the control-plane node.
     let pods = wait_for_pods(
         &env.client,
-        &env.namespace,
-        CHILDREN,
+        (&env.namespace, CHILDREN),
         "the three services' pods ready",
         Duration::from_secs(120),
         |pods| pods.len() == 3 && pods.iter().all(ready),
@@ -320,8 +319,7 @@ async fn the_tenant_services_run_on_the_node_and_serve_through_node_ports() {
     wait_for(&api, CLUSTER, "the SIPCluster gone", |c| c.is_none()).await;
     wait_for_pods(
         &env.client,
-        &env.namespace,
-        "",
+        (&env.namespace, ""),
         "every pod of the namespace gone",
         Duration::from_secs(90),
         |pods| pods.is_empty(),
@@ -377,8 +375,7 @@ async fn a_balancer_no_node_can_hold_stays_pending_and_says_why() {
     let selector = format!("{CHILDREN},app.kubernetes.io/component=load-balancer-control-plane");
     let pods = wait_for_pods(
         &env.client,
-        &env.namespace,
-        &selector,
+        (&env.namespace, &selector),
         "the control-plane balancer's pod unschedulable",
         Duration::from_secs(60),
         |pods| pods.iter().any(unschedulable),

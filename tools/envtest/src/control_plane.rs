@@ -192,8 +192,7 @@ impl ControlPlane {
             let (crt, key) = pki.issue(
                 &dir,
                 "apiserver-kubelet-client",
-                "kube-apiserver-kubelet-client",
-                Some("system:masters"),
+                ("kube-apiserver-kubelet-client", Some("system:masters")),
                 &[],
             )?;
             api_server_args.push(format!("--kubelet-client-certificate={}", crt.display()));

@@ -75,14 +75,13 @@ impl Pki {
         Ok(pki)
     }
 
-    /// A certificate for `common_name` in `organization` (a group, for a client), valid for
+    /// A certificate for the subject `common_name` in `organization` (a group, for a client), valid for
     /// `names` (a server's), signed by the CA: written to `<dir>/<file>.crt` and `.key`.
     pub fn issue(
         &self,
         dir: &Path,
         file: &str,
-        common_name: &str,
-        organization: Option<&str>,
+        (common_name, organization): (&str, Option<&str>),
         names: &[String],
     ) -> Result<(PathBuf, PathBuf)> {
         let key = KeyPair::generate()?;

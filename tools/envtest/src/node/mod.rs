@@ -198,8 +198,7 @@ impl NodeCluster {
         let (cert, key) = cp.pki.issue(
             &dir,
             "kubelet-serving",
-            NODE_NAME,
-            None,
+            (NODE_NAME, None),
             &[NODE_IP.to_string(), NODE_NAME.to_string()],
         )?;
         let kubelet = config::Kubelet {

@@ -252,7 +252,7 @@ async fn warm_sequence(
         "\n== warm: {count} clusters (3 + 5, the three services) one after another over {hosts} hosts"
     );
     let ns = create_namespace(client, "bench-warm").await?;
-    create_pool(client, &ns, hosts, |i| i % 10 == 0, 100, 2).await?;
+    create_pool(client, &ns, hosts, |i| i % 10 == 0, (100, 2)).await?;
     create_keys(client, &ns).await?;
     let operator = Operator::start(cp, &config_sip()?, &ns).await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), &ns);
@@ -348,7 +348,7 @@ async fn burst(cp: &ControlPlane, client: &kube::Client, count: usize) -> Result
         "\n== burst: {count} clusters (3 + 5, the three services) created at once over {hosts} hosts"
     );
     let ns = create_namespace(client, "bench-burst").await?;
-    create_pool(client, &ns, hosts, |i| i % 8 < 3, hosts, 1).await?;
+    create_pool(client, &ns, hosts, |i| i % 8 < 3, (hosts, 1)).await?;
     create_keys(client, &ns).await?;
     let operator = Operator::start(cp, &config_sip()?, &ns).await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), &ns);
@@ -448,19 +448,20 @@ struct Figures {
 }
 
 /// `n` hosts in `racks` racks, the `is_cp` ones control-plane hosts, `per_server` hosts per
-/// physical server; each with its networkData and BMC Secrets.
+/// physical server (the topology); each with its networkData and BMC Secrets.
 async fn create_pool(
     client: &kube::Client,
     ns: &str,
     n: usize,
     is_cp: fn(usize) -> bool,
-    racks: usize,
-    per_server: usize,
+    (racks, per_server): (usize, usize),
 ) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
         let (client, ns) = (client.clone(), ns.to_string());
-        tasks.spawn(async move { create_host(&client, &ns, i, is_cp(i), racks, per_server).await });
+        tasks.spawn(
+            async move { create_host(&client, &ns, i, is_cp(i), (racks, per_server)).await },
+        );
         // A bounded number in flight: the API server's, not the harness's, speed is measured.
         while tasks.len() >= 32 {
             tasks.join_next().await.context("join")???;
@@ -477,8 +478,7 @@ async fn create_host(
     ns: &str,
     i: usize,
     cp: bool,
-    racks: usize,
-    per_server: usize,
+    (racks, per_server): (usize, usize),
 ) -> Result<()> {
     let name = format!("host-{i:05}");
     let secret = |suffix: &str, data: Vec<(&str, String)>| Secret {
@@ -709,7 +709,7 @@ fn three_plus_five(ns: &str, worker_ports: (u16, u16)) -> Result<SIPCluster> {
 async fn one_cluster(cp: &ControlPlane, client: &kube::Client, n: usize) -> Result<Figures> {
     let ns = create_namespace(client, "bench").await?;
     let started = Instant::now();
-    create_pool(client, &ns, n, |i| i % 10 == 0, 100, 2).await?;
+    create_pool(client, &ns, n, |i| i % 10 == 0, (100, 2)).await?;
     create_keys(client, &ns).await?;
     let load = started.elapsed();
     let operator = Operator::start(cp, &config_sip()?, &ns).await?;

@@ -195,7 +195,7 @@ async fn prepare(
     let client = cp.client().await?;
     let ns = create_namespace(&client, "side").await?;
     let (is_cp, racks, per_server) = layout;
-    create_pool(&client, &ns, hosts, is_cp, racks, per_server).await?;
+    create_pool(&client, &ns, hosts, is_cp, (racks, per_server)).await?;
     create_keys(&client, &ns).await?;
     for (name, key) in [
         ("loadbalancercontrolplane", "loadBalancerControlPlane.cfg"),
