@@ -3,7 +3,8 @@
 //! cannot rot; figures are printed, never asserted). `--sip PATH` names the operator binary
 //! (default `target/release/sip`, then `target/debug/sip`); `--predecessor DIR` the Go
 //! predecessor's source and build script (default `../shared/predecessor`), built first: without
-//! it the bench fails rather than compare with nothing. `--side-by-side`: only the comparison.
+//! it the bench fails rather than compare with nothing. `--side-by-side`: only the comparison;
+//! `--only warm,burst` (any of pools, warm, burst): only those, without the comparison.
 //!
 //! Prints: creation-to-Ready of a 3 + 5 cluster over pools of growing size; the API requests
 //! that took, by verb, from the operator's own client metrics and from kube-apiserver's
@@ -11,7 +12,8 @@
 //! one status write per phase); the raw latency of a label patch;
 //! clusters created one after another on a warm operator and a burst created at once, each with
 //! requests per cluster by verb; the critical path of a warm cluster replayed by the bench's own
-//! client (`replay.rs`) next to the warm median; the operator's peak RSS and CPU time; then the
+//! client (`replay.rs`) next to the warm median; what host status churn and pokes of Ready
+//! clusters cost the warm operator (`steady.rs`); the operator's peak RSS and CPU time; then the
 //! same two workloads side by side with the predecessor, each operator on a fresh control plane
 //! (`side_by_side.rs`), and the ratios.
 
@@ -35,6 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod predecessor;
 mod replay;
 mod side_by_side;
+mod steady;
 
 struct Config {
     pools: Vec<usize>,
@@ -50,6 +53,7 @@ struct Config {
     side_by_side: side_by_side::Workloads,
     /// `--side-by-side`: only the comparison with the predecessor.
     only_side_by_side: bool,
+    only: Option<Vec<String>>,
 }
 
 #[tokio::main]
@@ -112,6 +116,7 @@ fn config() -> Result<Config> {
                 burst_clusters: 5,
             },
             only_side_by_side: false,
+            only: None,
         }
     } else {
         Config {
@@ -128,12 +133,19 @@ fn config() -> Result<Config> {
                 burst_clusters: 50,
             },
             only_side_by_side: false,
+            only: None,
         }
     };
     if let Some(pools) = pools {
         config.pools = pools;
     }
     config.only_side_by_side = args.iter().any(|a| a == "--side-by-side");
+    // `--only warm,burst`: only these of the operator-alone workloads (pools, warm, burst),
+    // no side by side (what `tools/memories/measure.sh` runs for each memory switched off).
+    if let Some(i) = args.iter().position(|a| a == "--only") {
+        let only = args.get(i + 1).context("--only needs workloads, e.g. warm,burst")?;
+        config.only = Some(only.split(',').map(str::to_string).collect());
+    }
     Ok(config)
 }
 
@@ -158,8 +170,10 @@ async fn run() -> Result<()> {
         "{:>7} {:>9} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>10}",
         "hosts", "to Ready", "writes", "floor", "ratio", "lists", "peak RSS", "CPU", "pool load"
     );
+    let runs = |w: &str| config.only.as_ref().is_none_or(|o| o.iter().any(|x| x == w));
     let mut floor_latency = None;
-    for &n in &config.pools {
+    let pools = if runs("pools") { &config.pools[..] } else { &[] };
+    for &n in pools {
         let figures = one_cluster(&cp, &client, n).await?;
         if floor_latency.is_none() {
             floor_latency =
@@ -200,10 +214,16 @@ async fn run() -> Result<()> {
         );
     }
 
-    warm_sequence(&cp, &client, config.warm_hosts, config.warm_clusters).await?;
-    burst(&cp, &client, config.clusters).await?;
+    if runs("warm") {
+        warm_sequence(&cp, &client, config.warm_hosts, config.warm_clusters).await?;
+    }
+    if runs("burst") {
+        burst(&cp, &client, config.clusters).await?;
+    }
     drop(cp);
-    side_by_side::run(&config.sip, &predecessor, &config.side_by_side).await?;
+    if config.only.is_none() {
+        side_by_side::run(&config.sip, &predecessor, &config.side_by_side).await?;
+    }
     Ok(())
 }
 
@@ -318,6 +338,8 @@ async fn warm_sequence(
             show(&server)
         );
     }
+    let names: Vec<String> = (0..count).map(|i| format!("warm-{i}")).collect();
+    steady::run(client, &ns, &operator, (hosts, &names)).await?;
     // The operator stops first: nothing may react to the replay, or compete with it.
     drop(operator);
     let path = replay::Path::of(client, &ns, &format!("warm-{}", count - 1)).await?;
