@@ -4,19 +4,15 @@
 //! a turn's transitions cost as much again as its status writes. The Event only reports what
 //! the status write already made true, so it can travel while the next phase works. One is in
 //! flight at a time, each queued behind the one told before it, so `kubectl describe` lists them
-//! in the order they happened. A turn does not wait for its last Events either (the serial
-//! worker would idle on them while other clusters wait): it hands them to the cluster's next
-//! turn (`InFlight`), whose Events queue behind them, so they never overtake each other.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! in the order they happened. A turn waits for its last Events before it ends, so the next
+//! turn's never overtake them (handing them to the next turn instead saved nothing measurable:
+//! ARCHITECTURE.md, "What the controller remembers").
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::task::JoinHandle;
 
-use super::verified::key;
 use crate::api::SIPCluster;
 
 /// The longest note an Event carries, in bytes: the API server refuses notes over 1 kB.
@@ -28,50 +24,12 @@ pub struct Announcer {
     in_flight: Option<JoinHandle<()>>,
 }
 
-/// The Events each cluster's last turn told that may still be travelling.
-#[derive(Default)]
-pub struct InFlight(Mutex<HashMap<(String, String), JoinHandle<()>>>);
-
-impl InFlight {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), JoinHandle<()>>> {
-        crate::sync::lock(&self.0)
-    }
-
-    fn take(&self, cluster: &SIPCluster) -> Option<JoinHandle<()>> {
-        self.map().remove(&key(cluster))
-    }
-
-    /// Keeps `task` for the cluster's next turn unless it is done; forgets the done ones.
-    fn keep(&self, cluster: &SIPCluster, task: JoinHandle<()>) {
-        let mut map = self.map();
-        map.retain(|_, t| !t.is_finished());
-        if !task.is_finished() {
-            map.insert(key(cluster), task);
-        }
-    }
-}
-
 impl Announcer {
     pub fn new(recorder: &Recorder, cluster: &SIPCluster) -> Self {
         Self {
             recorder: recorder.clone(),
             about: cluster.object_ref(&()),
             in_flight: None,
-        }
-    }
-
-    /// An announcer whose first Event waits for those the cluster's last turn told.
-    pub fn resume(recorder: &Recorder, cluster: &SIPCluster, in_flight: &InFlight) -> Self {
-        Self {
-            in_flight: in_flight.take(cluster),
-            ..Self::new(recorder, cluster)
-        }
-    }
-
-    /// Leaves the Events still travelling to the cluster's next turn, without waiting.
-    pub fn hand_over(mut self, cluster: &SIPCluster, in_flight: &InFlight) {
-        if let Some(task) = self.in_flight.take() {
-            in_flight.keep(cluster, task);
         }
     }
 
@@ -133,47 +91,6 @@ fn truncate(mut note: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cluster(name: &str) -> SIPCluster {
-        let mut c = SIPCluster::new(name, Default::default());
-        c.metadata.namespace = Some("sip".into());
-        c
-    }
-
-    #[tokio::test]
-    async fn travelling_events_wait_for_the_clusters_next_turn_and_done_ones_are_forgotten() {
-        let (a, b) = (cluster("a"), cluster("b"));
-        let in_flight = InFlight::default();
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        in_flight.keep(
-            &a,
-            tokio::spawn(async move {
-                let _ = released.await;
-            }),
-        );
-        assert!(
-            in_flight.take(&b).is_none(),
-            "kept for its own cluster only"
-        );
-        let task = in_flight
-            .take(&a)
-            .expect("a's next turn gets what a's last told");
-        assert!(in_flight.take(&a).is_none(), "and only once");
-
-        // Done before the next turn: nothing is kept for it (and what was kept, goes).
-        in_flight.keep(&a, task);
-        release.send(()).unwrap();
-        let task = in_flight.take(&a).unwrap();
-        task.await.unwrap();
-        let done = tokio::spawn(async {});
-        while !done.is_finished() {
-            tokio::task::yield_now().await;
-        }
-        in_flight.keep(&a, done);
-        assert!(in_flight.take(&a).is_none(), "a finished task is not kept");
-        in_flight.keep(&b, tokio::spawn(std::future::pending()));
-        assert!(in_flight.take(&b).is_some());
-    }
 
     #[test]
     fn long_notes_are_cut_to_what_the_api_server_accepts() {

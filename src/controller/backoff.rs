@@ -27,7 +27,7 @@ pub fn delay(attempts: u32) -> Duration {
 struct Hold {
     until: Instant,
     generation: Option<i64>,
-    input_epoch: u64,
+    touched: u64,
 }
 
 /// Per-cluster failure counts and holds.
@@ -68,8 +68,9 @@ impl Backoff {
     }
 
     /// A failure that holds the cluster: until the delay passes, it is not worked unless its
-    /// spec changes or a host changes (`input_epoch` moves) meanwhile.
-    pub fn hold(&self, cluster: &SIPCluster, input_epoch: u64) -> Duration {
+    /// spec changes or an event of what it reads concerns it (`touched`, its count of them,
+    /// moves) meanwhile.
+    pub fn hold(&self, cluster: &SIPCluster, touched: u64) -> Duration {
         let wait = self.fail(cluster);
         let mut holds = crate::sync::lock(&self.holds);
         holds.insert(
@@ -77,19 +78,18 @@ impl Backoff {
             Hold {
                 until: Instant::now() + wait,
                 generation: cluster.metadata.generation,
-                input_epoch,
+                touched,
             },
         );
         wait
     }
 
     /// How long the cluster must still wait, if it is held and nothing it waits for changed.
-    pub fn held(&self, cluster: &SIPCluster, input_epoch: u64) -> Option<Duration> {
+    pub fn held(&self, cluster: &SIPCluster, touched: u64) -> Option<Duration> {
         let holds = crate::sync::lock(&self.holds);
         let hold = holds.get(&key(cluster))?;
         let now = Instant::now();
-        let unchanged =
-            hold.generation == cluster.metadata.generation && hold.input_epoch == input_epoch;
+        let unchanged = hold.generation == cluster.metadata.generation && hold.touched == touched;
         (unchanged && hold.until > now).then(|| hold.until - now)
     }
 
@@ -171,7 +171,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_lasts_until_the_spec_or_a_host_changes() {
+    fn a_hold_lasts_until_the_spec_or_what_it_reads_changes() {
         let backoff = Backoff::default();
         let c = cluster("a", 1);
         let wait = backoff.hold(&c, 7);
@@ -189,11 +189,16 @@ mod tests {
                 false,
                 "a new generation lets it through",
             ),
-            (cluster("a", 1), 8, false, "a host change lets it through"),
+            (
+                cluster("a", 1),
+                8,
+                false,
+                "an event of a host it reads lets it through",
+            ),
             (cluster("b", 1), 7, false, "other clusters are not held"),
         ];
-        for (c, epoch, held, msg) in cases {
-            assert_eq!(backoff.held(&c, epoch).is_some(), held, "{msg}");
+        for (c, touched, held, msg) in cases {
+            assert_eq!(backoff.held(&c, touched).is_some(), held, "{msg}");
         }
         let again = backoff.hold(&c, 7);
         assert!(

@@ -207,7 +207,7 @@ impl<'a> Commits<'a> {
             )
             .await;
             if let Some(v) = &version {
-                self.ctx.verified.wrote(self.cluster, v);
+                self.ctx.own_writes.wrote(self.cluster, v);
                 self.ctx
                     .ledgers
                     .wrote(self.cluster, &self.persisted.hosts, &status.hosts, v);

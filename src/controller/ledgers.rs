@@ -26,7 +26,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use super::verified::key;
+use super::own_writes::key;
 use crate::api::{HostRecord, SIPCluster};
 use crate::metrics::Metrics;
 use crate::scheduling::{ClusterKey, HostKey};

@@ -13,9 +13,9 @@
 //!
 //! Around them: `relevance.rs` (which host events matter), `hosts.rs` (guarded label patches),
 //! `drift/` and `relist.rs` (what the operator wrote of the services' objects, and what others
-//! changed), `sources.rs` (versions of what the services are rendered from), `views.rs` (the
-//! scheduler's host views), `ledgers.rs` (every cluster's claims, and when that cache can stand
-//! in for a fresh read), `verified.rs` (the Ready check's memory between turns), `reads.rs` (what the phases read, behind
+//! changed), `sources.rs` (versions of what the services are rendered from), `ledgers.rs` (every cluster's claims, and when that cache can stand
+//! in for a fresh read), `verified.rs` (the Ready check's memory between turns), `own_writes.rs` (the versions
+//! of the operator's last writes to each SIPCluster), `reads.rs` (what the phases read, behind
 //! an interface their unit tests fill), `templates.rs` (the template ConfigMaps' watch), `touched.rs` (the events that concerned each cluster),
 //! `history.rs` and `conditions.rs` (the status records).
 
@@ -33,6 +33,7 @@ pub mod history;
 mod host_watch;
 mod hosts;
 mod ledgers;
+mod own_writes;
 mod phases;
 mod reads;
 mod reconcile;
@@ -45,11 +46,9 @@ mod templates;
 mod testing;
 mod touched;
 mod verified;
-mod views;
 mod watches;
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -77,8 +76,6 @@ pub struct Context {
     /// What the phases read (the client, but for the phases' unit tests).
     reads: Arc<dyn reads::Reads>,
     pub recorder: Recorder,
-    /// Events a cluster's last turn told that may still be travelling.
-    announcing: announce::InFlight,
     /// Every BareMetalHost the operator may use.
     pub hosts: Store<BareMetalHost>,
     /// Every SIPCluster's ledger, in any namespace, for Gathering.
@@ -90,17 +87,16 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Failure counts and holds of clusters that cannot progress.
     backoff: Backoff,
-    /// Counts events of the BareMetalHosts and the template ConfigMaps.
-    input_epoch: Arc<AtomicU64>,
-    /// The same events, counted for each cluster they concern.
+    /// Events of the BareMetalHosts and the template ConfigMaps, counted for each cluster
+    /// they concern.
     touched: Arc<touched::Touched>,
     /// What the operator wrote of the services' objects, and what others changed.
     pub drift: Arc<Drift>,
-    /// The scheduler's views of the cached hosts.
-    views: Mutex<views::HostViews>,
     /// What the last Ready checks found, so the turn after the operator's own status write
     /// reads nothing again.
     verified: verified::Verified,
+    /// The versions of the operator's last writes to each SIPCluster.
+    own_writes: own_writes::OwnWrites,
     /// Follow networkData references into other namespaces than the host's.
     network_data_any_namespace: bool,
     /// Where templates from ConfigMaps render.
@@ -214,18 +210,16 @@ pub async fn run(
             templates: watches.templates.clone(),
         }),
         client,
-        announcing: Default::default(),
         hosts: hosts.clone(),
         ledgers: watches.ledgers.clone(),
         predecessors: watches.predecessors.clone(),
         deployments: watches.deployments.clone(),
         metrics: settings.metrics.clone(),
         backoff: Backoff::default(),
-        input_epoch: watches.input_epoch.clone(),
         touched: watches.touched.clone(),
         drift: watches.drift.clone(),
-        views: Mutex::default(),
         verified: verified::Verified::default(),
+        own_writes: Default::default(),
         network_data_any_namespace: settings.network_data_any_namespace,
         renderer: settings.renderer.clone(),
         claim_scope: settings.claim_scope.clone(),
@@ -243,8 +237,6 @@ pub async fn run(
     // A service object deleted while the operator was down is found missing by the first
     // Ready check only once the watches have listed what exists.
     ctx.drift.until_listed(&drift::EVERY_SERVICE_HAS).await;
-    // The first Gathering would otherwise build every host's view.
-    crate::sync::lock(&ctx.views).snapshot(&hosts.state());
     tracing::info!(
         hosts = hosts.len(),
         clusters = cluster_store.len(),

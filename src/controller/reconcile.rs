@@ -4,7 +4,6 @@
 //! [`Commits`]. Failures go to [`error_policy`], which counts them and backs the cluster off.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
@@ -134,7 +133,7 @@ async fn with_finalizer(
     };
     let (patched, ledgers) = futures::try_join!(api.patch(&name, &params, &patch), listed)?;
     if let Some(version) = patched.resource_version() {
-        ctx.verified.wrote(&patched, &version);
+        ctx.own_writes.wrote(&patched, &version);
     }
     Ok((Arc::new(patched), ledgers))
 }
@@ -147,14 +146,14 @@ async fn apply(
 ) -> Result<Action, Error> {
     // An earlier write of this operator's own, which its later write superseded: the event of
     // that later write is on its way and starts the turn that works on it.
-    if ctx.verified.is_own_earlier_write(cluster) {
+    if ctx.own_writes.is_earlier(cluster) {
         return Ok(Action::await_change());
     }
     // The cache may lag behind this operator's own last status write; the phase and ledger
     // must be the latest, so the turn starts from a fresh read of the object, unless the
     // cached object is that write.
     let fresh;
-    let cluster = if ctx.verified.is_own_last_write(cluster) {
+    let cluster = if ctx.own_writes.is_last(cluster) {
         cluster
     } else {
         let Some(read) = api.get_opt(&cluster.name_any()).await? else {
@@ -163,15 +162,12 @@ async fn apply(
         fresh = read;
         &fresh
     };
-    if let Some(wait) = ctx
-        .backoff
-        .held(cluster, ctx.input_epoch.load(Ordering::Relaxed))
-    {
+    if let Some(wait) = ctx.backoff.held(cluster, ctx.touched.of(cluster)) {
         return Ok(Action::requeue(wait));
     }
-    let mut told = Announcer::resume(&ctx.recorder, cluster, &ctx.announcing);
+    let mut told = Announcer::new(&ctx.recorder, cluster);
     let result = advance(api, cluster, ctx, &mut told, ledgers).await;
-    told.hand_over(cluster, &ctx.announcing);
+    told.settle().await;
     result
 }
 
@@ -220,8 +216,8 @@ async fn advance(
         let transition = commits.step(&mut turn.status, &step);
         if step.blocked.is_some() {
             commits.flush(&turn.status).await?;
-            let epoch = ctx.input_epoch.load(Ordering::Relaxed);
-            return Ok(Action::requeue(ctx.backoff.hold(cluster, epoch)));
+            let touched = ctx.touched.of(cluster);
+            return Ok(Action::requeue(ctx.backoff.hold(cluster, touched)));
         }
         if !transition.moves() {
             let version = commits.flush(&turn.status).await?;
@@ -247,7 +243,7 @@ async fn cleanup(
     ctx: &Context,
 ) -> Result<Action, Error> {
     // The cluster is going: its story is told to the end before the finalizer goes.
-    let mut told = Announcer::resume(&ctx.recorder, cluster, &ctx.announcing);
+    let mut told = Announcer::new(&ctx.recorder, cluster);
     let result = decommission(api, cluster, ctx, &mut told).await;
     told.settle().await;
     result
@@ -282,7 +278,8 @@ async fn decommission(
     // Drift recorded before the deletion (someone removed an object first) goes with the
     // cluster; the operator's own deletions are marked and never recorded.
     let _ = ctx.drift.take(&ObjectRef::from_obj(cluster));
-    ctx.verified.drop_cluster(cluster);
+    ctx.verified.forget(cluster);
+    ctx.own_writes.forget(cluster);
     ctx.touched.forget(cluster);
     ctx.backoff.reset(cluster);
     commits.tell(

@@ -45,9 +45,9 @@ impl Templates {
     }
 }
 
-/// Starts the two watches (in `namespace`, or everywhere). Each event moves the input epoch
-/// (a held cluster is let through), and counts for and wakes the clusters of its namespace
-/// that have a load balancer (their Ready check then reads everything again).
+/// Starts the two watches (in `namespace`, or everywhere). Each event counts for and wakes
+/// the clusters of its namespace that have a load balancer (a held one is let through, a
+/// Ready one's check reads everything again).
 pub(super) fn watch(
     client: &kube::Client,
     namespace: Option<&str>,

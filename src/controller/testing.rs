@@ -14,7 +14,7 @@ use kube::runtime::{reflector, watcher};
 
 use super::reads::Reads;
 use super::sources::SourceKind;
-use super::{Context, MANAGER, verified, views};
+use super::{Context, MANAGER, verified};
 use crate::api::{BareMetalHost, SIPCluster};
 
 /// The objects a test's API server would hold, and a log of what the phases read.
@@ -134,18 +134,16 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         ),
         reads: objects,
         client,
-        announcing: Default::default(),
         hosts: host_store,
         ledgers: Arc::new(super::ledgers::Ledgers::new(every_ledger)),
         predecessors: reflector::store().0,
         deployments: reflector::store().0,
         metrics: Default::default(),
         backoff: Default::default(),
-        input_epoch: Default::default(),
         touched: Default::default(),
         drift: Default::default(),
-        views: Mutex::new(views::HostViews::default()),
         verified: verified::Verified::default(),
+        own_writes: Default::default(),
         network_data_any_namespace: false,
         renderer: Default::default(),
         cancel: None,

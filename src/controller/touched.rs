@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use kube::runtime::reflector::ObjectRef;
 
-use super::verified::key;
+use super::own_writes::key;
 use crate::api::SIPCluster;
 
 #[derive(Default)]

@@ -4,37 +4,22 @@
 //! again for nothing. So a Ready cluster whose object is still at the version the operator
 //! left it, with no host or template event concerning it since and a full check not long ago, is checked from memory
 //! (the scheduling decision and the drift the watches saw) without reads. Any other change to
-//! the SIPCluster (a poke, a spec change), a host or template event concerning it, or the age of the last full check
-//! makes the next check read everything again. It also knows the version of the operator's
-//! last write to each SIPCluster (its status, or the finalizer it adds), so a turn whose
-//! cached object is that version skips the fresh read; and of the few writes before it, so a
-//! turn started by the event of one of those (its later write's event is on its way and
-//! starts a turn of its own) is skipped without a read.
+//! the SIPCluster (a poke, a spec change), a host or template event concerning it, or the age
+//! of the last full check makes the next check read everything again. Saves 12 GETs a cluster
+//! (ARCHITECTURE.md, "What the controller remembers").
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::own_writes::key;
 use crate::api::SIPCluster;
 
 /// A full check at least this often, whatever the memory says (the resync is 300 s).
 const FULL_CHECK_AT_LEAST_EVERY: Duration = Duration::from_secs(150);
 
 #[derive(Default)]
-pub struct Verified {
-    checks: Mutex<HashMap<(String, String), Entry>>,
-    /// The resourceVersions of each SIPCluster's last writes by this operator.
-    written: Mutex<HashMap<(String, String), Written>>,
-}
-
-/// Versions an operator's writes produced, newest last.
-#[derive(Default)]
-struct Written(Vec<String>);
-
-/// How many versions are remembered: a turn writes the finalizer and a status write or three,
-/// and only the latest events can still be on their way. A version that fell out costs only
-/// what it cost before: the turn it starts reads the cluster again.
-const WRITES_REMEMBERED: usize = 4;
+pub struct Verified(Mutex<HashMap<(String, String), Entry>>);
 
 struct Entry {
     version: Option<String>,
@@ -49,55 +34,9 @@ pub struct Check {
     pub touched: u64,
 }
 
-/// A SIPCluster's `(namespace, name)`, what the controller's per-cluster memories are keyed by.
-pub(super) fn key(cluster: &SIPCluster) -> (String, String) {
-    (
-        cluster.metadata.namespace.clone().unwrap_or_default(),
-        cluster.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
 impl Verified {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Entry>> {
-        crate::sync::lock(&self.checks)
-    }
-
-    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Written>> {
-        crate::sync::lock(&self.written)
-    }
-
-    /// Records the version the operator's write (status or finalizer) produced.
-    pub fn wrote(&self, cluster: &SIPCluster, version: &str) {
-        let mut written = self.written();
-        let versions = &mut written.entry(key(cluster)).or_default().0;
-        if versions.len() == WRITES_REMEMBERED {
-            versions.remove(0);
-        }
-        versions.push(version.to_string());
-    }
-
-    /// Whether `cached` is the object as the operator's last write left it: then the
-    /// cache is as fresh as a read would be (anyone's later write comes as an event of its
-    /// own), and the turn need not read the SIPCluster again.
-    pub fn is_own_last_write(&self, cached: &SIPCluster) -> bool {
-        cached
-            .metadata
-            .resource_version
-            .as_ref()
-            .is_some_and(|v| self.written().get(&key(cached)).and_then(|w| w.0.last()) == Some(v))
-    }
-
-    /// Whether `cached` is a version an earlier write of the operator produced, which its
-    /// last write superseded: the watch has yet to bring that write, and its event starts a
-    /// turn of its own, so a turn on this one would only read the object again.
-    pub fn is_own_earlier_write(&self, cached: &SIPCluster) -> bool {
-        let Some(version) = cached.metadata.resource_version.as_ref() else {
-            return false;
-        };
-        self.written().get(&key(cached)).is_some_and(|w| {
-            w.0.split_last()
-                .is_some_and(|(last, earlier)| last != version && earlier.contains(version))
-        })
+        crate::sync::lock(&self.0)
     }
 
     /// Whether nothing the Ready check reads can have changed since its last full check.
@@ -137,12 +76,6 @@ impl Verified {
 
     pub fn forget(&self, cluster: &SIPCluster) {
         self.map().remove(&key(cluster));
-    }
-
-    /// A deleted cluster leaves nothing behind.
-    pub fn drop_cluster(&self, cluster: &SIPCluster) {
-        self.forget(cluster);
-        self.written().remove(&key(cluster));
     }
 }
 
@@ -207,49 +140,5 @@ mod tests {
         // A check from memory with nothing behind it remembers nothing.
         v.remember(&cluster("10"), Some("10".into()), from_memory, t0);
         assert!(!v.unchanged(&cluster("10"), 7, t0));
-    }
-
-    #[test]
-    fn the_cache_is_fresh_only_at_the_operators_own_last_write() {
-        let v = Verified::default();
-        assert!(!v.is_own_last_write(&cluster("5")), "nothing written yet");
-        v.wrote(&cluster("4"), "5");
-        assert!(v.is_own_last_write(&cluster("5")));
-        assert!(
-            !v.is_own_last_write(&cluster("4")),
-            "the cache lags behind the write"
-        );
-        assert!(!v.is_own_last_write(&cluster("6")), "someone wrote after");
-        v.drop_cluster(&cluster("5"));
-        assert!(!v.is_own_last_write(&cluster("5")));
-    }
-
-    #[test]
-    fn a_version_the_operators_later_write_superseded_is_known_as_such() {
-        let v = Verified::default();
-        assert!(
-            !v.is_own_earlier_write(&cluster("5")),
-            "nothing written yet"
-        );
-        for version in ["5", "6", "7"] {
-            v.wrote(&cluster("4"), version);
-        }
-        assert!(v.is_own_earlier_write(&cluster("5")));
-        assert!(v.is_own_earlier_write(&cluster("6")));
-        assert!(!v.is_own_earlier_write(&cluster("7")), "the last write");
-        assert!(v.is_own_last_write(&cluster("7")));
-        assert!(!v.is_own_earlier_write(&cluster("4")), "not the operator's");
-        assert!(
-            !v.is_own_earlier_write(&cluster("8")),
-            "someone wrote after"
-        );
-        // Only the last few are remembered.
-        for version in ["8", "9", "10"] {
-            v.wrote(&cluster("7"), version);
-        }
-        assert!(!v.is_own_earlier_write(&cluster("6")));
-        assert!(v.is_own_earlier_write(&cluster("7")));
-        v.drop_cluster(&cluster("10"));
-        assert!(!v.is_own_earlier_write(&cluster("9")));
     }
 }

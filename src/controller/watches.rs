@@ -6,7 +6,6 @@
 //! metadata of the predecessor's Deployments (a cache, woken by nothing).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -42,10 +41,8 @@ pub struct Watches {
     /// The SIPCluster events the controller is driven by.
     pub cluster_events: ReflectHandle<SIPCluster>,
     pub hosts: Store<BareMetalHost>,
-    /// Counts events of what the phases read from caches, the BareMetalHosts and the template
-    /// ConfigMaps (a held cluster is let through when it moves).
-    pub input_epoch: Arc<AtomicU64>,
-    /// The same events, counted for each cluster they concern.
+    /// Events of what the phases read from caches (the BareMetalHosts, the template
+    /// ConfigMaps), counted for each cluster they concern.
     pub touched: Arc<Touched>,
     pub templates: Templates,
     pub drift: Arc<Drift>,
@@ -56,21 +53,19 @@ pub struct Watches {
 }
 
 /// What a watch whose events concern clusters needs: whom they may concern (the SIPCluster
-/// cache), and how to tell them (the input epoch, each cluster's count, the wake channel).
+/// cache), and how to tell them (each cluster's count of such events, the wake channel).
 #[derive(Clone)]
 pub(super) struct Wakers {
     pub clusters: Store<SIPCluster>,
-    pub epoch: Arc<AtomicU64>,
     pub touched: Arc<Touched>,
     pub wake: UnboundedSender<ObjectRef<SIPCluster>>,
     pub metrics: Arc<Metrics>,
 }
 
 impl Wakers {
-    /// Moves the input epoch (a held cluster is let through), and counts for and wakes each
-    /// of `clusters`.
+    /// Counts the event for each of `clusters` (a held one is let through, a Ready one's check
+    /// reads again) and wakes it.
     pub fn wake(&self, clusters: impl IntoIterator<Item = ObjectRef<SIPCluster>>) {
-        self.epoch.fetch_add(1, Ordering::Relaxed);
         for cluster in clusters {
             self.touched.bump(&cluster);
             let _ = self.wake.unbounded_send(cluster);
@@ -109,7 +104,6 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     let (wake, woken) = futures::channel::mpsc::unbounded();
     let wakers = Wakers {
         clusters: cluster_store.clone(),
-        epoch: Arc::new(AtomicU64::new(0)),
         touched: Arc::new(Touched::default()),
         wake,
         metrics: metrics.clone(),
@@ -136,7 +130,6 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
         deployments,
         cluster_events,
         hosts,
-        input_epoch: wakers.epoch,
         touched: wakers.touched,
         templates,
         drift,

@@ -29,14 +29,6 @@ impl Labels {
     }
 }
 
-impl Labels {
-    /// Whether these are `host`'s labels, read from that very object (not a copy, not an
-    /// earlier or later version of the host).
-    pub fn shares(&self, host: &Arc<BareMetalHost>) -> bool {
-        self.shared.as_ref().is_some_and(|h| Arc::ptr_eq(h, host))
-    }
-}
-
 impl From<Map> for Labels {
     fn from(owned: Map) -> Self {
         Labels {
@@ -101,13 +93,7 @@ mod tests {
             std::ptr::eq(&*labels, cached.metadata.labels.as_ref().unwrap()),
             "reading copies nothing"
         );
-        assert!(labels.shares(&cached));
-        assert!(
-            !labels.shares(&host(&[("rack", "r1")])),
-            "an equal copy is not the host"
-        );
         labels.insert("rack".into(), "r2".into());
-        assert!(!labels.shares(&cached), "written, they are a copy");
         assert_eq!(labels["rack"], "r2");
         assert_eq!(cached.metadata.labels.as_ref().unwrap()["rack"], "r1");
     }

@@ -143,7 +143,9 @@ fn config() -> Result<Config> {
     // `--only warm,burst`: only these of the operator-alone workloads (pools, warm, burst),
     // no side by side (what `tools/memories/measure.sh` runs for each memory switched off).
     if let Some(i) = args.iter().position(|a| a == "--only") {
-        let only = args.get(i + 1).context("--only needs workloads, e.g. warm,burst")?;
+        let only = args
+            .get(i + 1)
+            .context("--only needs workloads, e.g. warm,burst")?;
         config.only = Some(only.split(',').map(str::to_string).collect());
     }
     Ok(config)
@@ -170,9 +172,18 @@ async fn run() -> Result<()> {
         "{:>7} {:>9} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>10}",
         "hosts", "to Ready", "writes", "floor", "ratio", "lists", "peak RSS", "CPU", "pool load"
     );
-    let runs = |w: &str| config.only.as_ref().is_none_or(|o| o.iter().any(|x| x == w));
+    let runs = |w: &str| {
+        config
+            .only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|x| x == w))
+    };
     let mut floor_latency = None;
-    let pools = if runs("pools") { &config.pools[..] } else { &[] };
+    let pools = if runs("pools") {
+        &config.pools[..]
+    } else {
+        &[]
+    };
     for &n in pools {
         let figures = one_cluster(&cp, &client, n).await?;
         if floor_latency.is_none() {

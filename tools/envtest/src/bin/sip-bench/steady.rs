@@ -67,7 +67,12 @@ pub async fn run(
     let pokes = POKES * clusters.len();
     println!(
         "     {pokes} pokes of Ready clusters: per poke, the operator's requests {}, CPU {:.1} ms",
-        show(&per_cluster(&after, &before, "sip_api_requests_total", pokes)),
+        show(&per_cluster(
+            &after,
+            &before,
+            "sip_api_requests_total",
+            pokes
+        )),
         (cpu_after - cpu_before) * 1000.0 / pokes as f64
     );
     Ok(())
