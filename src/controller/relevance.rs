@@ -2,9 +2,9 @@
 //! and an event that changes nothing scheduling or extraction reads must neither wake a
 //! cluster nor let a held one through its backoff.
 
-use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use super::relist::Listed;
 use crate::api::BareMetalHost;
 use crate::scheduling::{HostKey, HostView};
 
@@ -41,15 +41,11 @@ pub fn fingerprint(host: &BareMetalHost) -> u64 {
 /// host's uid and resourceVersion: at 10,000 hosts, megabytes for nothing).
 ///
 /// A (re)list after a watch gap is judged like events, host by host, and then what it no
-/// longer holds counts as deleted: a host created in the gap is new, one deleted in it is
-/// gone and its fingerprint freed. (The reflector swaps the list into the cache only when it
-/// is complete, so whom it concerns is woken then, not host by host.)
+/// longer holds counts as deleted (`relist.rs`): a host created in the gap is new, one deleted
+/// in it is gone and its fingerprint freed. (The reflector swaps the list into the cache only
+/// when it is complete, so whom it concerns is woken then, not host by host.)
 #[derive(Default)]
-pub struct Relevance {
-    seen: HashMap<HostKey, u64>,
-    /// While a list is under way: the hosts it has brought.
-    listing: Option<std::collections::HashSet<HostKey>>,
-}
+pub struct Relevance(Listed<HostKey, u64>);
 
 impl Relevance {
     /// Whether this event for `host` changed what the operator reads: a new host, a changed
@@ -57,41 +53,26 @@ impl Relevance {
     pub fn changed(&mut self, host: &BareMetalHost, gone: bool) -> bool {
         let key = key_of(host);
         if gone {
-            return self.seen.remove(&key).is_some();
+            return self.0.remove(&key).is_some();
         }
         let now = fingerprint(host);
-        self.seen.insert(key, now) != Some(now)
+        self.0.insert(key, now) != Some(now)
     }
 
     /// A (re)list begins.
     pub fn list_started(&mut self) {
-        self.listing = Some(Default::default());
+        self.0.list_started();
     }
 
     /// A host the list brought: whether it changed what the operator reads.
     pub fn listed(&mut self, host: &BareMetalHost) -> bool {
-        if let Some(listing) = &mut self.listing {
-            listing.insert(key_of(host));
-        }
         self.changed(host, false)
     }
 
     /// The list is complete: the hosts seen before that it lacks, deleted meanwhile, now
     /// forgotten.
     pub fn list_done(&mut self) -> Vec<HostKey> {
-        let Some(listed) = self.listing.take() else {
-            return Vec::new();
-        };
-        let vanished: Vec<HostKey> = self
-            .seen
-            .keys()
-            .filter(|k| !listed.contains(*k))
-            .cloned()
-            .collect();
-        for key in &vanished {
-            self.seen.remove(key);
-        }
-        vanished
+        self.0.list_done().into_iter().map(|(k, _)| k).collect()
     }
 }
 

@@ -1,70 +1,100 @@
-//! Which of the services' objects a watch has seen, so that a relist reports what was deleted
-//! while the watch was not looking. kube's watcher starts over with a fresh list when its watch
-//! falls too far behind (410 Gone) or reconnects: it replays what exists and says nothing of
-//! what is gone, so a Deployment deleted in that gap would never count as drift.
+//! What a watch has seen, so that a relist reports what was deleted while the watch was not
+//! looking. kube's watcher starts over with a fresh list when its watch falls too far behind
+//! (410 Gone) or reconnects: it replays what exists and says nothing of what is gone, so a
+//! Deployment deleted in that gap would never count as drift, and a host deleted in it would
+//! keep its fingerprint (`relevance.rs`).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::watcher::Event;
 
-type Key = (String, String);
-
-#[derive(Default)]
-pub struct Seen {
-    /// Every object the watch says exists, with its last metadata (what a deletion is judged by).
-    known: HashMap<Key, ObjectMeta>,
-    /// While a relist runs: the objects it has replayed so far.
-    relisting: Option<HashSet<Key>>,
+/// What a watch says exists, by key, with a value for each (what a deletion is judged by);
+/// while a (re)list runs, the keys it has brought so far.
+pub struct Listed<K, V> {
+    known: HashMap<K, V>,
+    listing: Option<HashSet<K>>,
 }
+
+impl<K, V> Default for Listed<K, V> {
+    fn default() -> Self {
+        Listed {
+            known: HashMap::new(),
+            listing: None,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Listed<K, V> {
+    /// A (re)list begins.
+    pub fn list_started(&mut self) {
+        self.listing = Some(HashSet::new());
+    }
+
+    /// `key` exists, with `value` now: the value before.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        if let Some(listing) = &mut self.listing {
+            listing.insert(key.clone());
+        }
+        self.known.insert(key, value)
+    }
+
+    /// `key` was deleted: its last value, if it was known.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.known.remove(key)
+    }
+
+    /// The list is complete: what was known and it lacks, deleted meanwhile, is forgotten and
+    /// returned.
+    pub fn list_done(&mut self) -> Vec<(K, V)> {
+        let Some(listed) = self.listing.take() else {
+            return Vec::new();
+        };
+        let gone: Vec<K> = self
+            .known
+            .keys()
+            .filter(|k| !listed.contains(*k))
+            .cloned()
+            .collect();
+        gone.into_iter()
+            .filter_map(|k| self.known.remove(&k).map(|v| (k, v)))
+            .collect()
+    }
+}
+
+/// The services' objects a metadata watch has seen.
+pub type Seen = Listed<(String, String), ObjectMeta>;
 
 impl Seen {
     /// What the event says of each object: its metadata, and whether it is gone.
     pub fn event<T: Resource>(&mut self, event: &Event<T>) -> Vec<(ObjectMeta, bool)> {
         match event {
             Event::Init => {
-                self.relisting = Some(HashSet::new());
+                self.list_started();
                 Vec::new()
             }
-            Event::InitApply(o) => {
+            Event::InitApply(o) | Event::Apply(o) => {
                 let meta = o.meta().clone();
-                if let Some(replayed) = self.relisting.as_mut() {
-                    replayed.insert(key(&meta));
-                }
-                self.known.insert(key(&meta), meta.clone());
+                self.insert(key(&meta), meta.clone());
                 vec![(meta, false)]
             }
-            Event::InitDone => {
-                let Some(replayed) = self.relisting.take() else {
-                    return Vec::new();
-                };
-                let gone: Vec<Key> = self
-                    .known
-                    .keys()
-                    .filter(|k| !replayed.contains(*k))
-                    .cloned()
-                    .collect();
-                gone.into_iter()
-                    .filter_map(|k| self.known.remove(&k))
-                    .map(|meta| (meta, true))
-                    .collect()
-            }
-            Event::Apply(o) => {
-                let meta = o.meta().clone();
-                self.known.insert(key(&meta), meta.clone());
-                vec![(meta, false)]
-            }
+            Event::InitDone => self
+                .list_done()
+                .into_iter()
+                .map(|(_, meta)| (meta, true))
+                .collect(),
             Event::Delete(o) => {
                 let meta = o.meta().clone();
-                self.known.remove(&key(&meta));
+                self.remove(&key(&meta));
                 vec![(meta, true)]
             }
         }
     }
 }
 
-fn key(meta: &ObjectMeta) -> Key {
+fn key(meta: &ObjectMeta) -> (String, String) {
     (
         meta.namespace.clone().unwrap_or_default(),
         meta.name.clone().unwrap_or_default(),
