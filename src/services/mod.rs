@@ -61,19 +61,6 @@ impl ServiceKind {
         }
     }
 
-    /// The kinds an instance of this service may render, each under the instance's name (a jump
-    /// host's host key Secret under [`host_key_secret_name`] too): what the operator looks
-    /// under before it first applies an instance, while the instance renders.
-    pub fn object_kinds(self) -> &'static [&'static str] {
-        match self {
-            ServiceKind::LoadBalancerControlPlane | ServiceKind::LoadBalancerWorker => {
-                &["Secret", "Service", "Deployment"]
-            }
-            ServiceKind::JumpHost => &["ConfigMap", "Secret", "Service", "Deployment"],
-            ServiceKind::Auth => &["ServiceAccount", "Secret", "Service", "Deployment"],
-        }
-    }
-
     /// In object names.
     fn short_name(self) -> &'static str {
         match self {
@@ -168,22 +155,6 @@ pub fn uses_templates(spec: &SIPClusterSpec) -> bool {
 }
 
 /// Every service instance of the spec, in apply order.
-/// `(kind, name)` of every object the instance `id` of `cluster` may render (a superset: an
-/// OIDC provider's ServiceAccount only with Kubernetes storage).
-pub fn object_names(cluster: &str, id: ServiceId) -> Vec<(&'static str, String)> {
-    let name = meta::object_name(cluster, id);
-    let mut names: Vec<_> = id
-        .kind
-        .object_kinds()
-        .iter()
-        .map(|kind| (*kind, name.clone()))
-        .collect();
-    if id.kind == ServiceKind::JumpHost {
-        names.push(("Secret", host_key_secret_name(&name)));
-    }
-    names
-}
-
 pub fn instances(spec: &SIPClusterSpec) -> Vec<ServiceId> {
     let s = &spec.services;
     [

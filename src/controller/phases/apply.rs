@@ -3,7 +3,7 @@
 //! finds stale instances by the labels the operator sets and deletes only what this SIPCluster
 //! owns.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -25,9 +25,6 @@ use super::Turn;
 /// `(kind, name)` of a child.
 pub type ChildKey = (&'static str, String);
 
-/// What was under each name of the instances not deployed yet, read while they rendered.
-pub type Existing = HashMap<ChildKey, Option<ObjectMeta>>;
-
 impl Turn<'_> {
     /// Applies a service's objects in two waves: first what its pods use (ServiceAccount,
     /// ConfigMaps, Secrets), so they never start without it; then the Deployment and its
@@ -35,18 +32,15 @@ impl Turn<'_> {
     /// API server refusing one (a node port taken, a cluster IP outside the range) fails the
     /// service, naming the first refused in render order; other errors end the turn.
     ///
-    /// An instance not deployed by an earlier turn (`existing`: what is under its names)
-    /// applies nothing when an object under one of them is not this SIPCluster's: the
-    /// service fails, the object untouched.
+    /// A `fresh` instance (not deployed by an earlier turn) first looks under each of its
+    /// names: an object there that is not this SIPCluster's fails the service, untouched.
     pub(super) async fn apply_all(
         &self,
         id: services::ServiceId,
         objects: &[Child],
-        existing: Option<&Existing>,
+        fresh: bool,
     ) -> kube::Result<Result<(), ServiceError>> {
-        if let Some(existing) = existing
-            && let Some(refusal) = self.foreign(id, objects, existing).await?
-        {
+        if fresh && let Some(refusal) = self.foreign(id, objects).await? {
             return Ok(Err(refusal));
         }
         let (first, second): (Vec<&Child>, Vec<&Child>) = objects
@@ -77,15 +71,8 @@ impl Turn<'_> {
         &self,
         id: services::ServiceId,
         objects: &[Child],
-        existing: &Existing,
     ) -> kube::Result<Option<ServiceError>> {
-        let found = futures::future::try_join_all(objects.iter().map(|c| async {
-            match existing.get(&(c.kind(), c.name().to_string())) {
-                Some(found) => Ok(found.clone()),
-                None => self.existing(c).await,
-            }
-        }))
-        .await?;
+        let found = futures::future::try_join_all(objects.iter().map(|c| self.existing(c))).await?;
         let uid = self.cluster.uid().unwrap_or_default();
         Ok(objects.iter().zip(found).find_map(|(child, found)| {
             let found = found?;
@@ -98,31 +85,13 @@ impl Turn<'_> {
     }
 
     async fn existing(&self, child: &Child) -> kube::Result<Option<ObjectMeta>> {
-        self.existing_named(child.kind(), child.name()).await
-    }
-
-    /// What is under each name the instances `ids` may render to (`services::object_names`).
-    pub(super) async fn existing_under(
-        &self,
-        ids: &[services::ServiceId],
-    ) -> kube::Result<Existing> {
-        let names: Vec<ChildKey> = ids
-            .iter()
-            .flat_map(|id| services::object_names(&self.key.name, *id))
-            .collect();
-        let found =
-            futures::future::try_join_all(names.iter().map(|(k, n)| self.existing_named(k, n)))
-                .await?;
-        Ok(names.into_iter().zip(found).collect())
-    }
-
-    async fn existing_named(&self, kind: &str, name: &str) -> kube::Result<Option<ObjectMeta>> {
-        match kind {
-            "ServiceAccount" => self.metadata_of::<ServiceAccount>(name).await,
-            "ConfigMap" => self.metadata_of::<ConfigMap>(name).await,
-            "Secret" => self.metadata_of::<Secret>(name).await,
-            "Service" => self.metadata_of::<Service>(name).await,
-            _ => self.metadata_of::<Deployment>(name).await,
+        let name = child.name();
+        match child {
+            Child::ServiceAccount(_) => self.metadata_of::<ServiceAccount>(name).await,
+            Child::ConfigMap(_) => self.metadata_of::<ConfigMap>(name).await,
+            Child::Secret(_) => self.metadata_of::<Secret>(name).await,
+            Child::Service(_) => self.metadata_of::<Service>(name).await,
+            Child::Deployment(_) => self.metadata_of::<Deployment>(name).await,
         }
     }
 

@@ -20,7 +20,7 @@ use crate::scheduling::HostKey;
 use crate::services::{self, Facts, ServiceError};
 
 use super::Turn;
-use super::apply::{ChildKey, Existing};
+use super::apply::ChildKey;
 use super::io::overlapped;
 use super::predecessor::Leftovers;
 
@@ -60,16 +60,9 @@ impl Turn<'_> {
                 "the SIPCluster has no uid to own its services by".into(),
             ));
         };
-        // What is under the names of instances not deployed yet is read while they render.
-        let fresh: Vec<services::ServiceId> = services::instances(&self.cluster.spec)
-            .into_iter()
-            .filter(|id| !self.deployed(&services::meta::object_name(&self.key.name, *id)))
-            .collect();
-        let (rendered, existing) = futures::join!(
-            self.render(owner, [secrets, host_keys], config_maps, credentials),
-            self.existing_under(&fresh)
-        );
-        let existing = existing?;
+        let rendered = self
+            .render(owner, [secrets, host_keys], config_maps, credentials)
+            .await;
         self.status.sources_version = Some(sources.sum());
         let desired: BTreeSet<ChildKey> = rendered
             .iter()
@@ -81,8 +74,7 @@ impl Turn<'_> {
         // Services do not depend on each other: each applies its objects in order while the
         // others apply theirs.
         let read = started.elapsed();
-        let outcomes = rendered.iter().map(|r| self.apply_service(r, &existing));
-        let outcomes = futures::future::join_all(outcomes)
+        let outcomes = futures::future::join_all(rendered.iter().map(|r| self.apply_service(r)))
             .await
             .into_iter()
             .collect::<kube::Result<Vec<_>>>()?;
@@ -383,22 +375,17 @@ impl Turn<'_> {
     async fn apply_service(
         &self,
         rendered: &services::Rendered,
-        existing: &Existing,
     ) -> kube::Result<Result<(), ServiceError>> {
-        let existing = (!self.deployed(&rendered.name)).then_some(existing);
-        match &rendered.objects {
-            Ok(objects) => self.apply_all(rendered.id, objects, existing).await,
-            Err(e) => Ok(Err(e.clone())),
-        }
-    }
-
-    /// Whether an earlier turn deployed the instance `name`: its names then hold its own
-    /// objects.
-    fn deployed(&self, name: &str) -> bool {
-        self.status
+        // Deployed by an earlier turn: its names already hold its own objects.
+        let deployed = self
+            .status
             .services
             .iter()
-            .any(|s| s.name == name && s.ready)
+            .any(|s| s.name == rendered.name && s.ready);
+        match &rendered.objects {
+            Ok(objects) => self.apply_all(rendered.id, objects, !deployed).await,
+            Err(e) => Ok(Err(e.clone())),
+        }
     }
 }
 

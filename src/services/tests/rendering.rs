@@ -81,22 +81,6 @@ fn every_service_of_the_sample_renders_owned_labeled_objects() {
 }
 
 #[test]
-fn every_object_a_service_renders_is_under_a_name_the_operator_looks_under_first() {
-    let f = Fixture::new();
-    for r in f.render() {
-        let names = crate::services::object_names("tenant", r.id);
-        for child in r.objects.unwrap() {
-            let named = (child.kind(), child.name().to_string());
-            assert!(
-                names.contains(&named),
-                "{}: {named:?} not in {names:?}",
-                r.id
-            );
-        }
-    }
-}
-
-#[test]
 fn the_control_plane_balancer_sends_6443_to_each_control_plane_member() {
     let f = Fixture::new();
     let children = f.only(ServiceKind::LoadBalancerControlPlane).unwrap();
