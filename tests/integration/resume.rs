@@ -80,8 +80,13 @@ impl Operator {
         self.0.id()
     }
 
+    /// SIGKILL: no chance to finish anything. An operator that already exited was not
+    /// killed, and its test would prove nothing: that fails the test.
     pub fn kill(mut self) {
-        let _ = self.0.kill(); // SIGKILL: no chance to finish anything
+        if let Ok(Some(status)) = self.0.try_wait() {
+            panic!("the operator had exited ({status}) before it was to be killed");
+        }
+        let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
@@ -154,10 +159,7 @@ pub async fn outcome(
 }
 
 /// The outcome of an uninterrupted run, which every interrupted one must equal.
-async fn reference_outcome(
-    env: &TestEnv,
-    api: &Api<SIPCluster>,
-) -> (Vec<(String, String)>, Vec<String>, Vec<String>) {
+async fn reference_outcome(env: &TestEnv, api: &Api<SIPCluster>) -> Outcome {
     let operator = Operator::start(env);
     api.create(&PostParams::default(), &resumable(env, "reference"))
         .await
@@ -181,6 +183,72 @@ async fn reference_outcome(
     reference
 }
 
+/// When a run's operator is killed: a delay after the cluster's creation, or as soon as the
+/// persisted phase is the one given (read every 5 ms).
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    After(u64),
+    At(Option<Phase>),
+}
+
+/// The outcome of an uninterrupted run's hosts, labels and services.
+type Outcome = (Vec<(String, String)>, Vec<String>, Vec<String>);
+
+/// One run: the cluster created, the operator killed `when`, then restarted; the outcome must
+/// be the reference's, and deletion must leave no label. Returns the phase persisted at the
+/// kill.
+async fn killed_run(
+    env: &TestEnv,
+    api: &Api<SIPCluster>,
+    (name, when): (&str, Kill),
+    reference: &Outcome,
+) -> Option<Phase> {
+    let what = format!("{name} (killed {when:?})");
+    let operator = Operator::start(env);
+    api.create(&PostParams::default(), &resumable(env, name))
+        .await
+        .unwrap();
+    match when {
+        Kill::After(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        Kill::At(None) => {}
+        Kill::At(target) => {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while phase(api.get_opt(name).await.unwrap().as_ref()) != target {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: never reached"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    operator.kill();
+    let phase_at_kill = phase(api.get_opt(name).await.unwrap().as_ref());
+    eprintln!("{what}: killed in {phase_at_kill:?}");
+
+    let operator = Operator::start(env);
+    let ready = wait_for(api, name, &format!("{what} Ready after restart"), |c| {
+        phase(c) == Some(Phase::Ready)
+    })
+    .await
+    .unwrap();
+    let status = ready.status.unwrap();
+    assert_uninterrupted_story(&status, &format!("{what}: killed in {phase_at_kill:?}"));
+    assert_eq!(
+        &outcome(env, api, name).await,
+        reference,
+        "{what}: same hosts, same labels, the same service objects"
+    );
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    wait_for(api, name, &format!("{what} deleted"), |c| c.is_none()).await;
+    assert!(
+        labeled_hosts(env).await.is_empty(),
+        "{what}: labels left after deletion"
+    );
+    operator.kill();
+    phase_at_kill
+}
+
 #[tokio::test]
 async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
     let env = test_env("resume").await;
@@ -188,41 +256,38 @@ async fn killing_the_operator_at_any_instant_changes_nothing_in_the_outcome() {
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
     let reference = reference_outcome(&env, &api).await;
 
-    // Then 20 runs, each killed at a different instant (from before the first status write
-    // to after Ready) and restarted.
+    // 20 runs, each killed at a different instant (from before the first status write to
+    // after Ready) and restarted.
+    let mut landed: Vec<Option<Phase>> = Vec::new();
     for (i, delay) in delays(0x5eed, 20, 500).into_iter().enumerate() {
-        let name = format!("run-{i}");
-        let what = format!("{name} (killed after {delay} ms)");
-        let operator = Operator::start(&env);
-        api.create(&PostParams::default(), &resumable(&env, &name))
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        operator.kill();
-        let phase_at_kill = phase(api.get_opt(&name).await.unwrap().as_ref());
-        eprintln!("{what}: killed in {phase_at_kill:?}");
-
-        let operator = Operator::start(&env);
-        let ready = wait_for(&api, &name, &format!("{what} Ready after restart"), |c| {
-            phase(c) == Some(Phase::Ready)
-        })
-        .await
-        .unwrap();
-        let status = ready.status.unwrap();
-        assert_uninterrupted_story(&status, &format!("{what}: killed in {phase_at_kill:?}"));
-        assert_eq!(
-            outcome(&env, &api, &name).await,
-            reference,
-            "{what}: same hosts, same labels, the same service objects"
-        );
-
-        api.delete(&name, &DeleteParams::default()).await.unwrap();
-        wait_for(&api, &name, &format!("{what} deleted"), |c| c.is_none()).await;
+        let run = (format!("run-{i}"), Kill::After(delay));
+        let at = killed_run(&env, &api, (&run.0, run.1), &reference).await;
+        landed.push(at);
+    }
+    // A kill lands in every state the status passes through (nothing written yet; the write
+    // before the services; Ready): where the random instants missed one, a run is killed
+    // there on purpose (a few tries: the operator may move on between the read and the kill).
+    for target in [None, Some(Phase::DeployingInfra), Some(Phase::Ready)] {
+        for attempt in 0..5 {
+            if landed.contains(&target) {
+                break;
+            }
+            let name = format!(
+                "at-{}-{attempt}",
+                target
+                    .map_or("start".into(), |p| p.to_string())
+                    .to_lowercase()
+            );
+            let at = killed_run(&env, &api, (&name, Kill::At(target)), &reference).await;
+            landed.push(at);
+        }
+    }
+    eprintln!("figure: kills landed in {landed:?}");
+    for target in [None, Some(Phase::DeployingInfra), Some(Phase::Ready)] {
         assert!(
-            labeled_hosts(&env).await.is_empty(),
-            "{what}: labels left after deletion"
+            landed.contains(&target),
+            "no kill landed in {target:?}: {landed:?}"
         );
-        operator.kill();
     }
 }
 
