@@ -110,8 +110,8 @@ impl Lifecycle {
     #[state(superstate = "active")]
     fn ready(event: &Event) -> Outcome<Phase> {
         match event {
-            Event::Done => Handled,
             Event::Drift => Transition(Phase::DeployingInfra),
+            // Done stays, as in every active phase.
             _ => Super,
         }
     }
