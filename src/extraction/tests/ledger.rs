@@ -78,6 +78,30 @@ fn outcomes_are_recorded_in_the_ledger() {
 }
 
 #[test]
+fn a_successful_read_clears_why_the_host_was_unusable_but_keeps_the_adoption_note() {
+    let svc = services("oam-ipv4", "oam-ipv4");
+    let good = run(
+        Some(&secret(&[("networkData", ND_JSON)])),
+        Some(&creds()),
+        &svc,
+    );
+    let cases = [
+        (Some("networkData Secret not found".to_string()), None),
+        (
+            Some(crate::scheduling::ADOPTED.to_string()),
+            Some(crate::scheduling::ADOPTED),
+        ),
+        (None, None),
+    ];
+    for (before, after) in cases {
+        let mut r = record(HostState::Chosen, &[]);
+        r.reason = before.clone();
+        record_outcome(&mut r, &good);
+        assert_eq!(r.reason.as_deref(), after, "reason before: {before:?}");
+    }
+}
+
+#[test]
 fn network_data_outside_the_hosts_namespace_is_refused_unread() {
     let mut h = host();
     let own = h.metadata.namespace.clone().unwrap();
