@@ -74,13 +74,7 @@ impl OwnWrites {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cluster(version: &str) -> SIPCluster {
-        let mut c = SIPCluster::new("tenant", Default::default());
-        c.metadata.namespace = Some("ns".into());
-        c.metadata.resource_version = Some(version.into());
-        c
-    }
+    use crate::controller::testing::tenant_at as cluster;
 
     #[test]
     fn the_cache_is_fresh_only_at_the_operators_own_last_write() {

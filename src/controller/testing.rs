@@ -152,3 +152,11 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         claim_scope: Default::default(),
     }
 }
+
+/// The SIPCluster `ns/tenant` at resourceVersion `version`, for the memories' unit tests.
+pub fn tenant_at(version: &str) -> SIPCluster {
+    let mut c = SIPCluster::new("tenant", Default::default());
+    c.metadata.namespace = Some("ns".into());
+    c.metadata.resource_version = Some(version.into());
+    c
+}

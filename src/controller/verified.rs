@@ -82,13 +82,7 @@ impl Verified {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cluster(version: &str) -> SIPCluster {
-        let mut c = SIPCluster::new("tenant", Default::default());
-        c.metadata.namespace = Some("ns".into());
-        c.metadata.resource_version = Some(version.into());
-        c
-    }
+    use crate::controller::testing::tenant_at as cluster;
 
     #[test]
     fn only_the_operators_own_last_write_within_the_window_skips_the_reads() {
