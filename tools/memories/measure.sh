@@ -10,8 +10,9 @@
 #
 #   bash tools/memories/measure.sh [--quick] [memory ...]
 #
-# The build goes to $SIP_MEMORIES_TARGET (default ~/.cache/sip-memories/target): thin LTO,
-# 16 codegen units, faster to build than the release profile and the same for every variant.
+# The build (the operator and the bench) goes to $SIP_MEMORIES_TARGET (default
+# ~/.cache/sip-memories/target): thin LTO, 16 codegen units, faster to build than the release
+# profile and the same for every variant.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 quick=()
@@ -31,13 +32,14 @@ cleanup() { git -C "$root" worktree remove --force "$tree" >/dev/null 2>&1 || rm
 trap cleanup EXIT
 git -C "$root" worktree add --quiet --detach "$tree" HEAD
 git -C "$tree" apply "$root/tools/memories/switches.patch"
-echo "== building the operator with the switches (into $target)"
-(cd "$tree" && CARGO_TARGET_DIR=$target cargo build --quiet --release --bin sip \
+echo "== building the operator with the switches, and the bench (into $target)"
+(cd "$tree" && CARGO_TARGET_DIR=$target cargo build --quiet --release \
+  -p sip --bin sip -p sip-envtest --bin sip-bench \
   --config 'profile.release.lto="thin"' --config 'profile.release.codegen-units=16')
-(cd "$root" && cargo build --quiet --release -p sip-envtest --bin sip-bench)
 for off in none "${memories[@]}"; do
   echo
   echo "######## switched off: $off"
-  SIP_MEMORY_OFF=$off "$root/target/release/sip-bench" --sip "$target/release/sip" \
-    --only warm,burst "${quick[@]}" | grep -v '^sip-bench:\|^predecessor built\|^control plane up'
+  SIP_MEMORY_OFF=$off "$target/release/sip-bench" --sip "$target/release/sip" \
+    --predecessor "$root/../shared/predecessor" --only warm,burst "${quick[@]}" |
+    grep -v '^sip-bench:\|^predecessor built\|^control plane up'
 done
