@@ -144,12 +144,7 @@ pub fn start_operator(env: &TestEnv) -> tokio::task::JoinHandle<()> {
 }
 
 /// The operator, and the metrics it records (to see that it reconciled).
-pub fn start_metered_operator(
-    env: &TestEnv,
-) -> (
-    tokio::task::JoinHandle<()>,
-    std::sync::Arc<sip::metrics::Metrics>,
-) {
+pub fn start_metered_operator(env: &TestEnv) -> Running {
     let metrics = std::sync::Arc::new(sip::metrics::Metrics::new());
     let settings = operator_settings(&env.namespace, "test", &metrics);
     let operator = tokio::spawn(sip::controller::run(
@@ -178,6 +173,12 @@ pub async fn metered_config(
     (config, metrics, layer)
 }
 
+/// An operator task of a test's, and the metrics it records.
+pub type Running = (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<sip::metrics::Metrics>,
+);
+
 /// The operator as `sip run` builds it (the HTTP/2 client, one connection, metered) on `cp`,
 /// serving `namespace` as `instance`, with `edit` applied to its settings (failpoints,
 /// scopes); and the metrics it records.
@@ -186,10 +187,7 @@ pub async fn start_operator_on_with(
     namespace: &str,
     instance: &str,
     edit: impl FnOnce(&mut sip::controller::Settings),
-) -> (
-    tokio::task::JoinHandle<()>,
-    std::sync::Arc<sip::metrics::Metrics>,
-) {
+) -> Running {
     let (config, metrics, layer) = metered_config(cp).await;
     let client = sip::client::build(config, layer).unwrap();
     let mut settings = operator_settings(namespace, instance, &metrics);
@@ -203,14 +201,7 @@ pub async fn start_operator_on_with(
 }
 
 /// [`start_operator_on_with`], its settings as they are: a control plane of a test's own.
-pub async fn start_operator_on(
-    cp: &ControlPlane,
-    namespace: &str,
-    instance: &str,
-) -> (
-    tokio::task::JoinHandle<()>,
-    std::sync::Arc<sip::metrics::Metrics>,
-) {
+pub async fn start_operator_on(cp: &ControlPlane, namespace: &str, instance: &str) -> Running {
     start_operator_on_with(cp, namespace, instance, |_| {}).await
 }
 
@@ -219,10 +210,7 @@ pub async fn start_operator_with(
     env: &TestEnv,
     instance: &str,
     edit: impl FnOnce(&mut sip::controller::Settings),
-) -> (
-    tokio::task::JoinHandle<()>,
-    std::sync::Arc<sip::metrics::Metrics>,
-) {
+) -> Running {
     start_operator_on_with(env.cp, &env.namespace, instance, edit).await
 }
 
