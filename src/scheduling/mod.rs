@@ -9,6 +9,7 @@
 
 mod adopt;
 mod choose;
+mod claims;
 mod decision;
 mod host;
 mod labels;
@@ -17,6 +18,7 @@ mod scope;
 
 pub use adopt::{ADOPTED, outside_ledger};
 pub use choose::{Inputs, schedule};
+pub use claims::claims_of_others;
 pub use decision::{
     Counts, Decision, LostReason, Pick, Release, ReleaseReason, RoleDecision, Shortfall,
 };

@@ -137,14 +137,9 @@ impl<'a> Turn<'a> {
 
     /// The hosts that the ledgers of `clusters` other than this one claim.
     fn claims_in<'c>(&self, clusters: impl Iterator<Item = &'c SIPCluster>) -> HashSet<HostKey> {
-        clusters
-            .filter(|c| {
-                c.metadata.namespace.as_deref() != Some(&self.key.namespace)
-                    || c.metadata.name.as_deref() != Some(&self.key.name)
-            })
-            .flat_map(|c| c.status.iter().flat_map(|s| s.hosts.iter()))
-            .filter(|r| r.state.claims())
-            .map(HostKey::of_record)
+        crate::scheduling::claims_of_others(clusters, &self.key)
+            .into_iter()
+            .map(|(host, _)| host)
             .collect()
     }
 
