@@ -12,6 +12,7 @@ pub mod failpoint;
 pub mod leader;
 pub mod machine;
 pub mod metrics;
+pub mod plugin;
 pub mod scheduling;
 pub mod scrape_auth;
 pub mod services;

@@ -110,8 +110,10 @@ pub struct Shortfall {
 }
 
 /// Hosts matching the role's selector, by what excludes them. A host is counted under the
-/// first exclusion that applies, in the order of the fields.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// first exclusion that applies, in the order of the fields. Serialized for `kubectl sip plan
+/// -o json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Counts {
     pub matching: u32,
     /// Members of this role already.

@@ -581,3 +581,25 @@ fn every_encoding_of_a_secret_is_found_where_it_hides() {
             .any(|(_, n)| "nothing to see".contains(n.as_str()))
     );
 }
+
+/// A token for the ServiceAccount `name` in `namespace`, as a pod would have.
+pub async fn token_of(env: &TestEnv, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::PostParams;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<ServiceAccount>::namespaced(env.client.clone(), namespace)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token
+}

@@ -21,6 +21,7 @@ mod migration;
 mod node;
 mod observability;
 mod outage;
+mod plugin;
 mod pod;
 mod requirements;
 mod resume;

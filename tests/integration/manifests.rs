@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use sip::api::{Phase, SIPCluster};
@@ -15,7 +14,7 @@ use sip::metrics::Metrics;
 
 use crate::common::{
     TestEnv, labeled_hosts, load_hosts, metric_sum, operator_settings, phase, sample_cluster,
-    test_env, wait_for, yaml_documents,
+    test_env, token_of, wait_for, yaml_documents,
 };
 
 const RBAC: &str = include_str!("../../manifests/base/rbac.yaml");
@@ -60,6 +59,7 @@ async fn every_manifest_passes_a_server_side_dry_run() {
         "serviceaccount/sip-operator",
         "clusterrole.rbac.authorization.k8s.io/sip-operator",
         "clusterrole.rbac.authorization.k8s.io/sip-metrics-reader",
+        "clusterrole.rbac.authorization.k8s.io/sip-viewer",
         "clusterrolebinding.rbac.authorization.k8s.io/sip-operator",
         "role.rbac.authorization.k8s.io/sip-operator-leader-election",
         "rolebinding.rbac.authorization.k8s.io/sip-operator-leader-election",
@@ -204,25 +204,6 @@ async fn client_with_rbac(env: &TestEnv, suffix: &str, edit: impl Fn(&mut Value)
         ..Default::default()
     };
     kube::Client::try_from(config).unwrap()
-}
-
-/// A token for the ServiceAccount `name` in `namespace`, as a pod would have.
-async fn token_of(env: &TestEnv, namespace: &str, name: &str) -> String {
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<ServiceAccount>::namespaced(env.client.clone(), namespace)
-        .create_token_request(name, &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token
 }
 
 /// `GET path` on the admin server with `token`: the status code and the body.

@@ -65,6 +65,12 @@ async fn run() -> Result<()> {
         std::future::pending(),
     ));
 
+    step(
+        "kubectl sip plan -f manifests/samples/sipcluster.yaml: what it would take, before it exists",
+    );
+    let sample = repo_root().join("manifests/samples/sipcluster.yaml");
+    kubectl_sip(&cp, &["plan", "-f", &sample.display().to_string()], 0).await?;
+
     step("applying manifests/samples/sipcluster.yaml (adapted from the predecessor's sample)");
     apply_file(&client, "sipcluster.yaml").await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), NS);
@@ -88,6 +94,24 @@ async fn run() -> Result<()> {
     )?;
     step("kubectl describe sip (the story)");
     kubectl(&cp, &["describe", "sip", NAME, "-n", NS])?;
+    step("kubectl sip hosts: the inventory by flavor and rack");
+    kubectl_sip(&cp, &["hosts"], 0).await?;
+    step("kubectl sip why: the story on one screen");
+    kubectl_sip(&cp, &["why", NAME, "-n", NS], 0).await?;
+
+    step("kubectl sip plan: what 3 active + 1 standby workers would take");
+    let more = [
+        "--set",
+        "Worker.count.active=3",
+        "--set",
+        "Worker.count.standby=1",
+    ];
+    kubectl_sip(&cp, &[&["plan", NAME, "-n", NS][..], &more].concat(), 0).await?;
+    step(
+        "kubectl sip plan: 9 active + 1 standby control-plane hosts on 4 racks cannot be had (exit 2)",
+    );
+    let nine = ["--set", "ControlPlane.count.active=9"];
+    kubectl_sip(&cp, &[&["plan", NAME, "-n", NS][..], &nine].concat(), 2).await?;
 
     step("scaling workers up to 3 active + 1 standby");
     scale_workers(&api, 3, 1).await?;
@@ -236,6 +260,19 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(())
+}
+
+/// `kubectl sip args` (the plugin, run in this process), which must exit with `code`.
+async fn kubectl_sip(cp: &ControlPlane, args: &[&str], code: i32) -> Result<()> {
+    let kubeconfig = cp.kubeconfig.display().to_string();
+    let first = ["kubectl-sip", "--kubeconfig", &kubeconfig];
+    let argv = first.iter().chain(args).map(|a| a.to_string());
+    let exit = sip::plugin::run(argv).await;
+    anyhow::ensure!(
+        exit == code,
+        "kubectl sip {args:?} exited {exit}, not {code}"
+    );
     Ok(())
 }
 
