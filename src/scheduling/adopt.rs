@@ -164,4 +164,38 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_strays_node_type_label_names_its_role_whatever_the_selectors_say() {
+        let selector =
+            |flavor: &str| Selector::try_from(role(flavor, None, 1, 0).label_selector).ok();
+        let selectors = [
+            (NodeRole::ControlPlane, selector("cp")),
+            (NodeRole::Worker, selector("worker")),
+        ];
+        let typed = |flavor: &str, node_type: &str| {
+            host("h")
+                .flavor(flavor)
+                .label(LABEL_NODE_TYPE, node_type)
+                .build()
+        };
+        // Labeled by the predecessor as one role, matching only the other's selector.
+        assert_eq!(
+            role_of(&typed("worker", "ControlPlane"), &selectors),
+            NodeRole::ControlPlane
+        );
+        assert_eq!(
+            role_of(&typed("cp", "Worker"), &selectors),
+            NodeRole::Worker
+        );
+        // An unknown node type: the first role whose selector matches, else ControlPlane.
+        assert_eq!(
+            role_of(&typed("worker", "Etcd"), &selectors),
+            NodeRole::Worker
+        );
+        assert_eq!(
+            role_of(&typed("gpu", "Etcd"), &selectors),
+            NodeRole::ControlPlane
+        );
+    }
 }

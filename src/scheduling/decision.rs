@@ -241,3 +241,52 @@ impl Decision {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shortfall(out_of_scope: u32) -> Shortfall {
+        Shortfall {
+            role: Some(NodeRole::Worker),
+            wanted: 2,
+            counts: Counts {
+                matching: 3,
+                out_of_scope,
+                ..Counts::default()
+            },
+            ..Shortfall::default()
+        }
+    }
+
+    #[test]
+    fn the_reason_names_the_claim_rules_only_when_they_kept_a_host_out() {
+        let rules = "the operator's --claimable-hosts";
+        assert!(!shortfall(0).to_string().contains(rules));
+        assert!(shortfall(1).to_string().contains(&format!(
+            "1 in namespaces this SIPCluster's may not claim from ({rules})"
+        )));
+    }
+
+    #[test]
+    fn adopting_a_host_is_a_change_even_when_no_role_adds_or_releases() {
+        let record = HostRecord {
+            name: "wk-1".into(),
+            namespace: "metal3".into(),
+            uid: None,
+            role: NodeRole::Worker,
+            state: HostState::Chosen,
+            reason: None,
+            topology_domain: None,
+            addresses: BTreeMap::new(),
+            bmc_address: None,
+        };
+        let mut d = Decision {
+            roles: [(NodeRole::Worker, RoleDecision::default())].into(),
+            ..Decision::default()
+        };
+        assert!(d.changes_nothing());
+        d.adopted.push(record);
+        assert!(!d.changes_nothing());
+    }
+}

@@ -110,4 +110,12 @@ mod tests {
             Labels::from(Map::from([("a".to_string(), "1".to_string())]))
         );
     }
+
+    #[test]
+    fn labels_compare_and_print_as_the_map_they_hold() {
+        let owned = |v: &str| Labels::from(Map::from([("a".to_string(), v.to_string())]));
+        assert_ne!(owned("1"), owned("2"));
+        assert_eq!(owned("1"), Labels::of(&host(&[("a", "1")])));
+        assert_eq!(format!("{:?}", owned("1")), r#"{"a": "1"}"#);
+    }
 }
