@@ -289,4 +289,31 @@ mod tests {
         d.adopted.push(record);
         assert!(!d.changes_nothing());
     }
+
+    #[test]
+    fn adding_alone_or_releasing_alone_is_a_change() {
+        let key = HostKey::new("metal3", "wk-1");
+        let adds = RoleDecision {
+            add: vec![Pick {
+                key: key.clone(),
+                uid: None,
+                domain: None,
+            }],
+            ..RoleDecision::default()
+        };
+        let releases = RoleDecision {
+            release: vec![Release {
+                key,
+                reason: ReleaseReason::Surplus,
+            }],
+            ..RoleDecision::default()
+        };
+        for role in [adds, releases] {
+            let d = Decision {
+                roles: [(NodeRole::Worker, role)].into(),
+                ..Decision::default()
+            };
+            assert!(!d.changes_nothing(), "{d:?}");
+        }
+    }
 }
