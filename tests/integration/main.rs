@@ -29,5 +29,6 @@ mod sandbox;
 mod secrecy;
 mod service_function;
 mod services;
+mod shutdown;
 mod sipcluster_api;
 mod tenant;

@@ -80,6 +80,17 @@ impl Operator {
         self.0.id()
     }
 
+    /// SIGTERM, as the kubelet sends it, then waits for the process to exit: its status.
+    /// An operator that already exited was not signalled: that fails the test.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        if let Ok(Some(status)) = self.0.try_wait() {
+            panic!("the operator had exited ({status}) before it was to be stopped");
+        }
+        let pid = rustix::process::Pid::from_raw(self.0.id() as i32).expect("a live pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        self.0.wait().expect("wait for the operator")
+    }
+
     /// SIGKILL: no chance to finish anything. An operator that already exited was not
     /// killed, and its test would prove nothing: that fails the test.
     pub fn kill(mut self) {
