@@ -17,6 +17,7 @@ mod leaks;
 mod legacy;
 mod lifecycle;
 mod manifests;
+mod members;
 mod migration;
 mod node;
 mod observability;
