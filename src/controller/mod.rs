@@ -103,7 +103,7 @@ pub struct Context {
     renderer: crate::services::Renderer,
     /// Cancels turns after writes (the cancellation tests; `None` otherwise).
     cancel: Option<Arc<crate::failpoint::Cancel>>,
-    /// Holds a write before it is sent (the conflict tests; `None` otherwise).
+    /// Holds a write before it is sent (the conflict and outage tests; `None` otherwise).
     pause: Option<Arc<crate::failpoint::Pause>>,
     /// How long one turn may take before it is dropped.
     turn_limit: std::time::Duration,

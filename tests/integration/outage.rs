@@ -1,6 +1,7 @@
 //! The API server, or etcd behind it, goes away while a cluster is being created and comes
 //! back (a control-plane upgrade, a crash): the operator rides it out without a restart, its
-//! watches see what changed since, and it takes the cluster to Ready, the story intact.
+//! watches see what changed since, and it takes the cluster to Ready, the story intact: idle in
+//! Gathering, and with a write of DeployingInfra in flight.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use sip_envtest::{ControlPlane, create_namespace};
 
 use crate::common::{
     SAMPLE_SIPCLUSTER, assert_uninterrupted_story, document_of_kind, fifth_rack_host,
-    load_hosts_into, start_operator_on,
+    load_hosts_into, metric_sum, start_operator_on, start_operator_on_with,
 };
 
 async fn phase_of(api: &Api<SIPCluster>) -> Option<Phase> {
@@ -102,6 +103,67 @@ async fn ride_out(outage: Outage) {
     );
     let status = api.get("tenant").await.unwrap().status.unwrap();
     assert_uninterrupted_story(&status, &format!("through a restart of {outage:?}"));
+    assert!(!operator.is_finished(), "the operator was not restarted");
+    operator.abort();
+}
+
+/// The API server goes away while a turn is in the middle of DeployingInfra: its first service
+/// object's apply is held until the server is down, then sent into the outage. The turn fails
+/// with nothing of the step written, backs off, and once the server is back the cluster goes on
+/// from its persisted phase to Ready, without a restart and with its story intact.
+#[tokio::test]
+async fn the_operator_rides_out_an_api_server_restart_mid_deploying_infra() {
+    use sip::failpoint::{Pause, Site};
+    let mut cp = ControlPlane::start().await.expect("a control plane");
+    let admin = cp.client().await.unwrap();
+    let namespace = create_namespace(&admin, "outage-deploy").await.unwrap();
+    load_hosts_into(&admin, &namespace).await;
+    let pause = std::sync::Arc::new(Pause::new(Site::Apply));
+    let (operator, metrics) = start_operator_on_with(&cp, &namespace, "outage", |s| {
+        s.pause = Some(pause.clone());
+    })
+    .await;
+
+    let mut cluster = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+    cluster["metadata"]["namespace"] = json!(namespace);
+    cluster["metadata"]["name"] = json!("tenant");
+    let cluster: SIPCluster = serde_json::from_value(cluster).unwrap();
+    let api: Api<SIPCluster> = Api::namespaced(admin.clone(), &namespace);
+    api.create(&PostParams::default(), &cluster).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), pause.reached())
+        .await
+        .expect("the first service apply was never reached");
+    assert_eq!(phase_of(&api).await, Some(Phase::DeployingInfra));
+    let errors = || metric_sum(&metrics, "controller_runtime_reconcile_errors_total", &[]);
+    let before = errors();
+
+    // Down for four seconds; the held apply is let go one second in.
+    let (restarted, ()) = tokio::join!(cp.restart_api_server(Duration::from_secs(4)), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pause.release();
+    });
+    restarted.unwrap();
+    let admin = cp.client().await.unwrap();
+    let api: Api<SIPCluster> = Api::namespaced(admin, &namespace);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while phase_of(&api).await != Some(Phase::Ready) {
+        assert!(
+            Instant::now() < deadline,
+            "not Ready 90 s after the API server came back mid-DeployingInfra"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        errors() > before,
+        "the turn in DeployingInfra did not fail: the outage missed it"
+    );
+    let status = api.get("tenant").await.unwrap().status.unwrap();
+    assert_uninterrupted_story(&status, "through an API server restart mid-DeployingInfra");
+    assert!(
+        status.services.iter().all(|s| s.ready),
+        "{:?}",
+        status.services
+    );
     assert!(!operator.is_finished(), "the operator was not restarted");
     operator.abort();
 }

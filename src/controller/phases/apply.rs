@@ -130,6 +130,7 @@ impl Turn<'_> {
         let kind = drift::kind_of::<K>();
         let child = ChildRef::new(kind, &self.key.namespace, &object.name_any());
         let mark = self.ctx.drift.writing(&child);
+        failpoint::before_write(self.ctx.pause.as_deref(), Site::Apply).await;
         let applied = self
             .namespaced::<K>()
             .patch(&object.name_any(), &params, &Patch::Apply(object))
