@@ -3,17 +3,15 @@
 //! across namespaces, and no writes once Ready.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use serde_json::json;
 use sip::api::{BareMetalHost, Phase, SIPCluster};
 
+use crate::checker::Checker;
 use crate::common::{
     TestEnv, children_of, fifth_rack_host, labeled_hosts, load_hosts, phase, poke_and_wait,
     sample_cluster, start_metered_operator, start_operator, test_env, wait_for,
@@ -184,45 +182,14 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
     let env = test_env("contention").await;
     load_hosts(&env).await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-    // Every status write the API server accepts is seen here: no ledger may name a host that
-    // another ledger names, at any instant.
-    let violations = Arc::new(Mutex::new(Vec::<String>::new()));
-    let checker = {
-        let (api, violations) = (api.clone(), violations.clone());
-        tokio::spawn(async move {
-            let mut ledgers: HashMap<String, Vec<String>> = HashMap::new();
-            let mut events = watcher(api, watcher::Config::default()).boxed();
-            while let Some(Ok(event)) = events.next().await {
-                match event {
-                    watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
-                        let claims = c
-                            .status
-                            .iter()
-                            .flat_map(|s| s.hosts.iter())
-                            .filter(|r| r.state.claims())
-                            .map(|r| r.name.clone())
-                            .collect();
-                        ledgers.insert(c.metadata.name.unwrap_or_default(), claims);
-                    }
-                    watcher::Event::Delete(c) => {
-                        ledgers.remove(&c.metadata.name.unwrap_or_default());
-                    }
-                    _ => {}
-                }
-                let mut owner: HashMap<&String, &String> = HashMap::new();
-                for (cluster, hosts) in &ledgers {
-                    for h in hosts {
-                        if let Some(other) = owner.insert(h, cluster) {
-                            violations
-                                .lock()
-                                .unwrap()
-                                .push(format!("{h} in {other} and {cluster}"));
-                        }
-                    }
-                }
-            }
-        })
-    };
+    // Every write the API server accepts is seen here, ledgers, labels and rendered services:
+    // no host in two clusters' ledgers or services, no label moved between clusters, at any
+    // instant; a failed watch is a violation, and a watch that saw nothing fails the test.
+    let pool = (1..=4)
+        .map(|i| format!("cp-{i}"))
+        .chain((1..=6).map(|i| format!("wk-{i}")))
+        .collect();
+    let checker = Checker::start(&env.client, &env.namespace, pool, &[env.namespace.clone()]);
     let operator = start_operator(&env);
     // Twenty clusters of 1 control plane + 1 worker at once; the pool has 4 control-plane
     // hosts, so 4 fit. Each round deletes the Ready ones, and 4 of the waiting take their hosts.
@@ -308,9 +275,7 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
         );
     }
     operator.abort();
-    checker.abort();
-    let violations = violations.lock().unwrap();
-    assert!(violations.is_empty(), "hosts claimed twice: {violations:?}");
+    checker.finish();
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod admission;
 mod bad_input;
 mod baremetalhost;
 mod cancellation;
+mod checker;
 mod churn;
 mod common;
 mod conflicts;

@@ -1,0 +1,236 @@
+//! A live checker of the invariant sip exists for: no host belongs to two SIPClusters. It
+//! watches the ledgers (every SIPCluster), the hosts' labels and the services' rendered Secrets
+//! (the load balancers' `haproxy.cfg`, the jump host's `hosts.json`), and asserts at every
+//! event: no host in two ledgers, no host rendered into two clusters' services, and each host's
+//! labels going only none -> X -> none. A watch that fails is a violation, not an end; and
+//! [`Checker::finish`] fails when a watch saw nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::watcher;
+use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, SIPCluster};
+
+#[derive(Default)]
+struct State {
+    /// cluster -> hosts its ledger claims.
+    ledgers: BTreeMap<String, BTreeSet<String>>,
+    /// host -> the cluster its labels give it to.
+    labels: BTreeMap<String, Option<String>>,
+    /// (cluster, secret) -> hosts named in the rendered services.
+    rendered: BTreeMap<(String, String), BTreeSet<String>>,
+    /// Events seen per watch.
+    seen: BTreeMap<&'static str, usize>,
+    violations: BTreeSet<String>,
+}
+
+impl State {
+    fn owners<'a>(
+        &self,
+        sets: impl Iterator<Item = (&'a String, &'a BTreeSet<String>)>,
+        what: &str,
+    ) -> Vec<String> {
+        let mut owner: BTreeMap<&String, &String> = BTreeMap::new();
+        let mut found = Vec::new();
+        for (cluster, hosts) in sets {
+            for h in hosts {
+                if let Some(other) = owner.insert(h, cluster)
+                    && other != cluster
+                {
+                    found.push(format!("{h} in the {what} of {other} and {cluster}"));
+                }
+            }
+        }
+        found
+    }
+
+    fn check(&mut self) {
+        let mut found = self.owners(self.ledgers.iter(), "ledgers");
+        found.extend(
+            self.owners(
+                self.rendered
+                    .iter()
+                    .map(|((cluster, _), hosts)| (cluster, hosts)),
+                "rendered services",
+            ),
+        );
+        self.violations.extend(found);
+    }
+
+    fn label(&mut self, host: String, now: Option<String>) {
+        let before = self.labels.insert(host.clone(), now.clone()).flatten();
+        if let (Some(b), Some(n)) = (&before, &now)
+            && b != n
+        {
+            self.violations.insert(format!(
+                "{host} relabeled from {b} to {n} without being freed"
+            ));
+        }
+    }
+}
+
+/// The pool's host names a rendered text names: `server <host> ` lines and `"name": "<host>"`.
+fn named_hosts(text: &str, pool: &BTreeSet<String>) -> BTreeSet<String> {
+    pool.iter()
+        .filter(|h| {
+            text.contains(&format!("server {h} ")) || text.contains(&format!("\"name\": \"{h}\""))
+        })
+        .cloned()
+        .collect()
+}
+
+fn cluster_of(namespace: Option<&String>, name: Option<&String>) -> String {
+    format!(
+        "{}/{}",
+        namespace.map_or("", String::as_str),
+        name.map_or("", String::as_str)
+    )
+}
+
+pub struct Checker {
+    state: Arc<Mutex<State>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Checker {
+    /// Watches every SIPCluster, the hosts of `host_namespace` (named in `pool`), and the
+    /// Secrets of `cluster_namespaces`.
+    pub fn start(
+        client: &kube::Client,
+        host_namespace: &str,
+        pool: BTreeSet<String>,
+        cluster_namespaces: &[String],
+    ) -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let mut tasks = vec![
+            watch(
+                &state,
+                "SIPClusters",
+                Api::<SIPCluster>::all(client.clone()),
+                |s, c: SIPCluster| {
+                    let key = cluster_of(c.metadata.namespace.as_ref(), c.metadata.name.as_ref());
+                    let claims = c
+                        .status
+                        .iter()
+                        .flat_map(|st| &st.hosts)
+                        .filter(|r| r.state.claims())
+                        .map(|r| r.name.clone())
+                        .collect();
+                    s.ledgers.insert(key, claims);
+                },
+                |s, c: SIPCluster| {
+                    let key = cluster_of(c.metadata.namespace.as_ref(), c.metadata.name.as_ref());
+                    s.ledgers.remove(&key);
+                },
+            ),
+            watch(
+                &state,
+                "BareMetalHosts",
+                Api::<BareMetalHost>::namespaced(client.clone(), host_namespace),
+                |s, h: BareMetalHost| {
+                    let labels = h.metadata.labels.unwrap_or_default();
+                    let owner = labels
+                        .get(LABEL_CLUSTER_NAME)
+                        .map(|name| cluster_of(labels.get(LABEL_CLUSTER_NAMESPACE), Some(name)));
+                    s.label(h.metadata.name.unwrap_or_default(), owner);
+                },
+                |s, h: BareMetalHost| {
+                    s.label(h.metadata.name.unwrap_or_default(), None);
+                },
+            ),
+        ];
+        for ns in cluster_namespaces {
+            let pool = pool.clone();
+            tasks.push(watch(
+                &state,
+                "Secrets",
+                Api::<Secret>::namespaced(client.clone(), ns),
+                move |s, secret: Secret| {
+                    let labels = secret.metadata.labels.clone().unwrap_or_default();
+                    let Some(cluster) = labels.get(LABEL_CLUSTER_NAME) else {
+                        return;
+                    };
+                    let key = (
+                        cluster_of(secret.metadata.namespace.as_ref(), Some(cluster)),
+                        secret.metadata.name.clone().unwrap_or_default(),
+                    );
+                    let text: String = secret
+                        .data
+                        .iter()
+                        .flatten()
+                        .map(|(_, v)| String::from_utf8_lossy(&v.0).into_owned())
+                        .collect();
+                    s.rendered.insert(key, named_hosts(&text, &pool));
+                },
+                |s, secret: Secret| {
+                    let labels = secret.metadata.labels.clone().unwrap_or_default();
+                    if let Some(cluster) = labels.get(LABEL_CLUSTER_NAME) {
+                        let key = (
+                            cluster_of(secret.metadata.namespace.as_ref(), Some(cluster)),
+                            secret.metadata.name.clone().unwrap_or_default(),
+                        );
+                        s.rendered.remove(&key);
+                    }
+                },
+            ));
+        }
+        Checker { state, tasks }
+    }
+
+    /// Stops watching; fails on any violation, any watch error, or a watch that saw nothing.
+    pub fn finish(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let s = self.state.lock().unwrap();
+        assert!(s.violations.is_empty(), "violations: {:#?}", s.violations);
+        for what in ["SIPClusters", "BareMetalHosts", "Secrets"] {
+            let n = s.seen.get(what).copied().unwrap_or(0);
+            assert!(
+                n > 0,
+                "the checker saw no event of {what}: it proves nothing"
+            );
+        }
+        eprintln!("checker: events seen {:?}", s.seen);
+    }
+}
+
+/// A task applying every event of `api` to the state with `apply` / `delete`, checking after
+/// each.
+fn watch<K>(
+    state: &Arc<Mutex<State>>,
+    what: &'static str,
+    api: Api<K>,
+    apply: impl Fn(&mut State, K) + Send + 'static,
+    delete: impl Fn(&mut State, K) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default()).boxed();
+        while let Some(event) = events.next().await {
+            let mut s = state.lock().unwrap();
+            match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => apply(&mut s, o),
+                Ok(watcher::Event::Delete(o)) => delete(&mut s, o),
+                Ok(_) => {}
+                Err(e) => {
+                    s.violations.insert(format!("the {what} watch failed: {e}"));
+                }
+            }
+            *s.seen.entry(what).or_default() += 1;
+            s.check();
+        }
+        state
+            .lock()
+            .unwrap()
+            .violations
+            .insert(format!("the {what} watch ended"));
+    })
+}
