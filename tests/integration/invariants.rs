@@ -189,7 +189,12 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
         .map(|i| format!("cp-{i}"))
         .chain((1..=6).map(|i| format!("wk-{i}")))
         .collect();
-    let checker = Checker::start(&env.client, &env.namespace, pool, &[env.namespace.clone()]);
+    let checker = Checker::start(
+        &env.client,
+        &env.namespace,
+        pool,
+        std::slice::from_ref(&env.namespace),
+    );
     let operator = start_operator(&env);
     // Twenty clusters of 1 control plane + 1 worker at once; the pool has 4 control-plane
     // hosts, so 4 fit. Each round deletes the Ready ones, and 4 of the waiting take their hosts.
