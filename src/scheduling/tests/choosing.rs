@@ -6,6 +6,7 @@ use super::*;
 fn schedules_available_nodes_one_per_domain() {
     let d = run(&sample_spec(), &[], &sample_pool());
     assert!(d.is_schedulable());
+    assert_eq!((d.roles[&CP].wanted, d.roles[&W].wanted), (2, 2));
     assert_eq!(added(&d, CP), ["cp-1", "cp-2"]);
     assert_eq!(added(&d, W), ["wk-1", "wk-2"]);
     let domains: Vec<_> = d.roles[&CP].add.iter().map(|p| p.domain.clone()).collect();
@@ -357,4 +358,27 @@ fn hosts_outside_the_namespaces_a_cluster_may_claim_are_not_chosen_but_members_k
     let ledger = [kept, member("b", CP, HostState::Labeled)];
     let d = super::run_scoped(&want_two, &ledger, &hosts, &claimable);
     assert!(d.is_schedulable() && d.changes_nothing(), "{d:?}");
+}
+
+#[test]
+fn an_invalid_selector_says_so_and_what_was_wanted() {
+    // Only an object that bypassed admission can hold one: an operator kube cannot read.
+    let mut cp = role("cp", Some(RACK), 2, 1);
+    cp.label_selector.match_expressions = Some(vec![LabelSelectorRequirement {
+        key: FLAVOR.into(),
+        operator: "Resembles".into(),
+        values: Some(vec!["cp".into()]),
+    }]);
+    let d = run(&spec(Some(cp), None), &[], &sample_pool());
+    let short = d.roles[&CP]
+        .shortfall
+        .as_ref()
+        .expect("an invalid selector");
+    assert_eq!(short.wanted, 3);
+    assert!(short.invalid_selector.is_some());
+    assert!(
+        short.to_string().contains("the label selector is invalid"),
+        "{short}"
+    );
+    assert!(d.roles[&CP].add.is_empty());
 }
