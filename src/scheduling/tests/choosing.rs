@@ -374,10 +374,12 @@ fn an_invalid_selector_says_so_and_what_was_wanted() {
         .shortfall
         .as_ref()
         .expect("an invalid selector");
-    assert_eq!(short.wanted, 3);
+    assert_eq!((short.role, short.wanted), (Some(CP), 3));
     assert!(short.invalid_selector.is_some());
     assert!(
-        short.to_string().contains("the label selector is invalid"),
+        short
+            .to_string()
+            .starts_with("ControlPlane: the label selector is invalid"),
         "{short}"
     );
     assert!(d.roles[&CP].add.is_empty());
