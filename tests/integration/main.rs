@@ -11,6 +11,7 @@ mod common;
 mod conflicts;
 mod connections;
 mod control_plane;
+mod fencing;
 mod hostile;
 mod invariants;
 mod leader;
