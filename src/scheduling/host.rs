@@ -313,4 +313,46 @@ mod tests {
         assert!(!set.contains(&HostKey::new("n", "h1")));
         assert!(!set.contains(&HostKey::new("m", "h1000")));
     }
+
+    #[test]
+    fn a_host_is_free_by_itself_only_unlabeled_unheld_and_in_service() {
+        use super::free_by_itself;
+        use crate::api::BareMetalHost;
+        type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
+        let host = |edit: Edit<'_>| -> BareMetalHost {
+            let mut h = serde_json::json!({
+                "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+                "metadata": {"name": "h", "namespace": "m", "labels": {"flavor": "w"}},
+                "spec": {},
+            });
+            edit(&mut h);
+            serde_json::from_value(h).unwrap()
+        };
+        assert!(free_by_itself(&host(&|_| {})));
+        let taken: [(&str, Edit<'_>); 6] = [
+            ("labeled", &|h| {
+                h["metadata"]["labels"]["sip.airshipit.org/cluster-name"] = "c".into()
+            }),
+            ("deleting", &|h| {
+                h["metadata"]["deletionTimestamp"] = "2026-12-07T00:00:00Z".into();
+                h["metadata"]["finalizers"] = serde_json::json!(["x"]);
+            }),
+            ("paused", &|h| {
+                h["metadata"]["annotations"] =
+                    serde_json::json!({"baremetalhost.metal3.io/paused": ""})
+            }),
+            ("errored", &|h| {
+                h["status"] = serde_json::json!({"errorMessage": "BMC unreachable"})
+            }),
+            ("unhealthy", &|h| {
+                h["metadata"]["annotations"] = serde_json::json!({"capi.metal3.io/unhealthy": ""})
+            }),
+            ("held", &|h| {
+                h["spec"]["consumerRef"] = serde_json::json!({"kind": "Metal3Machine", "name": "m"})
+            }),
+        ];
+        for (why, edit) in taken {
+            assert!(!free_by_itself(&host(edit)), "a {why} host is not free");
+        }
+    }
 }
