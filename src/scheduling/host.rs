@@ -315,6 +315,14 @@ mod tests {
     }
 
     #[test]
+    fn a_key_debugs_as_its_two_names() {
+        assert_eq!(
+            format!("{:?}", HostKey::new("metal3", "node-1")),
+            r#"HostKey { namespace: "metal3", name: "node-1" }"#
+        );
+    }
+
+    #[test]
     fn a_host_is_free_by_itself_only_unlabeled_unheld_and_in_service() {
         use super::free_by_itself;
         use crate::api::BareMetalHost;

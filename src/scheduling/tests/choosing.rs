@@ -384,3 +384,33 @@ fn an_invalid_selector_says_so_and_what_was_wanted() {
     );
     assert!(d.roles[&CP].add.is_empty());
 }
+
+#[test]
+fn a_host_both_roles_could_use_is_left_to_the_other_only_when_it_wants_hosts() {
+    let hosts = vec![
+        host("a").flavor("cp").label("gpu", "yes").build(),
+        host("b").flavor("cp").build(),
+    ];
+    let gpu = |active| {
+        let mut w = role("unused", None, active, 0);
+        w.label_selector.match_labels = Some([("gpu".to_string(), "yes".to_string())].into());
+        w
+    };
+    // The workers want none: the control plane takes the first by name.
+    let d = run(
+        &spec(Some(role("cp", None, 1, 0)), Some(gpu(0))),
+        &[],
+        &hosts,
+    );
+    assert_eq!(added(&d, CP), ["a"]);
+    // The workers want the one they can use: the control plane takes the other.
+    let d = run(
+        &spec(Some(role("cp", None, 1, 0)), Some(gpu(1))),
+        &[],
+        &hosts,
+    );
+    assert_eq!(
+        (added(&d, CP), added(&d, W)),
+        (vec!["b".to_string()], vec!["a".to_string()])
+    );
+}
