@@ -105,18 +105,21 @@ impl Checker {
         cluster_namespaces: &[String],
     ) -> Self {
         let state = Arc::new(Mutex::new(State::default()));
+        // Every SIPCluster's ledger, as a claim on this pool counts wherever its cluster is;
+        // only records of this pool's hosts (other tests share the control plane).
+        let pool_namespace = host_namespace.to_string();
         let mut tasks = vec![
             watch(
                 &state,
                 "SIPClusters",
                 Api::<SIPCluster>::all(client.clone()),
-                |s, c: SIPCluster| {
+                move |s, c: SIPCluster| {
                     let key = cluster_of(c.metadata.namespace.as_ref(), c.metadata.name.as_ref());
                     let claims = c
                         .status
                         .iter()
                         .flat_map(|st| &st.hosts)
-                        .filter(|r| r.state.claims())
+                        .filter(|r| r.state.claims() && r.namespace == pool_namespace)
                         .map(|r| r.name.clone())
                         .collect();
                     s.ledgers.insert(key, claims);
