@@ -603,3 +603,25 @@ pub async fn token_of(env: &TestEnv, namespace: &str, name: &str) -> String {
         .unwrap()
         .token
 }
+
+/// Another replica writes the Lease `sip-operator` of the test's namespace as its own, for a
+/// minute (a clock-skewed standby, a manual takeover).
+pub async fn take_lease(env: &TestEnv, holder: &str) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Patch, PatchParams};
+    // MicroTime: exactly six fractional digits.
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    Api::<Lease>::namespaced(env.client.clone(), &env.namespace)
+        .patch(
+            "sip-operator",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "holderIdentity": holder, "renewTime": now, "acquireTime": now,
+                "leaseDurationSeconds": 60,
+            }})),
+        )
+        .await
+        .unwrap();
+}

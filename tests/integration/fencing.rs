@@ -7,15 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::json;
+use kube::api::{Api, PostParams};
 use sip::api::{Phase, SIPCluster};
 use sip::failpoint::{Pause, Site};
 
 use crate::common::{
     labeled_hosts, load_hosts, metered_config, metric_sum, operator_settings, phase,
-    sample_cluster, test_env,
+    sample_cluster, take_lease, test_env,
 };
 
 const LEASE_SECONDS: u64 = 10;
@@ -102,21 +100,7 @@ async fn a_leader_losing_its_lease_mid_turn_sends_the_held_write_never_and_then_
     let labeled = labeled_hosts(&env).await;
     assert!(labeled.len() < 4, "the held patch went: {labeled:?}");
 
-    // Another replica writes the Lease as its own. MicroTime: six fractional digits.
-    let now = k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
-    Api::<Lease>::namespaced(env.client.clone(), &env.namespace)
-        .patch(
-            "sip-operator",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {
-                "holderIdentity": "intruder", "renewTime": now, "acquireTime": now,
-                "leaseDurationSeconds": 60,
-            }})),
-        )
-        .await
-        .unwrap();
+    take_lease(&env, "intruder").await;
     let ended = tokio::time::timeout(Duration::from_secs(LEASE_SECONDS), leader)
         .await
         .expect("the old leader kept its turn on a Lease someone else holds")

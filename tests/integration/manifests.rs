@@ -14,7 +14,7 @@ use sip::metrics::Metrics;
 
 use crate::common::{
     TestEnv, labeled_hosts, load_hosts, metric_sum, operator_settings, phase, sample_cluster,
-    test_env, token_of, wait_for, yaml_documents,
+    take_lease, test_env, token_of, wait_for, yaml_documents,
 };
 
 const RBAC: &str = include_str!("../../manifests/base/rbac.yaml");
@@ -641,22 +641,7 @@ async fn a_leader_whose_lease_another_replica_takes_stops_at_once() {
     )
     .await;
 
-    // Another replica writes the Lease as its own (a clock-skewed standby, a manual takeover).
-    // MicroTime: exactly six fractional digits.
-    let now = k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
-    Api::<Lease>::namespaced(env.client.clone(), &env.namespace)
-        .patch(
-            "sip-operator",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"spec": {
-                "holderIdentity": "intruder", "renewTime": now, "acquireTime": now,
-                "leaseDurationSeconds": 60,
-            }})),
-        )
-        .await
-        .unwrap();
+    take_lease(&env, "intruder").await;
     let taken = std::time::Instant::now();
     let ended = tokio::time::timeout(Duration::from_secs(duration), leader)
         .await
