@@ -414,3 +414,24 @@ fn a_host_both_roles_could_use_is_left_to_the_other_only_when_it_wants_hosts() {
         (vec!["b".to_string()], vec!["a".to_string()])
     );
 }
+
+#[test]
+fn a_shortfall_counts_the_ledgers_hosts_by_what_they_are_to_the_role() {
+    // Both roles take the same flavor: a host can be this role's member, the other's, or
+    // marked unusable in this ledger.
+    let hosts: Vec<HostView> = ["a", "b", "c"].map(|n| host(n).flavor("cp").build()).into();
+    let ledger = [
+        member("a", CP, HostState::Labeled),
+        member("b", W, HostState::Labeled),
+        member("c", CP, HostState::Unusable),
+    ];
+    let both = spec(Some(role("cp", None, 3, 0)), Some(role("cp", None, 1, 0)));
+    let d = run(&both, &ledger, &hosts);
+    let short = d.roles[&CP].shortfall.as_ref().expect("one of three");
+    let c = &short.counts;
+    assert_eq!(
+        (c.matching, c.members, c.other_role, c.unusable, c.free),
+        (3, 1, 1, 1, 0),
+        "{c:?}"
+    );
+}
