@@ -361,31 +361,6 @@ fn hosts_outside_the_namespaces_a_cluster_may_claim_are_not_chosen_but_members_k
 }
 
 #[test]
-fn an_invalid_selector_says_so_and_what_was_wanted() {
-    // Only an object that bypassed admission can hold one: an operator kube cannot read.
-    let mut cp = role("cp", Some(RACK), 2, 1);
-    cp.label_selector.match_expressions = Some(vec![LabelSelectorRequirement {
-        key: FLAVOR.into(),
-        operator: "Resembles".into(),
-        values: Some(vec!["cp".into()]),
-    }]);
-    let d = run(&spec(Some(cp), None), &[], &sample_pool());
-    let short = d.roles[&CP]
-        .shortfall
-        .as_ref()
-        .expect("an invalid selector");
-    assert_eq!((short.role, short.wanted), (Some(CP), 3));
-    assert!(short.invalid_selector.is_some());
-    assert!(
-        short
-            .to_string()
-            .starts_with("ControlPlane: the label selector is invalid"),
-        "{short}"
-    );
-    assert!(d.roles[&CP].add.is_empty());
-}
-
-#[test]
 fn a_host_both_roles_could_use_is_left_to_the_other_only_when_it_wants_hosts() {
     let hosts = vec![
         host("a").flavor("cp").label("gpu", "yes").build(),
@@ -412,26 +387,5 @@ fn a_host_both_roles_could_use_is_left_to_the_other_only_when_it_wants_hosts() {
     assert_eq!(
         (added(&d, CP), added(&d, W)),
         (vec!["b".to_string()], vec!["a".to_string()])
-    );
-}
-
-#[test]
-fn a_shortfall_counts_the_ledgers_hosts_by_what_they_are_to_the_role() {
-    // Both roles take the same flavor: a host can be this role's member, the other's, or
-    // marked unusable in this ledger.
-    let hosts: Vec<HostView> = ["a", "b", "c"].map(|n| host(n).flavor("cp").build()).into();
-    let ledger = [
-        member("a", CP, HostState::Labeled),
-        member("b", W, HostState::Labeled),
-        member("c", CP, HostState::Unusable),
-    ];
-    let both = spec(Some(role("cp", None, 3, 0)), Some(role("cp", None, 1, 0)));
-    let d = run(&both, &ledger, &hosts);
-    let short = d.roles[&CP].shortfall.as_ref().expect("one of three");
-    let c = &short.counts;
-    assert_eq!(
-        (c.matching, c.members, c.other_role, c.unusable, c.free),
-        (3, 1, 1, 1, 0),
-        "{c:?}"
     );
 }

@@ -202,3 +202,4 @@ use NodeRole::{ControlPlane as CP, Worker as W};
 mod choosing;
 mod ordering;
 mod resizing;
+mod shortfalls;
