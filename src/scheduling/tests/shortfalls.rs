@@ -31,19 +31,22 @@ fn an_invalid_selector_says_so_and_what_was_wanted() {
 fn a_shortfall_counts_the_ledgers_hosts_by_what_they_are_to_the_role() {
     // Both roles take the same flavor: a host can be this role's member, the other's, or
     // marked unusable in this ledger.
-    let hosts: Vec<HostView> = ["a", "b", "c"].map(|n| host(n).flavor("cp").build()).into();
+    let hosts: Vec<HostView> = ["a", "b", "c", "d"]
+        .map(|n| host(n).flavor("cp").build())
+        .into();
     let ledger = [
         member("a", CP, HostState::Labeled),
-        member("b", W, HostState::Labeled),
-        member("c", CP, HostState::Unusable),
+        member("b", CP, HostState::Labeled),
+        member("c", W, HostState::Labeled),
+        member("d", CP, HostState::Unusable),
     ];
-    let both = spec(Some(role("cp", None, 3, 0)), Some(role("cp", None, 1, 0)));
+    let both = spec(Some(role("cp", None, 4, 0)), Some(role("cp", None, 1, 0)));
     let d = run(&both, &ledger, &hosts);
-    let short = d.roles[&CP].shortfall.as_ref().expect("one of three");
+    let short = d.roles[&CP].shortfall.as_ref().expect("two of four");
     let c = &short.counts;
     assert_eq!(
         (c.matching, c.members, c.other_role, c.unusable, c.free),
-        (3, 1, 1, 1, 0),
+        (4, 2, 1, 1, 0),
         "{c:?}"
     );
 }
