@@ -1,6 +1,8 @@
-//! SIGTERM, as the kubelet sends it to a pod being stopped: `sip run` finishes the step in hand,
-//! releases its Lease and exits 0, so a successor takes over at once instead of waiting for the
-//! Lease to expire, and finishes every cluster from the persisted phases.
+//! SIGTERM, as the kubelet sends it to a pod being stopped, while `sip run` works: it exits 0
+//! and releases its Lease, what it persisted replays whole, and a successor takes over at once
+//! instead of waiting for the Lease to expire and finishes every cluster. (That the step in
+//! hand is finished rather than dropped is the code's word, `main.rs`; this test cannot tell
+//! the two apart, since every step's status write is whole either way.)
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -30,7 +32,7 @@ fn operator(env: &TestEnv, instance: &str) -> Operator {
 }
 
 #[tokio::test]
-async fn sigterm_finishes_the_step_in_hand_releases_the_lease_and_a_successor_takes_over_at_once() {
+async fn sigterm_mid_work_exits_0_releases_the_lease_and_a_successor_takes_over_at_once() {
     let env = test_env("sigterm").await;
     load_hosts(&env).await;
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
