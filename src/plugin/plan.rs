@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::api::{NodeRole, SIPCluster};
 use crate::scheduling::{
-    ClusterKey, Counts, Decision, HostKey, HostView, Inputs, claims_of_others, schedule,
+    ClusterKey, Counts, Decision, HostKey, HostView, Inputs, claims_of_others, holder, schedule,
 };
 
 use super::Inventory;
@@ -78,7 +78,7 @@ pub fn plan(
 ) -> Plan {
     let key = ClusterKey::new(cluster.namespace().unwrap_or_default(), cluster.name_any());
     let holders: BTreeMap<HostKey, ClusterKey> = claims_of_others(&inventory.clusters, &key)
-        .into_iter()
+        .map(|(record, c)| (HostKey::of_record(record), holder(c)))
         .collect();
     let claimed: HashSet<HostKey> = holders.keys().cloned().collect();
     let hosts = inventory.views();

@@ -2,31 +2,40 @@
 //! One reading of the ledgers for the operator and for `kubectl sip plan`, so a plan counts
 //! the claims exactly as the operator will.
 
-use crate::api::SIPCluster;
+use crate::api::{HostRecord, SIPCluster};
 
-use super::host::{ClusterKey, HostKey};
+use super::host::ClusterKey;
 
-/// Every `(host, holder)` the ledgers of `clusters` other than `cluster` claim.
-pub fn claims_of_others<'c>(
-    clusters: impl IntoIterator<Item = &'c SIPCluster>,
+/// Every claim in the ledgers of `clusters` other than `cluster`: the record and the cluster
+/// whose ledger holds it. Borrowed, so Gathering builds nothing but the host keys it keeps.
+pub fn claims_of_others<'c, I>(
+    clusters: I,
     cluster: &ClusterKey,
-) -> Vec<(HostKey, ClusterKey)> {
+) -> impl Iterator<Item = (&'c HostRecord, &'c SIPCluster)>
+where
+    I: IntoIterator<Item = &'c SIPCluster>,
+{
     clusters
         .into_iter()
-        .filter_map(|c| {
-            let namespace = c.metadata.namespace.as_deref().unwrap_or_default();
-            let name = c.metadata.name.as_deref().unwrap_or_default();
-            let other = namespace != cluster.namespace || name != cluster.name;
-            Some((ClusterKey::new(namespace, name), c.status.as_ref()?)).filter(|_| other)
+        .filter(move |c| {
+            c.metadata.namespace.as_deref().unwrap_or_default() != cluster.namespace
+                || c.metadata.name.as_deref().unwrap_or_default() != cluster.name
         })
-        .flat_map(|(holder, status)| {
-            status
-                .hosts
+        .flat_map(|c| {
+            c.status
                 .iter()
+                .flat_map(|s| &s.hosts)
                 .filter(|r| r.state.claims())
-                .map(move |r| (HostKey::of_record(r), holder.clone()))
+                .map(move |r| (r, c))
         })
-        .collect()
+}
+
+/// The key of the cluster holding a claim, as its labels would name it.
+pub fn holder(cluster: &SIPCluster) -> ClusterKey {
+    ClusterKey::new(
+        cluster.metadata.namespace.as_deref().unwrap_or_default(),
+        cluster.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -71,8 +80,7 @@ mod tests {
         ];
         let me = ClusterKey::new("a", "one");
         let mut claims: Vec<(String, String)> = claims_of_others(&clusters, &me)
-            .into_iter()
-            .map(|(h, c)| (h.to_string(), c.to_string()))
+            .map(|(r, c)| (format!("{}/{}", r.namespace, r.name), holder(c).to_string()))
             .collect();
         claims.sort();
         assert_eq!(

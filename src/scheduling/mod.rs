@@ -18,7 +18,7 @@ mod scope;
 
 pub use adopt::{ADOPTED, outside_ledger};
 pub use choose::{Inputs, schedule};
-pub use claims::claims_of_others;
+pub use claims::{claims_of_others, holder};
 pub use decision::{
     Counts, Decision, LostReason, Pick, Release, ReleaseReason, RoleDecision, Shortfall,
 };

@@ -138,8 +138,7 @@ impl<'a> Turn<'a> {
     /// The hosts that the ledgers of `clusters` other than this one claim.
     fn claims_in<'c>(&self, clusters: impl Iterator<Item = &'c SIPCluster>) -> HashSet<HostKey> {
         crate::scheduling::claims_of_others(clusters, &self.key)
-            .into_iter()
-            .map(|(host, _)| host)
+            .map(|(record, _)| HostKey::of_record(record))
             .collect()
     }
 
