@@ -23,6 +23,33 @@ async fn phase_of(api: &Api<SIPCluster>) -> Option<Phase> {
         .and_then(|c| c.status?.phase)
 }
 
+/// The sample as written (a control plane of the test's own has no other Services), named
+/// `tenant` in `namespace`, with `edit` applied, created.
+async fn create_tenant(
+    admin: &kube::Client,
+    namespace: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let mut cluster = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
+    cluster["metadata"]["namespace"] = json!(namespace);
+    cluster["metadata"]["name"] = json!("tenant");
+    edit(&mut cluster);
+    let cluster: SIPCluster = serde_json::from_value(cluster).unwrap();
+    Api::<SIPCluster>::namespaced(admin.clone(), namespace)
+        .create(&PostParams::default(), &cluster)
+        .await
+        .unwrap();
+}
+
+/// Waits up to 90 s for `tenant` to be Ready; `after` says after what, for the failure.
+async fn ready_within_90_s(api: &Api<SIPCluster>, after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while phase_of(api).await != Some(Phase::Ready) {
+        assert!(Instant::now() < deadline, "not Ready 90 s after {after}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// What goes away and comes back.
 #[derive(Clone, Copy, Debug)]
 enum Outage {
@@ -57,13 +84,11 @@ async fn ride_out(outage: Outage) {
 
     // The sample, as written (this control plane has no other Services), with
     // five control-plane hosts wanted: the pool has four racks, so it waits in Gathering.
-    let mut cluster = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    cluster["metadata"]["namespace"] = json!(namespace);
-    cluster["metadata"]["name"] = json!("tenant");
-    cluster["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": 3, "standby": 2});
-    let cluster: SIPCluster = serde_json::from_value(cluster).unwrap();
+    create_tenant(&admin, &namespace, |c| {
+        c["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": 3, "standby": 2});
+    })
+    .await;
     let api: Api<SIPCluster> = Api::namespaced(admin.clone(), &namespace);
-    api.create(&PostParams::default(), &cluster).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while phase_of(&api).await != Some(Phase::Gathering) {
         assert!(
@@ -86,17 +111,11 @@ async fn ride_out(outage: Outage) {
     let restarted = Instant::now();
     let admin = cp.client().await.unwrap();
     let api: Api<SIPCluster> = Api::namespaced(admin, &namespace);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if phase_of(&api).await == Some(Phase::Ready) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not Ready 90 s after {outage:?} came back (it went away in {at:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    ready_within_90_s(
+        &api,
+        &format!("{outage:?} came back (it went away in {at:?})"),
+    )
+    .await;
     eprintln!(
         "figure: Ready {:.1?} after {outage:?} came back and a host appeared (it went away in {at:?})",
         restarted.elapsed()
@@ -124,12 +143,8 @@ async fn the_operator_rides_out_an_api_server_restart_mid_deploying_infra() {
     })
     .await;
 
-    let mut cluster = document_of_kind(SAMPLE_SIPCLUSTER, "SIPCluster");
-    cluster["metadata"]["namespace"] = json!(namespace);
-    cluster["metadata"]["name"] = json!("tenant");
-    let cluster: SIPCluster = serde_json::from_value(cluster).unwrap();
+    create_tenant(&admin, &namespace, |_| {}).await;
     let api: Api<SIPCluster> = Api::namespaced(admin.clone(), &namespace);
-    api.create(&PostParams::default(), &cluster).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), pause.reached())
         .await
         .expect("the first service apply was never reached");
@@ -145,14 +160,7 @@ async fn the_operator_rides_out_an_api_server_restart_mid_deploying_infra() {
     restarted.unwrap();
     let admin = cp.client().await.unwrap();
     let api: Api<SIPCluster> = Api::namespaced(admin, &namespace);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while phase_of(&api).await != Some(Phase::Ready) {
-        assert!(
-            Instant::now() < deadline,
-            "not Ready 90 s after the API server came back mid-DeployingInfra"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    ready_within_90_s(&api, "the API server came back mid-DeployingInfra").await;
     assert!(
         errors() > before,
         "the turn in DeployingInfra did not fail: the outage missed it"

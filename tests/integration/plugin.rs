@@ -73,6 +73,22 @@ fn plugin(env: &TestEnv, kubeconfig: &Path, args: &[&str]) -> (i32, String) {
     (code, stdout)
 }
 
+/// `kubectl sip plan -f` on `cluster` written to a manifest in `dir`, with `args` after.
+fn plan_manifest(
+    env: &TestEnv,
+    kubeconfig: &Path,
+    (dir, cluster): (&Path, &SIPCluster),
+    args: &[&str],
+) -> (i32, String) {
+    let manifest = dir.join(format!(
+        "{}.yaml",
+        cluster.metadata.name.as_deref().unwrap()
+    ));
+    std::fs::write(&manifest, serde_norway::to_string(cluster).unwrap()).unwrap();
+    let file = manifest.to_str().unwrap();
+    plugin(env, kubeconfig, &[&["plan", "-f", file][..], args].concat())
+}
+
 /// `(role, host)` pairs under `what` ("keep", "add" or "release") in a JSON plan.
 fn planned(plan: &Value, what: &str) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = plan["roles"]
@@ -169,23 +185,13 @@ async fn the_plan_is_what_the_operator_then_does() {
 
     // 1. A new cluster: planned from its manifest, then created.
     let tenant = lean(&env, "tenant", |_| {});
-    let manifest = dir.join("tenant.yaml");
-    std::fs::write(&manifest, serde_norway::to_string(&tenant).unwrap()).unwrap();
-    let (code, out) = plugin(
-        &env,
-        &kubeconfig,
-        &["plan", "-f", manifest.to_str().unwrap(), "-o", "json"],
-    );
+    let (code, out) = plan_manifest(&env, &kubeconfig, (&dir, &tenant), &["-o", "json"]);
     assert_eq!(code, 0, "{out}");
     let first: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(first["schedulable"], true);
     let chosen = planned(&first, "add");
     assert_eq!(chosen.len(), 4, "{out}");
-    let (_, text) = plugin(
-        &env,
-        &kubeconfig,
-        &["plan", "-f", manifest.to_str().unwrap()],
-    );
+    let (_, text) = plan_manifest(&env, &kubeconfig, (&dir, &tenant), &[]);
     assert!(
         text.contains("the pool satisfies it (4 to add, 0 to release)"),
         "{text}"
@@ -282,13 +288,7 @@ async fn the_plan_is_what_the_operator_then_does() {
     let greedy = lean(&env, "greedy", |m| {
         m["spec"]["nodes"]["ControlPlane"]["count"] = json!({"active": 9, "standby": 0});
     });
-    let manifest = dir.join("greedy.yaml");
-    std::fs::write(&manifest, serde_norway::to_string(&greedy).unwrap()).unwrap();
-    let (code, out) = plugin(
-        &env,
-        &kubeconfig,
-        &["plan", "-f", manifest.to_str().unwrap(), "-o", "json"],
-    );
+    let (code, out) = plan_manifest(&env, &kubeconfig, (&dir, &greedy), &["-o", "json"]);
     assert_eq!(code, 2, "{out}");
     let blocked: Value = serde_json::from_str(&out).unwrap();
     let control_plane = &blocked["roles"][0]["unschedulable"];
