@@ -89,6 +89,15 @@ fn plan_manifest(
     plugin(env, kubeconfig, &[&["plan", "-f", file][..], args].concat())
 }
 
+/// The tenant's workers set to `active + standby`, as a user edits the spec.
+async fn set_workers(api: &Api<SIPCluster>, active: u32, standby: u32) {
+    let count =
+        json!({"spec": {"nodes": {"Worker": {"count": {"active": active, "standby": standby}}}}});
+    api.patch("tenant", &PatchParams::default(), &Patch::Merge(count))
+        .await
+        .unwrap();
+}
+
 /// `(role, host)` pairs under `what` ("keep", "add" or "release") in a JSON plan.
 fn planned(plan: &Value, what: &str) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = plan["roles"]
@@ -245,14 +254,7 @@ async fn the_plan_is_what_the_operator_then_does() {
         planned(&grow, "add").iter().all(|(_, h)| *h != wk3),
         "{out}"
     );
-    let nodes = |worker: Value| json!({"spec": {"nodes": {"Worker": {"count": worker}}}});
-    api.patch(
-        "tenant",
-        &PatchParams::default(),
-        &Patch::Merge(nodes(json!({"active": 3, "standby": 1}))),
-    )
-    .await
-    .unwrap();
+    set_workers(&api, 3, 1).await;
     let grown = union(planned(&grow, "keep"), planned(&grow, "add"));
     wait_for_members(&api, "tenant", &grown).await;
 
@@ -275,13 +277,7 @@ async fn the_plan_is_what_the_operator_then_does() {
     let shrink: Value = serde_norway::from_str(&out).unwrap();
     assert_eq!(planned(&shrink, "release").len(), 3, "{out}");
     assert!(planned(&shrink, "add").is_empty());
-    api.patch(
-        "tenant",
-        &PatchParams::default(),
-        &Patch::Merge(nodes(json!({"active": 1, "standby": 0}))),
-    )
-    .await
-    .unwrap();
+    set_workers(&api, 1, 0).await;
     wait_for_members(&api, "tenant", &planned(&shrink, "keep")).await;
 
     // 4. More control-plane hosts than racks: exit 2, the operator's own counts.
