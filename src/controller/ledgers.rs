@@ -23,12 +23,13 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{Store, reflector};
+use kube::runtime::reflector::{ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use super::confirmations::Confirmations;
 use super::own_writes::key;
-use crate::api::{HostRecord, SIPCluster};
-use crate::metrics::Metrics;
+use super::watches::Wakers;
+use crate::api::{BareMetalHost, HostRecord, SIPCluster};
 use crate::scheduling::{ClusterKey, HostKey};
 
 /// Versions of each cluster the watch brought, remembered in case the watch is faster than
@@ -39,6 +40,9 @@ pub struct Ledgers {
     /// Every SIPCluster in the cluster, whichever namespace the controller serves.
     pub store: Store<SIPCluster>,
     lag: Mutex<Lag>,
+    /// The rivals each claim met as the watch brought it, when other operators may claim
+    /// from the same pool (`confirmations.rs`).
+    pub confirmations: Option<Confirmations>,
 }
 
 /// A claim-changing write the watch has not shown yet.
@@ -86,6 +90,16 @@ impl Ledgers {
         Ledgers {
             store,
             lag: Mutex::default(),
+            confirmations: None,
+        }
+    }
+
+    /// Ledgers whose claims are confirmed: this operator serves one namespace, and others may
+    /// choose from the same hosts.
+    pub fn confirming(store: Store<SIPCluster>) -> Self {
+        Ledgers {
+            confirmations: Some(Confirmations::default()),
+            ..Ledgers::new(store)
         }
     }
 
@@ -136,6 +150,7 @@ impl Ledgers {
     /// the cache at once, but a (re)list's objects only when the list is done (the reflector
     /// swaps them in at `InitDone`).
     pub fn observe(&self, event: &watcher::Event<SIPCluster>) {
+        self.confirm(event);
         let mut lag = self.lag();
         match event {
             watcher::Event::Apply(c) => {
@@ -164,16 +179,44 @@ impl Ledgers {
         }
     }
 
+    /// The rivals of the claims an event brings, met in the cache as of that event. A list's
+    /// objects are in the cache only once it is complete: then each is confirmed against
+    /// the whole list, which holds every write before it (and maybe later ones).
+    fn confirm(&self, event: &watcher::Event<SIPCluster>) {
+        let Some(confirmations) = &self.confirmations else {
+            return;
+        };
+        match event {
+            watcher::Event::Apply(c) => confirmations.observe(c, &self.store.state()),
+            watcher::Event::Delete(c) => confirmations.forget(c),
+            watcher::Event::InitDone => {
+                let cache = self.store.state();
+                for c in &cache {
+                    confirmations.observe(c, &cache);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+
     /// Every SIPCluster, for its ledger, when the controller's own cache holds one namespace's:
     /// this watch fills `ledgers.store` and shows `ledgers` its events.
+    ///
+    /// A ledger that lets go hosts of this operator's wakes the clusters waiting in Gathering:
+    /// the other
+    /// operators' releases are no events of this one's otherwise, and a waiting cluster that
+    /// saw the hosts' labels go (its wake-up) while their ledger still held them would wait
+    /// out its backoff.
     pub fn watch(
         ledgers: &Arc<Ledgers>,
         api: Api<SIPCluster>,
         writer: Writer<SIPCluster>,
-        metrics: &Arc<Metrics>,
+        waiting: Waiting,
         lag: Option<std::time::Duration>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let (ledgers, metrics) = (ledgers.clone(), metrics.clone());
+        let ledgers = ledgers.clone();
+        let Waiting { wakers, hosts } = waiting;
+        let mut held = Held::default();
         let events = watcher(api, watcher::Config::default()).default_backoff();
         let events = match lag {
             None => events.boxed(),
@@ -196,7 +239,16 @@ impl Ledgers {
             }
         };
         reflector(writer, events).for_each(move |event| {
-            super::watches::cluster_event(&metrics, Some(&ledgers), &event);
+            super::watches::cluster_event(&wakers.metrics, Some(&ledgers), &event);
+            let usable = |host: &HostKey| {
+                let host = ObjectRef::new(host.name()).within(host.namespace());
+                hosts.get(&host).is_some()
+            };
+            if let Ok(event) = &event
+                && held.frees(event, usable)
+            {
+                wakers.wake(gathering(&wakers.clusters));
+            }
             std::future::ready(())
         })
     }
@@ -209,6 +261,58 @@ impl Ledgers {
             .keys()
             .all(|(namespace, name)| *namespace == cluster.namespace && *name == cluster.name)
     }
+}
+
+/// Whom a ledger's release wakes: the served clusters waiting in Gathering, when a host let go
+/// is one of the operator's.
+pub struct Waiting {
+    pub wakers: Wakers,
+    pub hosts: Store<BareMetalHost>,
+}
+
+/// What each ledger claimed when the watch last brought it, to see hosts let go.
+#[derive(Default)]
+struct Held(HashMap<(String, String), HashSet<HostKey>>);
+
+impl Held {
+    /// Whether `event` shows a ledger letting go a host that `usable` says this operator may
+    /// choose (a release, a deletion; or a list, which may have missed either).
+    fn frees(
+        &mut self,
+        event: &watcher::Event<SIPCluster>,
+        usable: impl Fn(&HostKey) -> bool,
+    ) -> bool {
+        match event {
+            watcher::Event::Apply(c) => {
+                let now = ledger_claims(c);
+                let before = self.0.insert(key(c), now.clone()).unwrap_or_default();
+                before.difference(&now).any(usable)
+            }
+            watcher::Event::Delete(c) => self
+                .0
+                .remove(&key(c))
+                .is_some_and(|before| before.iter().any(usable)),
+            watcher::Event::Init => {
+                self.0.clear();
+                false
+            }
+            watcher::Event::InitApply(c) => {
+                self.0.insert(key(c), ledger_claims(c));
+                false
+            }
+            watcher::Event::InitDone => true,
+        }
+    }
+}
+
+/// The served clusters choosing hosts (or waiting for them).
+fn gathering(clusters: &Store<SIPCluster>) -> Vec<ObjectRef<SIPCluster>> {
+    clusters
+        .state()
+        .iter()
+        .filter(|c| c.status.as_ref().and_then(|s| s.phase) == Some(crate::api::Phase::Gathering))
+        .map(|c| ObjectRef::from_obj(&**c))
+        .collect()
 }
 
 /// A cluster as a (re)list brought it: its key, version and claims.
@@ -337,6 +441,39 @@ mod tests {
         );
         ledgers.observe(&watcher::Event::InitDone);
         assert!(ledgers.caught_up_but(&me()));
+    }
+
+    #[test]
+    fn a_ledger_letting_a_host_go_wakes_the_waiting_and_one_taking_more_does_not() {
+        let mut held = Held::default();
+        let apply = |c| watcher::Event::Apply(c);
+        let any = |_: &HostKey| true;
+        assert!(!held.frees(&apply(with_claims("a", "1", &["h1"])), any));
+        assert!(!held.frees(&apply(with_claims("a", "2", &["h1", "h2"])), any));
+        assert!(!held.frees(&apply(with_claims("b", "3", &[])), any));
+        assert!(
+            held.frees(&apply(with_claims("a", "4", &["h2"])), any),
+            "h1 let go"
+        );
+        assert!(!held.frees(&watcher::Event::Delete(cluster("b", "3")), any));
+        assert!(held.frees(&watcher::Event::Delete(cluster("a", "4")), any));
+        assert!(!held.frees(&watcher::Event::Init, any));
+        assert!(
+            held.frees(&watcher::Event::InitDone, any),
+            "a list may hide a release"
+        );
+    }
+
+    #[test]
+    fn only_hosts_this_operator_may_choose_wake_its_waiting_clusters() {
+        let mut held = Held::default();
+        let apply = |c| watcher::Event::Apply(c);
+        let h2_only = |h: &HostKey| h.name() == "h2";
+        held.frees(&apply(with_claims("a", "1", &["h1", "h2"])), h2_only);
+        assert!(!held.frees(&apply(with_claims("a", "2", &["h2"])), h2_only));
+        assert!(held.frees(&apply(with_claims("a", "3", &[])), h2_only));
+        held.frees(&apply(with_claims("b", "4", &["h1"])), h2_only);
+        assert!(!held.frees(&watcher::Event::Delete(cluster("b", "4")), h2_only));
     }
 
     fn with_claims(name: &str, version: &str, hosts: &[&str]) -> SIPCluster {

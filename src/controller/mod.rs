@@ -14,7 +14,8 @@
 //! Around them: `relevance.rs` (which host events matter), `hosts.rs` (guarded label patches),
 //! `drift/` and `relist.rs` (what the operator wrote of the services' objects, and what others
 //! changed), `sources.rs` (versions of what the services are rendered from), `ledgers.rs` (every cluster's claims, and when that cache can stand
-//! in for a fresh read), `verified.rs` (the Ready check's memory between turns), `own_writes.rs` (the versions
+//! in for a fresh read), `confirmations.rs` (a claim checked against the claims written
+//! before it, when other operators share the pool), `verified.rs` (the Ready check's memory between turns), `own_writes.rs` (the versions
 //! of the operator's last writes to each SIPCluster), `reads.rs` (what the phases read, behind
 //! an interface their unit tests fill), `templates.rs` (the template ConfigMaps' watch), `touched.rs` (the events that concerned each cluster),
 //! `history.rs` and `conditions.rs` (the status records).
@@ -27,6 +28,7 @@ mod availability;
 mod backoff;
 mod commit;
 pub mod conditions;
+mod confirmations;
 mod drift;
 mod error;
 pub mod history;

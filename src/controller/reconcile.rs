@@ -194,6 +194,11 @@ async fn advance(
                 {
                     commits.flush(&turn.status).await?;
                 }
+                // Claims another operator may have made at the same moment are written before
+                // they are confirmed, and confirmed before Extracting persists anything.
+                if phase == Phase::Extracting && turn.claims_to_confirm() {
+                    turn.claims_version = commits.flush(&turn.status).await?;
+                }
                 let before = turn.status.clone();
                 match turn.work(phase).await {
                     Ok(Some(step)) => step,

@@ -18,7 +18,7 @@ use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store, reflector}
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::drift::{self, Drift};
-use super::ledgers::Ledgers;
+use super::ledgers::{Ledgers, Waiting};
 use super::templates::Templates;
 use super::touched::Touched;
 use super::{Settings, relist};
@@ -83,10 +83,21 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
     // operator can wait for both caches before it starts working: kube's store readiness wakes
     // only one waiter, and the controller is one.
     let (cluster_store, cluster_writer) = reflector::store_shared(CLUSTER_EVENTS);
+    // Host events, template events, drift and other ledgers' releases wake clusters through
+    // this channel: one watch per kind, whose events first update the cache the reconciler
+    // reads, then wake whom they concern.
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let wakers = Wakers {
+        clusters: cluster_store.clone(),
+        touched: Arc::new(Touched::default()),
+        wake,
+        metrics: metrics.clone(),
+    };
+    let (hosts, host_events) = super::host_watch::watch(hosts_api, &wakers);
+    let (ledgers, ledger_watch) = ledgers(client, settings, &cluster_store, &wakers, &hosts);
     let cluster_events = cluster_writer
         .subscribe()
         .expect("a shared store hands out subscriptions");
-    let (ledgers, ledger_watch) = ledgers(client, settings, &cluster_store);
     let serves_every_ledger = ledger_watch.is_none().then(|| ledgers.clone());
     let cluster_cache = watcher(clusters, watcher::Config::default())
         .default_backoff()
@@ -98,18 +109,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Watches {
                 std::future::ready(())
             }
         });
-    // Host events, template events and drift wake clusters through this channel: one watch
-    // per kind, whose events first update the cache the reconciler reads, then wake whom they
-    // concern.
-    let (wake, woken) = futures::channel::mpsc::unbounded();
-    let wakers = Wakers {
-        clusters: cluster_store.clone(),
-        touched: Arc::new(Touched::default()),
-        wake,
-        metrics: metrics.clone(),
-    };
     let drift = Arc::new(Drift::default());
-    let (hosts, host_events) = super::host_watch::watch(hosts_api, &wakers);
     let (templates, template_events) = super::templates::watch(client, ns, &wakers);
     // The watches end with the controller (a replica that loses the lease stops them all).
     let mut tasks = Tasks(vec![tokio::spawn(cluster_cache), tokio::spawn(host_events)]);
@@ -144,17 +144,22 @@ fn ledgers(
     client: &kube::Client,
     settings: &Settings,
     cluster_store: &Store<SIPCluster>,
+    wakers: &Wakers,
+    hosts: &Store<BareMetalHost>,
 ) -> (Arc<Ledgers>, Option<tokio::task::JoinHandle<()>>) {
     if settings.cluster_namespace.is_none() {
         return (Arc::new(Ledgers::new(cluster_store.clone())), None);
     }
     let (store, writer) = reflector::store();
-    let ledgers = Arc::new(Ledgers::new(store));
+    let ledgers = Arc::new(Ledgers::confirming(store));
     let watch = Ledgers::watch(
         &ledgers,
         Api::all(client.clone()),
         writer,
-        &settings.metrics,
+        Waiting {
+            wakers: wakers.clone(),
+            hosts: hosts.clone(),
+        },
         settings.ledger_lag,
     );
     (ledgers, Some(tokio::spawn(watch)))

@@ -4,6 +4,10 @@
 //! event: no host in two ledgers, no host rendered into two clusters' services, and each host's
 //! labels going only none -> X -> none. A watch that fails is a violation, not an end; and
 //! [`Checker::finish`] fails when a watch saw nothing.
+//!
+//! Where operators share a pool ([`Checker::shared`]), a claim just made (`Chosen`) is a
+//! proposal until it is confirmed: two operators' proposals may meet for a moment, and the
+//! later yields before anything outside its ledger names the host.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -12,12 +16,14 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::watcher;
-use sip::api::{BareMetalHost, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, SIPCluster};
+use sip::api::{BareMetalHost, HostState, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, SIPCluster};
 
 #[derive(Default)]
 struct State {
-    /// cluster -> hosts its ledger claims.
+    /// cluster -> hosts its ledger claims (with the proposals, unless they may race).
     ledgers: BTreeMap<String, BTreeSet<String>>,
+    /// Proposals (`Chosen` records) of operators sharing a pool are not claims yet.
+    proposals_race: bool,
     /// host -> the cluster its labels give it to.
     labels: BTreeMap<String, Option<String>>,
     /// (cluster, secret) -> hosts named in the rendered services.
@@ -104,7 +110,31 @@ impl Checker {
         pool: BTreeSet<String>,
         cluster_namespaces: &[String],
     ) -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
+        Self::watching(client, host_namespace, pool, cluster_namespaces, false)
+    }
+
+    /// [`Checker::start`] where several operators choose from the pool: a host's proposals
+    /// (`Chosen` records) may meet; its confirmed claims, labels and rendered services not.
+    pub fn shared(
+        client: &kube::Client,
+        host_namespace: &str,
+        pool: BTreeSet<String>,
+        cluster_namespaces: &[String],
+    ) -> Self {
+        Self::watching(client, host_namespace, pool, cluster_namespaces, true)
+    }
+
+    fn watching(
+        client: &kube::Client,
+        host_namespace: &str,
+        pool: BTreeSet<String>,
+        cluster_namespaces: &[String],
+        proposals_race: bool,
+    ) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            proposals_race,
+            ..State::default()
+        }));
         // Every SIPCluster's ledger, as a claim on this pool counts wherever its cluster is;
         // only records of this pool's hosts (other tests share the control plane).
         let pool_namespace = host_namespace.to_string();
@@ -115,11 +145,13 @@ impl Checker {
                 Api::<SIPCluster>::all(client.clone()),
                 move |s, c: SIPCluster| {
                     let key = cluster_of(c.metadata.namespace.as_ref(), c.metadata.name.as_ref());
+                    let proposals_race = s.proposals_race;
                     let claims = c
                         .status
                         .iter()
                         .flat_map(|st| &st.hosts)
                         .filter(|r| r.state.claims() && r.namespace == pool_namespace)
+                        .filter(|r| !(proposals_race && r.state == HostState::Chosen))
                         .map(|r| r.name.clone())
                         .collect();
                     s.ledgers.insert(key, claims);

@@ -32,6 +32,7 @@ mod sandbox;
 mod secrecy;
 mod service_function;
 mod services;
+mod shared_pool;
 mod shutdown;
 mod sipcluster_api;
 mod tenant;

@@ -89,6 +89,14 @@ GUARDS = [
         [("lib", "scheduling::proptests::members_that_still_fit_are_kept_whatever_happens_to_the_pool")],
     ),
     (
+        "claim confirmation",
+        "of two operators' claims on one host from a shared pool, only the first reaches the services",
+        "src/controller/phases/extracting.rs",
+        "if let Some(contested) = self.confirm_claims().await? {",
+        "if let Some(contested) = None::<Step> {",
+        [("integration", "shared_pool::two_operators_sharing_one_pool_never_give_a_host_to_two_clusters"), ("lib", "controller::phases::confirming::tests")],
+    ),
+    (
         "template renderer child",
         "a hostile template costs only its own cluster (the operator's memory stays bounded)",
         "src/main.rs",

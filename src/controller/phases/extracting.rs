@@ -16,6 +16,9 @@ use super::io::overlapped;
 
 impl Turn<'_> {
     pub async fn extract(&mut self) -> kube::Result<Step> {
+        if let Some(contested) = self.confirm_claims().await? {
+            return Ok(contested);
+        }
         let needs = required_interfaces(&self.cluster.spec.services);
         let mut pending = Vec::new();
         for (i, record) in self.status.hosts.iter().enumerate() {

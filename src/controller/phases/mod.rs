@@ -4,6 +4,7 @@
 //! `apply.rs`.
 
 mod apply;
+mod confirming;
 mod decommissioning;
 mod deploying;
 mod extracting;
@@ -39,6 +40,9 @@ pub struct Turn<'a> {
     seen: Mutex<Seen>,
     /// Set by the Ready check: what it did (read everything, or trusted the memory).
     pub verified: Option<crate::controller::verified::Check>,
+    /// The version of the cluster that holds its ledger's unconfirmed claims, once written
+    /// (`confirming.rs`).
+    pub claims_version: Option<String>,
 }
 
 #[derive(Default)]
@@ -62,6 +66,7 @@ impl<'a> Turn<'a> {
             status: super::history::resumed(cluster.status.clone().unwrap_or_default()),
             seen: Mutex::default(),
             verified: None,
+            claims_version: None,
         }
     }
 
