@@ -285,7 +285,7 @@ async fn warm_sequence(
     let ns = create_namespace(client, "bench-warm").await?;
     create_pool(client, &ns, hosts, |i| i % 10 == 0, (100, 2)).await?;
     create_keys(client, &ns).await?;
-    let operator = Operator::start(cp, &config_sip()?, &ns).await?;
+    let operator = Operator::start(cp, &config_sip()?, &ns, Scope::Namespace).await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), &ns);
     let mut times = Vec::new();
     let (mut ops_before, mut server_before) = (String::new(), String::new());
@@ -383,7 +383,7 @@ async fn burst(cp: &ControlPlane, client: &kube::Client, count: usize) -> Result
     let ns = create_namespace(client, "bench-burst").await?;
     create_pool(client, &ns, hosts, |i| i % 8 < 3, (hosts, 1)).await?;
     create_keys(client, &ns).await?;
-    let operator = Operator::start(cp, &config_sip()?, &ns).await?;
+    let operator = Operator::start(cp, &config_sip()?, &ns, Scope::Namespace).await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), &ns);
     let ops_before = http_get(operator.admin, "/metrics").await;
     let server_before = apiserver_metrics(client).await?;
@@ -591,14 +591,29 @@ async fn create_host(
     Ok(())
 }
 
-/// The real operator as a child process, scoped to `ns`, its admin server on `port`.
+/// The real operator as a child process, its admin server on `port`.
 struct Operator {
     child: Child,
     admin: SocketAddr,
 }
 
+/// Which SIPClusters and hosts the operator serves.
+#[derive(Clone, Copy, PartialEq)]
+enum Scope {
+    /// The namespace's only: the control plane may hold others' (and such an operator confirms
+    /// its claims, as others may choose from the same hosts).
+    Namespace,
+    /// Every namespace, as the shipped Deployment runs it: the control plane is its alone.
+    Everything,
+}
+
 impl Operator {
-    async fn start(cp: &ControlPlane, sip: &std::path::Path, ns: &str) -> Result<Self> {
+    async fn start(
+        cp: &ControlPlane,
+        sip: &std::path::Path,
+        ns: &str,
+        scope: Scope,
+    ) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -606,7 +621,10 @@ impl Operator {
         let child = Command::new(sip)
             .args(["run", "--kubeconfig"])
             .arg(&cp.kubeconfig)
-            .args(["--host-namespace", ns, "--cluster-namespace", ns])
+            .args(match scope {
+                Scope::Namespace => vec!["--host-namespace", ns, "--cluster-namespace", ns],
+                Scope::Everything => vec![],
+            })
             .args(["--metrics-address", &admin.to_string(), "--log"])
             .arg(std::env::var("SIP_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()))
             .args(["--lease-namespace", ns])
@@ -745,7 +763,7 @@ async fn one_cluster(cp: &ControlPlane, client: &kube::Client, n: usize) -> Resu
     create_pool(client, &ns, n, |i| i % 10 == 0, (100, 2)).await?;
     create_keys(client, &ns).await?;
     let load = started.elapsed();
-    let operator = Operator::start(cp, &config_sip()?, &ns).await?;
+    let operator = Operator::start(cp, &config_sip()?, &ns, Scope::Namespace).await?;
 
     let ops_before = http_get(operator.admin, "/metrics").await;
     let server_before = apiserver_metrics(client).await?;

@@ -28,7 +28,8 @@ use sip_envtest::{ControlPlane, Layout, create_namespace};
 
 use super::predecessor::{self, Build};
 use super::{
-    Operator, counter_by, create_keys, create_pool, diff, http_get, three_plus_five_nodes, usage,
+    Operator, Scope, counter_by, create_keys, create_pool, diff, http_get, three_plus_five_nodes,
+    usage,
 };
 
 /// What each operator runs.
@@ -216,7 +217,10 @@ async fn prepare(
             .await?;
     }
     let running = match contender {
-        Contender::Sip(bin) => Running::Sip(Operator::start(&cp, bin, &ns).await?),
+        // As the predecessor runs, and as sip is shipped: alone with a control plane of its own.
+        Contender::Sip(bin) => {
+            Running::Sip(Operator::start(&cp, bin, &ns, Scope::Everything).await?)
+        }
         Contender::Predecessor(build) => {
             Running::Predecessor(predecessor::Running::start(build, &cp.kubeconfig)?)
         }
