@@ -143,3 +143,44 @@ pub fn curl(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// Every object in `namespace`, of every namespaced kind the API server lists, as
+/// `group/Kind/name` (Events left out: they tell the story and expire on their own). Read
+/// through discovery, so an object of any kind, labeled or not, shows.
+pub async fn namespace_objects(
+    client: &kube::Client,
+    namespace: &str,
+) -> std::collections::BTreeSet<String> {
+    use kube::api::DynamicObject;
+    use kube::discovery::{Discovery, Scope, verbs};
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery of the node cluster's API");
+    let mut objects = std::collections::BTreeSet::new();
+    for group in discovery.groups() {
+        for (resource, caps) in group.recommended_resources() {
+            if caps.scope != Scope::Namespaced
+                || !caps.supports_operation(verbs::LIST)
+                || resource.kind == "Event"
+            {
+                continue;
+            }
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &resource);
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .unwrap_or_else(|e| panic!("listing {} in {namespace}: {e}", resource.kind));
+            for o in list.items {
+                objects.insert(format!(
+                    "{}/{}/{}",
+                    resource.group,
+                    resource.kind,
+                    o.metadata.name.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    objects
+}

@@ -16,7 +16,7 @@ use sip::services::meta::object_name;
 use sip::services::{ServiceId, ServiceKind};
 use sip_envtest::node::{BRIDGE, NODE_IP, NODE_NAME};
 
-use super::{TENANT_LABEL, curl, node_env, ready, wait_for_pods};
+use super::{TENANT_LABEL, curl, namespace_objects, node_env, ready, wait_for_pods};
 use crate::common::{TestEnv, host_labels, sample_cluster, wait_for};
 use crate::sandbox::{Sandbox, quote, repo_path};
 use crate::tenant::{Keys, Tenant, node_keys};
@@ -132,12 +132,27 @@ async fn the_tenant_services_run_on_the_node_and_serve_through_node_ports() {
         m["spec"]["services"]["jumpHost"][0]["sshAuthorizedKeys"] = json!([user_key]);
     });
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    // Everything in the namespace before the tenant: what its deletion must leave, whatever
+    // kind, label or owner an object of the operator's has.
+    let before = namespace_objects(&env.client, &env.namespace).await;
     api.create(&PostParams::default(), &cluster).await.unwrap();
     wait_for(&api, CLUSTER, "Ready", |c| {
         c.and_then(|c| c.status.as_ref())
             .is_some_and(|s| s.phase == Some(Phase::Ready))
     })
     .await;
+
+    // The lister sees the operator's objects, whatever their kind: the diff at the end can fail.
+    let during = namespace_objects(&env.client, &env.namespace).await;
+    let added: Vec<&String> = during.difference(&before).collect();
+    for kind in ["apps/Deployment/", "/Service/", "/ConfigMap/", "/Secret/"] {
+        assert!(
+            added
+                .iter()
+                .any(|o| o.starts_with(kind) || o.contains(kind)),
+            "no {kind} of the tenant's among {added:?}"
+        );
+    }
 
     // Every service's pod Running and ready; the load balancers on the control-plane node.
     let pods = wait_for_pods(
@@ -340,6 +355,22 @@ async fn the_tenant_services_run_on_the_node_and_serve_through_node_ports() {
     );
     let hosts = host_labels(&Api::namespaced(env.client.clone(), &env.namespace)).await;
     assert!(hosts.is_empty(), "no host keeps a sip label: {hosts:?}");
+    // The whole namespace as it was: kube-controller-manager's garbage collector and the
+    // endpoints controllers finish the owned objects' removal (ReplicaSets, EndpointSlices).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let after = namespace_objects(&env.client, &env.namespace).await;
+        if after == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the namespace differs after the deletion: left {:?}, gone {:?}",
+            after.difference(&before).collect::<Vec<_>>(),
+            before.difference(&after).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 #[tokio::test]
