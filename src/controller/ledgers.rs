@@ -14,8 +14,10 @@
 //!
 //! Claims written by someone else (a replica that lost the lease, a person editing status)
 //! are seen as soon as the watch brings them, a LIST a moment earlier. Neither read fences
-//! such a writer: the guarded label patch does (`hosts.rs`). The watch starts once this
-//! replica holds the lease, so its first list already holds every claim written before.
+//! such a writer: the guarded label patch does (`hosts.rs`), and, where other operators share
+//! the pool, the confirmation of each claim (`confirmations.rs`, fed by this watch). The watch
+//! starts once this replica holds the lease, so its first list already holds every claim
+//! written before.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
