@@ -98,3 +98,14 @@ fn oidc_input_errors_name_the_fix_without_quoting_secrets() {
     ];
     assert_breaks(ServiceKind::Auth, &cases, &["client-secret-value"]);
 }
+
+#[test]
+fn the_oidc_provider_runs_where_its_node_labels_say() {
+    let mut f = Fixture::new();
+    let anywhere = f.only(ServiceKind::Auth).unwrap();
+    assert_eq!(pod_of(&anywhere).node_selector, None);
+    let labels = BTreeMap::from([("dex".to_string(), "here".to_string())]);
+    f.spec.services.auth[0].node_labels = labels.clone();
+    let pinned = f.only(ServiceKind::Auth).unwrap();
+    assert_eq!(pod_of(&pinned).node_selector, Some(labels));
+}
