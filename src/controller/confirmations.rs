@@ -71,6 +71,12 @@ impl Confirmations {
         crate::sync::lock(&self.met).remove(&holder(cluster));
     }
 
+    /// The watch lists again: a cluster deleted while it was away brings no deletion, so
+    /// everything goes and the list's end confirms again what it holds.
+    pub fn forget_all(&self) {
+        crate::sync::lock(&self.met).clear();
+    }
+
     /// The rivals `version` of `cluster` met when the watch brought it, waiting up to `wait`
     /// for that event; `None`: it did not come (the caller reads instead).
     pub async fn rivals(
@@ -213,6 +219,16 @@ mod tests {
             .expect("woken by the event")
             .unwrap();
         assert_eq!(rivals, Some(vec![]));
+    }
+
+    #[tokio::test]
+    async fn a_relist_forgets_the_clusters_it_may_not_bring_back() {
+        let confirmations = Confirmations::default();
+        let gone = cluster("gone", "3", &[("h1", HostState::Chosen)]);
+        confirmations.observe(&gone, std::slice::from_ref(&gone));
+        confirmations.forget_all();
+        assert_eq!(confirmations.rivals(&key("gone"), "3", NOW).await, None);
+        assert!(crate::sync::lock(&confirmations.met).is_empty());
     }
 
     #[test]

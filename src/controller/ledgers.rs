@@ -197,7 +197,8 @@ impl Ledgers {
                     confirmations.observe(c, &cache);
                 }
             }
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            watcher::Event::Init => confirmations.forget_all(),
+            watcher::Event::InitApply(_) => {}
         }
     }
 
