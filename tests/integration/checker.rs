@@ -269,3 +269,64 @@ where
             .insert(format!("the {what} watch ended"));
     })
 }
+
+/// Contention in rounds over the SIPClusters of `apis` (`total` of them, `fit` servable at
+/// once): each round settles when `fit` of the remaining are Ready and the others wait
+/// Unschedulable, saying the control plane is short; then the Ready ones are deleted and the
+/// waiting must take their hosts, without a restart. `observe` sees every listing, not only
+/// the settled ones. Returns the rounds that freed hosts.
+pub async fn serve_in_rounds(
+    apis: &[Api<SIPCluster>],
+    total: usize,
+    fit: usize,
+    limit: std::time::Duration,
+    observe: impl Fn(&[SIPCluster]),
+) -> usize {
+    use kube::api::{DeleteParams, ListParams};
+    let deadline = std::time::Instant::now() + limit;
+    let (mut remaining, mut rounds) = (total, 0);
+    loop {
+        let mut clusters = Vec::new();
+        for api in apis {
+            clusters.extend(api.list(&ListParams::default()).await.unwrap().items);
+        }
+        observe(&clusters);
+        let ready: Vec<&SIPCluster> = clusters
+            .iter()
+            .filter(|c| c.status.as_ref().and_then(|s| s.phase) == Some(sip::api::Phase::Ready))
+            .collect();
+        let blocked: Vec<String> = clusters
+            .iter()
+            .filter_map(|c| c.status.as_ref())
+            .flat_map(|s| &s.conditions)
+            .filter(|c| c.type_ == "Ready" && c.reason == "Unschedulable")
+            .map(|c| c.message.clone())
+            .collect();
+        let fits = remaining.min(fit);
+        if clusters.len() == remaining && ready.len() == fits && blocked.len() == remaining - fits {
+            for why in &blocked {
+                assert!(why.contains("ControlPlane: wanted 1"), "says why: {why}");
+            }
+            if blocked.is_empty() {
+                return rounds;
+            }
+            for c in &ready {
+                let namespace = c.metadata.namespace.as_deref().unwrap();
+                Api::<SIPCluster>::namespaced(apis[0].clone().into_client(), namespace)
+                    .delete(c.metadata.name.as_ref().unwrap(), &DeleteParams::default())
+                    .await
+                    .unwrap();
+            }
+            remaining -= ready.len();
+            rounds += 1;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "round {rounds} did not settle: {} clusters, {} ready, {} unschedulable",
+            clusters.len(),
+            ready.len(),
+            blocked.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

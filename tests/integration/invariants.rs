@@ -3,15 +3,15 @@
 //! across namespaces, and no writes once Ready.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sip::api::{BareMetalHost, Phase, SIPCluster};
 
-use crate::checker::Checker;
+use crate::checker::{Checker, serve_in_rounds};
 use crate::common::{
     TestEnv, children_of, fifth_rack_host, labeled_hosts, load_hosts, phase, poke_and_wait,
     sample_cluster, start_metered_operator, start_operator, test_env, wait_for,
@@ -207,14 +207,10 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
         .await
         .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut remaining = total;
-    let mut rounds = 0;
-    loop {
-        // Checked on every observation, not only at the end.
-        let clusters = api.list(&ListParams::default()).await.unwrap().items;
+    // Checked on every observation, not only at the end.
+    let no_host_in_two_ledgers = |clusters: &[SIPCluster]| {
         let mut owner: HashMap<String, String> = HashMap::new();
-        for c in &clusters {
+        for c in clusters {
             let name = c.metadata.name.clone().unwrap();
             for r in c
                 .status
@@ -227,41 +223,16 @@ async fn no_host_ever_serves_two_clusters_under_contention() {
                 }
             }
         }
-        let ready: Vec<&SIPCluster> = clusters
-            .iter()
-            .filter(|c| phase(Some(c)) == Some(Phase::Ready))
-            .collect();
-        let blocked: Vec<&SIPCluster> = clusters
-            .iter()
-            .filter(|c| ready_condition(Some(c)).is_some_and(|(_, r, _)| r == "Unschedulable"))
-            .collect();
-        let fit = remaining.min(4);
-        if clusters.len() == remaining && ready.len() == fit && blocked.len() == remaining - fit {
-            for b in &blocked {
-                let (_, _, why) = ready_condition(Some(b)).unwrap();
-                assert!(why.contains("ControlPlane: wanted 1"), "says why: {why}");
-            }
-            if blocked.is_empty() {
-                break;
-            }
-            // Free the Ready clusters' hosts: waiting ones must take them, without a restart.
-            for c in &ready {
-                api.delete(c.metadata.name.as_ref().unwrap(), &DeleteParams::default())
-                    .await
-                    .unwrap();
-            }
-            remaining -= ready.len();
-            rounds += 1;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "contention did not settle in round {rounds}: {} clusters, {} ready, {} unschedulable",
-            clusters.len(),
-            ready.len(),
-            blocked.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    let apis = std::slice::from_ref(&api);
+    let rounds = serve_in_rounds(
+        apis,
+        total,
+        4,
+        Duration::from_secs(180),
+        no_host_in_two_ledgers,
+    )
+    .await;
     assert_eq!(rounds, 4);
     // Settled: every label names the cluster whose ledger holds the host. (Checked only here:
     // hosts and clusters cannot be read in one snapshot while labels are being written.)

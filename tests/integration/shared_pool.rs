@@ -5,16 +5,16 @@
 //! that no host is in two ledgers, two clusters' rendered services or moved between labels.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Event;
 use sip::failpoint::{Pause, Site};
 
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use sip::api::{Phase, SIPCluster};
 
-use crate::checker::Checker;
+use crate::checker::{Checker, serve_in_rounds};
 use crate::common::{
     SAMPLE_SIPCLUSTER, TestEnv, document_of_kind, load_hosts, phase, sample_cluster,
     start_operator_on_with, test_env, wait_for,
@@ -32,15 +32,6 @@ fn cluster(env: &TestEnv, namespace: &str, name: &str) -> SIPCluster {
             .unwrap()
             .remove("loadBalancerWorker");
     })
-}
-
-fn reason(c: &SIPCluster) -> Option<&str> {
-    c.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.reason.as_str())
 }
 
 #[tokio::test]
@@ -99,45 +90,7 @@ async fn two_operators_sharing_one_pool_never_give_a_host_to_two_clusters() {
     })
     .await;
     pause.release();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut remaining = 2 * per_side;
-    let mut rounds = 0;
-    loop {
-        let mut clusters = Vec::new();
-        for api in &apis {
-            clusters.extend(api.list(&ListParams::default()).await.unwrap().items);
-        }
-        let ready: Vec<&SIPCluster> = clusters
-            .iter()
-            .filter(|c| phase(Some(c)) == Some(Phase::Ready))
-            .collect();
-        let blocked = clusters
-            .iter()
-            .filter(|c| reason(c) == Some("Unschedulable"))
-            .count();
-        let fit = remaining.min(4);
-        if clusters.len() == remaining && ready.len() == fit && blocked == remaining - fit {
-            if blocked == 0 {
-                break;
-            }
-            for c in &ready {
-                let api: Api<SIPCluster> =
-                    Api::namespaced(env.client.clone(), c.metadata.namespace.as_ref().unwrap());
-                api.delete(c.metadata.name.as_ref().unwrap(), &DeleteParams::default())
-                    .await
-                    .unwrap();
-            }
-            remaining -= ready.len();
-            rounds += 1;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "round {rounds} did not settle: {} clusters, {} ready, {blocked} unschedulable",
-            clusters.len(),
-            ready.len(),
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let rounds = serve_in_rounds(&apis, 2 * per_side, 4, Duration::from_secs(240), |_| {}).await;
     assert_eq!(rounds, 1, "eight clusters, four fit at a time");
     a.abort();
     b.abort();
