@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use sip_envtest::create_namespace;
 use sip_envtest::node::{NodeCluster, images};
@@ -120,14 +120,56 @@ pub async fn wait_for_pods(
         if check(&list) {
             return list;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {limit:?}; the pods: {:#?}",
-            list.iter()
-                .map(|p| (p.metadata.name.clone(), p.status.clone()))
-                .collect::<Vec<_>>()
-        );
+        if Instant::now() >= deadline {
+            panic!(
+                "{what} not within {limit:?}; the node: {}; the pods: {:#?}",
+                node_state(client).await,
+                list.iter()
+                    .map(|p| (p.metadata.name.clone(), p.status.clone()))
+                    .collect::<Vec<_>>()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The node's taints and its conditions that are not as a healthy node's: why the scheduler
+/// may refuse it (disk or memory pressure, a NotReady spell under load).
+pub async fn node_state(client: &kube::Client) -> String {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .map(|n| {
+                let taints: Vec<String> = n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.taints.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .map(|t| format!("{}:{}", t.key, t.effect))
+                    .collect();
+                let conditions: Vec<String> = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| (c.type_ == "Ready") != (c.status == "True"))
+                    .map(|c| {
+                        let message = c.message.as_deref().unwrap_or_default();
+                        format!("{}={} ({message})", c.type_, c.status)
+                    })
+                    .collect();
+                format!(
+                    "{} taints {taints:?}, unhealthy conditions {conditions:?}",
+                    n.metadata.name.as_deref().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(e) => format!("(cannot list nodes: {e})"),
     }
 }
 

@@ -422,7 +422,8 @@ async fn a_balancer_no_node_can_hold_stays_pending_and_says_why() {
         .unwrap_or_default();
     assert!(
         message.contains("didn't match Pod's node affinity/selector"),
-        "the reason names the node selector: {message}"
+        "the reason names the node selector: {message}; the node: {}",
+        super::node_state(&env.client).await
     );
     // Ready (sip's part is done), and ServicesAvailable says which service has no pod: once the
     // other two are available, only the control-plane balancer is named.

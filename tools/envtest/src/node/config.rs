@@ -114,11 +114,14 @@ resolvConf: ""
 # Images cannot be pulled back here: never collect them.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+# Absolute floors, not shares: these machines' disks are large and mostly taken by others
+# (a few GiB free of 250), so even 1% tainted the node with disk-pressure mid-run.
 evictionHard:
   memory.available: 100Mi
-  nodefs.available: 1%
-  imagefs.available: 1%
-  nodefs.inodesFree: 1%
+  nodefs.available: 256Mi
+  imagefs.available: 256Mi
+  nodefs.inodesFree: "1000"
+  imagefs.inodesFree: "1000"
 serializeImagePulls: false
 "#,
             dir = self.dir.display(),
