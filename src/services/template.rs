@@ -314,4 +314,83 @@ mod tests {
         let built_in = pick(ID, &none, "ns", ("lb", "k.cfg"), "default").unwrap();
         assert_eq!(built_in.text, "default");
     }
+
+    fn config_map(text: String) -> BTreeMap<String, ConfigMap> {
+        let cm = ConfigMap {
+            data: Some(BTreeMap::from([("k.cfg".into(), text)])),
+            ..ConfigMap::default()
+        };
+        BTreeMap::from([("lb".to_string(), cm)])
+    }
+
+    /// The limits are inclusive: a template of exactly `MAX_TEMPLATE` bytes is taken, one
+    /// byte more is refused with its size and the limit.
+    #[test]
+    fn a_template_may_be_exactly_as_long_as_the_limit() {
+        let at = config_map("x".repeat(MAX_TEMPLATE));
+        assert!(pick(ID, &at, "ns", ("lb", "k.cfg"), "default").is_ok());
+        let over = config_map("x".repeat(MAX_TEMPLATE + 1));
+        let err = pick(ID, &over, "ns", ("lb", "k.cfg"), "default")
+            .err()
+            .expect("one byte over the limit")
+            .to_string();
+        assert!(
+            err.contains("the template is 65537 bytes, over the 65536-byte limit"),
+            "{err}"
+        );
+    }
+
+    /// In either syntax a configuration of exactly `MAX_OUTPUT` bytes renders; one byte more
+    /// is an error that says which limit it passed.
+    #[test]
+    fn a_configuration_may_be_exactly_as_long_as_the_limit() {
+        for syntax in [Syntax::Jinja, Syntax::Go] {
+            let render_text = |text: &str| {
+                let template = Template { syntax, ..t(text) };
+                render(
+                    ID,
+                    &template,
+                    json!({}),
+                    GoModel::default,
+                    &Renderer::InProcess,
+                )
+            };
+            let at = render_text(&"x".repeat(MAX_OUTPUT)).expect("exactly at the limit");
+            assert_eq!(at.len(), MAX_OUTPUT, "{syntax:?}");
+            let err = render_text(&"x".repeat(MAX_OUTPUT + 1))
+                .expect_err("one byte over")
+                .to_string();
+            assert!(
+                err.contains("passed 1048576 bytes; a load balancer's needs a few KiB"),
+                "{syntax:?}: {err}"
+            );
+        }
+    }
+
+    /// Only a user's template goes to the child renderer: a built-in one renders here even
+    /// when the renderer named cannot start, a user's does not.
+    #[test]
+    fn only_a_users_template_is_rendered_in_the_child() {
+        let child = Renderer::Child("/nonexistent/sip".into());
+        let data = json!({"servers": [{"name": "a"}]});
+        let built_in = Template {
+            user: false,
+            ..t("{{ servers[0].name }}")
+        };
+        let rendered = render(ID, &built_in, &data, GoModel::default, &child);
+        assert_eq!(rendered.expect("rendered in process"), "a");
+        let err = render(
+            ID,
+            &t("{{ servers[0].name }}"),
+            &data,
+            GoModel::default,
+            &child,
+        )
+        .expect_err("a user's template needs the child")
+        .to_string();
+        assert!(
+            err.contains("starting the template renderer /nonexistent/sip"),
+            "{err}"
+        );
+    }
 }
