@@ -101,6 +101,15 @@ impl Backoff {
         let mut holds = crate::sync::lock(&self.holds);
         holds.remove(&key);
     }
+
+    /// Keeps the clusters whose uid `alive` says exists; how many it holds then.
+    pub fn retain(&self, alive: &dyn Fn(&str) -> bool) -> usize {
+        let mut attempts = crate::sync::lock(&self.attempts);
+        attempts.retain(|k, _| alive(&k.0));
+        let mut holds = crate::sync::lock(&self.holds);
+        holds.retain(|k, _| alive(&k.0));
+        attempts.len().max(holds.len())
+    }
 }
 
 #[cfg(test)]

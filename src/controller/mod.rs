@@ -43,6 +43,7 @@ mod relevance;
 mod relist;
 mod sources;
 mod step;
+mod sweep;
 mod templates;
 #[cfg(test)]
 mod testing;
@@ -80,6 +81,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Every BareMetalHost the operator may use.
     pub hosts: Store<BareMetalHost>,
+    /// The SIPClusters the operator serves (the controller's own cache).
+    clusters: Store<SIPCluster>,
     /// Every SIPCluster's ledger, in any namespace, for Gathering.
     ledgers: Arc<ledgers::Ledgers>,
     /// The predecessor's Deployments (metadata), which the services replace.
@@ -213,6 +216,7 @@ pub async fn run(
         }),
         client,
         hosts: hosts.clone(),
+        clusters: cluster_store.clone(),
         ledgers: watches.ledgers.clone(),
         predecessors: watches.predecessors.clone(),
         deployments: watches.deployments.clone(),

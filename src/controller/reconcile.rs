@@ -41,6 +41,7 @@ pub async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Ac
         .ok_or_else(|| Error::NoNamespace(cluster.name_any()))?;
     let api: Api<SIPCluster> = Api::namespaced(ctx.client.clone(), &ns);
     let (api, ctx) = (&api, &ctx);
+    super::sweep::sweep(ctx);
     let turn = async {
         let (cluster, ledgers) = with_finalizer(api, cluster, ctx).await?;
         finalizer(api, FINALIZER, cluster, move |event| async move {

@@ -135,6 +135,7 @@ pub fn context(objects: Arc<Objects>, hosts: Vec<BareMetalHost>) -> Context {
         reads: objects,
         client,
         hosts: host_store,
+        clusters: reflector::store().0,
         ledgers: Arc::new(super::ledgers::Ledgers::new(every_ledger)),
         predecessors: reflector::store().0,
         deployments: reflector::store().0,

@@ -38,6 +38,13 @@ impl Touched {
     pub fn forget(&self, cluster: &SIPCluster) {
         self.map().remove(&key(cluster));
     }
+
+    /// Keeps the clusters `alive` says exist; how many it holds then.
+    pub fn retain(&self, alive: &dyn Fn(&(String, String)) -> bool) -> usize {
+        let mut map = self.map();
+        map.retain(|k, _| alive(k));
+        map.len()
+    }
 }
 
 #[cfg(test)]

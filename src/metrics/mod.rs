@@ -52,6 +52,7 @@ pub struct Metrics {
     cr_reconcile_time: HistogramVec,
     cr_reconcile_errors: IntCounterVec,
     leader: IntGaugeVec,
+    memory_entries: IntGaugeVec,
     cluster_phase: prometheus::GaugeVec,
     pub(crate) api_requests: IntCounterVec,
     pub(crate) api_latency: HistogramVec,
@@ -215,6 +216,12 @@ impl Metrics {
                 "1 when this replica is the one working",
                 &["name"],
             ),
+            memory_entries: gauge(
+                &r,
+                "sip_controller_memory_entries",
+                "Clusters each in-process memory of the controller holds entries for",
+                &["memory"],
+            ),
             api_requests: counter(
                 &r,
                 "sip_api_requests_total",
@@ -323,6 +330,13 @@ impl Metrics {
         self.leader
             .with_label_values(&["sip-operator"])
             .set(i64::from(leader));
+    }
+
+    /// How many clusters an in-process memory of the controller holds (`controller::sweep`).
+    pub fn memory_entries(&self, memory: &str, entries: usize) {
+        self.memory_entries
+            .with_label_values(&[memory])
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     pub fn is_leader(&self) -> bool {

@@ -1,11 +1,13 @@
 //! The operator against the real API server: a SIPCluster from creation to Ready, its hosts
 //! labeled, the story in status and Events, and deletion leaving nothing behind.
 
+use std::time::{Duration, Instant};
+
 use crate::common::{
-    assert_uninterrupted_story, load_hosts, phase, sample_cluster, start_operator, test_env,
-    wait_for,
+    assert_uninterrupted_story, load_hosts, phase, poke, sample_cluster, start_metered_operator,
+    start_operator, test_env, wait_for,
 };
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use sip::api::{
     BareMetalHost, HostState, LABEL_CLUSTER_NAME, LABEL_CLUSTER_NAMESPACE, LABEL_NODE_TYPE, Phase,
     SIPCluster,
@@ -181,6 +183,83 @@ async fn a_cluster_created_again_under_its_name_is_not_held_by_the_old_ones_back
         took < std::time::Duration::from_secs(8),
         "the new cluster waited {took:?}: the old one's backoff held it"
     );
+    operator.abort();
+}
+
+/// What `sip_controller_memory_entries` says each memory holds, by memory.
+fn memory_entries(metrics: &sip::metrics::Metrics) -> std::collections::BTreeMap<String, i64> {
+    metrics
+        .render()
+        .lines()
+        .filter_map(|l| l.strip_prefix("sip_controller_memory_entries{memory=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(m, n)| (m.to_string(), n.parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cluster_whose_finalizer_is_removed_by_hand_leaves_nothing_in_the_operators_memories() {
+    let env = test_env("forgotten").await;
+    load_hosts(&env).await;
+    let (operator, metrics) = start_metered_operator(&env);
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    api.create(
+        &PostParams::default(),
+        &sample_cluster(&env, "stays", no_worker_balancer),
+    )
+    .await
+    .unwrap();
+    wait_for(&api, "stays", "Ready", |c| phase(c) == Some(Phase::Ready)).await;
+    // More control-plane hosts than the pool has: held, with a backoff entry.
+    let blocked = sample_cluster(&env, "forced", |m| {
+        m["spec"]["nodes"]["ControlPlane"]["count"]["active"] = serde_json::json!(9);
+        no_worker_balancer(m);
+    });
+    api.create(&PostParams::default(), &blocked).await.unwrap();
+    wait_for(&api, "forced", "Unschedulable", |c| {
+        c.and_then(|c| c.status.as_ref())
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|r| r.reason == "Unschedulable")
+    })
+    .await;
+    poke(&api, "stays", "1").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while memory_entries(&metrics).get("backoff") != Some(&1) {
+        assert!(
+            Instant::now() < deadline,
+            "the held cluster in the backoff: {:?}",
+            memory_entries(&metrics)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Someone removes the finalizer by hand and deletes it: no turn of its own follows.
+    let no_finalizer = serde_json::json!({"metadata": {"finalizers": null}});
+    api.patch(
+        "forced",
+        &PatchParams::default(),
+        &Patch::Merge(&no_finalizer),
+    )
+    .await
+    .unwrap();
+    api.delete("forced", &DeleteParams::default())
+        .await
+        .unwrap();
+    while api.get_opt("forced").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "not gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The next turn of any cluster forgets it everywhere; what stays is the Ready one's.
+    poke(&api, "stays", "2").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let held = memory_entries(&metrics);
+        if held.get("backoff") == Some(&0) && held.values().all(|n| *n <= 1) {
+            assert_eq!(held.len(), 5, "every memory reported: {held:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still remembered: {held:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     operator.abort();
 }
 

@@ -271,6 +271,13 @@ impl Drift {
             .collect()
     }
 
+    /// Keeps what drifted for the clusters `alive` says exist; how many it holds then.
+    pub fn retain(&self, alive: &dyn Fn(&ObjectRef<SIPCluster>) -> bool) -> usize {
+        let mut inner = self.lock();
+        inner.drifted.retain(|k, _| alive(k));
+        inner.drifted.len()
+    }
+
     /// Takes what drifted for `cluster` (about to apply its services again).
     pub fn take(&self, cluster: &ObjectRef<SIPCluster>) -> Vec<String> {
         self.lock()
