@@ -80,15 +80,7 @@ mod tests {
     }
 
     fn entries(ctx: &Context) -> Vec<(String, i64)> {
-        let text = ctx.metrics.render();
-        let mut found: Vec<(String, i64)> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("sip_controller_memory_entries{memory=\""))
-            .filter_map(|l| l.split_once("\"} "))
-            .map(|(m, n)| (m.to_string(), n.parse().unwrap()))
-            .collect();
-        found.sort();
-        found
+        ctx.metrics.memories_held().into_iter().collect()
     }
 
     /// Entries of a cluster the cache no longer holds (its finalizer removed by hand) go at

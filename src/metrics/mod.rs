@@ -339,6 +339,18 @@ impl Metrics {
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
+    /// What [`Self::memory_entries`] last said of each memory, by name.
+    pub fn memories_held(&self) -> std::collections::BTreeMap<String, i64> {
+        prometheus::core::Collector::collect(&self.memory_entries)
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter_map(|m| {
+                let memory = m.get_label().first()?.value().to_string();
+                Some((memory, m.get_gauge().get_value() as i64))
+            })
+            .collect()
+    }
+
     pub fn is_leader(&self) -> bool {
         self.leader.with_label_values(&["sip-operator"]).get() == 1
     }

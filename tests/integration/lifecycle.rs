@@ -186,17 +186,6 @@ async fn a_cluster_created_again_under_its_name_is_not_held_by_the_old_ones_back
     operator.abort();
 }
 
-/// What `sip_controller_memory_entries` says each memory holds, by memory.
-fn memory_entries(metrics: &sip::metrics::Metrics) -> std::collections::BTreeMap<String, i64> {
-    metrics
-        .render()
-        .lines()
-        .filter_map(|l| l.strip_prefix("sip_controller_memory_entries{memory=\""))
-        .filter_map(|l| l.split_once("\"} "))
-        .map(|(m, n)| (m.to_string(), n.parse().unwrap()))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_cluster_whose_finalizer_is_removed_by_hand_leaves_nothing_in_the_operators_memories() {
     let env = test_env("forgotten").await;
@@ -224,11 +213,11 @@ async fn a_cluster_whose_finalizer_is_removed_by_hand_leaves_nothing_in_the_oper
     .await;
     poke(&api, "stays", "1").await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while memory_entries(&metrics).get("backoff") != Some(&1) {
+    while metrics.memories_held().get("backoff") != Some(&1) {
         assert!(
             Instant::now() < deadline,
             "the held cluster in the backoff: {:?}",
-            memory_entries(&metrics)
+            metrics.memories_held()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -252,7 +241,7 @@ async fn a_cluster_whose_finalizer_is_removed_by_hand_leaves_nothing_in_the_oper
     poke(&api, "stays", "2").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let held = memory_entries(&metrics);
+        let held = metrics.memories_held();
         if held.get("backoff") == Some(&0) && held.values().all(|n| *n <= 1) {
             assert_eq!(held.len(), 5, "every memory reported: {held:?}");
             break;
