@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_uninterrupted_story, load_hosts, phase, poke, sample_cluster, start_metered_operator,
-    start_operator, test_env, wait_for,
+    TestEnv, assert_uninterrupted_story, load_hosts, phase, poke, sample_cluster,
+    start_metered_operator, start_operator, test_env, wait_for,
 };
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use sip::api::{
@@ -150,26 +150,12 @@ async fn a_cluster_created_again_under_its_name_is_not_held_by_the_old_ones_back
     load_hosts(&env).await;
     let operator = start_operator(&env);
     let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
-    // More control-plane hosts than the pool has: blocked, retried at 2, 4, 8 s...
-    let blocked = sample_cluster(&env, "again", |m| {
-        m["spec"]["nodes"]["ControlPlane"]["count"]["active"] = serde_json::json!(9);
-        no_worker_balancer(m);
-    });
-    api.create(&PostParams::default(), &blocked).await.unwrap();
-    wait_for(&api, "again", "Unschedulable", |c| {
-        c.and_then(|c| c.status.as_ref())
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|r| r.reason == "Unschedulable")
-    })
-    .await;
+    // Blocked, retried at 2, 4, 8 s...
+    create_unschedulable(&env, &api, "again").await;
     // Three holds in (the next would be 16 s), the user deletes it and applies a fixed one.
     tokio::time::sleep(std::time::Duration::from_secs(15)).await;
     api.delete("again", &DeleteParams::default()).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while api.get_opt("again").await.unwrap().is_some() {
-        assert!(std::time::Instant::now() < deadline, "not decommissioned");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_gone(&api, "again").await;
     let created = std::time::Instant::now();
     api.create(
         &PostParams::default(),
@@ -199,18 +185,8 @@ async fn a_cluster_whose_finalizer_is_removed_by_hand_leaves_nothing_in_the_oper
     .await
     .unwrap();
     wait_for(&api, "stays", "Ready", |c| phase(c) == Some(Phase::Ready)).await;
-    // More control-plane hosts than the pool has: held, with a backoff entry.
-    let blocked = sample_cluster(&env, "forced", |m| {
-        m["spec"]["nodes"]["ControlPlane"]["count"]["active"] = serde_json::json!(9);
-        no_worker_balancer(m);
-    });
-    api.create(&PostParams::default(), &blocked).await.unwrap();
-    wait_for(&api, "forced", "Unschedulable", |c| {
-        c.and_then(|c| c.status.as_ref())
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|r| r.reason == "Unschedulable")
-    })
-    .await;
+    // Held, with a backoff entry.
+    create_unschedulable(&env, &api, "forced").await;
     poke(&api, "stays", "1").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while metrics.memories_held().get("backoff") != Some(&1) {
@@ -233,10 +209,7 @@ async fn a_cluster_whose_finalizer_is_removed_by_hand_leaves_nothing_in_the_oper
     api.delete("forced", &DeleteParams::default())
         .await
         .unwrap();
-    while api.get_opt("forced").await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "not gone");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_gone(&api, "forced").await;
     // The next turn of any cluster forgets it everywhere; what stays is the Ready one's.
     poke(&api, "stays", "2").await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -250,6 +223,31 @@ async fn a_cluster_whose_finalizer_is_removed_by_hand_leaves_nothing_in_the_oper
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     operator.abort();
+}
+
+/// Creates `name` asking for more control-plane hosts than the pool has, and waits until it
+/// says Unschedulable (held, with a backoff entry).
+async fn create_unschedulable(env: &TestEnv, api: &Api<SIPCluster>, name: &str) {
+    let blocked = sample_cluster(env, name, |m| {
+        m["spec"]["nodes"]["ControlPlane"]["count"]["active"] = serde_json::json!(9);
+        no_worker_balancer(m);
+    });
+    api.create(&PostParams::default(), &blocked).await.unwrap();
+    wait_for(api, name, "Unschedulable", |c| {
+        c.and_then(|c| c.status.as_ref())
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|r| r.reason == "Unschedulable")
+    })
+    .await;
+}
+
+/// Waits until `name` is gone from the API server (30 s at most).
+async fn wait_gone(api: &Api<SIPCluster>, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.get_opt(name).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "{name} not gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Without the worker balancer (the shared control plane's static node-port band is small).
