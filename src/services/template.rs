@@ -393,4 +393,26 @@ mod tests {
             "{err}"
         );
     }
+
+    /// The Jinja engine writes through a buffer that stops at one byte past the limit: a
+    /// template that would write megabytes stops there, with the limit's message; an error of
+    /// the template's own, right at the limit, is that error.
+    #[test]
+    fn a_jinja_render_stops_one_byte_past_the_limit() {
+        let mut capped = Capped(Vec::new());
+        assert_eq!(capped.write(&[b'x'; MAX_OUTPUT]).unwrap(), MAX_OUTPUT);
+        assert_eq!(capped.write(b"yz").unwrap(), 1, "one byte past the limit");
+        let refused = capped.write(b"z").expect_err("full");
+        assert_eq!(refused.to_string(), too_long());
+        assert_eq!(capped.0.len(), MAX_OUTPUT + 1);
+
+        let data = json!({"chunk": "x".repeat(1024)});
+        let flood = "{% for i in range(4096) %}{{ chunk }}{% endfor %}";
+        let err = engine(Syntax::Jinja, flood, &data, GoModel::default).expect_err("4 MiB");
+        assert_eq!(err, too_long());
+        let at_the_limit = format!("{}{{{{ nothing }}}}", "x".repeat(MAX_OUTPUT));
+        let err = engine(Syntax::Jinja, &at_the_limit, &data, GoModel::default)
+            .expect_err("an unknown variable");
+        assert!(err.contains("undefined"), "{err}");
+    }
 }
