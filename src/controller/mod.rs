@@ -3,7 +3,8 @@
 //!
 //! 1. `watches.rs` (hosts: `host_watch.rs`): a watch event (the SIPCluster's own, a host's,
 //!    drift of a service object) updates a cache and wakes the cluster it concerns;
-//! 2. `reconcile.rs`: the controller hands the cluster to `reconcile` (finalizer first), which
+//! 2. `reconcile.rs`: the controller hands the cluster to `reconcile` (`sweep.rs` first drops
+//!    what the memories hold of clusters gone from the cache; then the finalizer), which
 //!    reads it fresh and, unless `backoff.rs` holds it, walks it through its phases;
 //! 3. `step.rs`: an outside event first (first sight, spec change, deletion), else
 //! 4. `phases/`: the work of the phase it is in, one file per phase, which says what it found;
