@@ -179,10 +179,22 @@ mod tests {
         let long = "a".repeat(200);
         let dotted = "tenant.one";
         let digit = "1tenant";
+        // Long and led by a digit: the leading letter comes out of the stem's room.
+        let long_digit = format!("9{}", "b".repeat(200));
         let mut seen = std::collections::HashSet::new();
-        for cluster in [long.as_str(), dotted, "tenant-one", digit, "tenant.one2"] {
+        for cluster in [
+            long.as_str(),
+            dotted,
+            "tenant-one",
+            digit,
+            "tenant.one2",
+            &long_digit,
+        ] {
             let name = object_name(cluster, id(ServiceKind::LoadBalancerWorker, 7));
             assert!(name.len() <= 63, "{name} is too long");
+            if cluster.len() > 63 {
+                assert_eq!(name.len(), 63, "{name} uses the whole room");
+            }
             assert!(name.starts_with(|c: char| c.is_ascii_lowercase()), "{name}");
             assert!(
                 name.chars()

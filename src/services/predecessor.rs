@@ -99,7 +99,7 @@ pub fn config_is_its(meta: &ObjectMeta, name: &str, deployment: Option<&Deployme
 mod tests {
     use k8s_openapi::api::apps::v1::DeploymentSpec;
     use k8s_openapi::api::core::v1::{
-        PodSpec, PodTemplateSpec, SecretVolumeSource, ServiceSpec, Volume,
+        ConfigMapVolumeSource, PodSpec, PodTemplateSpec, SecretVolumeSource, ServiceSpec, Volume,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
@@ -159,11 +159,44 @@ mod tests {
         }])
     }
 
+    /// What the predecessor's Deployments' watch lists: its instances, never sip's own.
+    #[test]
+    fn the_deployment_selector_finds_the_predecessors_and_not_sips() {
+        let selects = |labels: &BTreeMap<String, String>| {
+            deployment_selector()
+                .split(',')
+                .all(|term| match term.strip_prefix('!') {
+                    Some(key) => !labels.contains_key(key),
+                    None => {
+                        let (k, v) = term.split_once('=').expect("key=value terms");
+                        labels.get(k).map(String::as_str) == Some(v)
+                    }
+                })
+        };
+        let its = its_labels().unwrap();
+        assert!(selects(&its));
+        let mut sips = its.clone();
+        sips.insert(LABEL_MANAGED_BY.into(), "sip-operator".into());
+        assert!(!selects(&sips));
+        assert!(!selects(&labels(&[("app", "x")]).unwrap()));
+    }
+
     #[test]
     fn the_predecessors_objects_are_told_from_others_of_the_same_name() {
         let its = deployment(its_labels(), NAME);
         let mut ours = its.clone();
         ours.metadata.owner_references = owned();
+        let mut mounts_config_map = its.clone();
+        let volume = Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: NAME.into(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        };
+        let pod = mounts_config_map.spec.as_mut().unwrap();
+        pod.template.spec.as_mut().unwrap().volumes = Some(vec![volume]);
         let cases = [
             (deployment_is_its(&its, NAME), true, "its Deployment"),
             (deployment_is_its(&ours, NAME), false, "an owned Deployment"),
@@ -171,6 +204,28 @@ mod tests {
                 deployment_is_its(&deployment(labels(&[("app", "x")]), NAME), NAME),
                 false,
                 "a Deployment someone else made",
+            ),
+            (
+                deployment_is_its(
+                    &deployment(
+                        labels(&[(LABEL_PART_OF, "sip"), (LABEL_INSTANCE, "jumphost-other")]),
+                        NAME,
+                    ),
+                    NAME,
+                ),
+                false,
+                "the predecessor's Deployment of another instance",
+            ),
+            (
+                deployment_is_its(
+                    &deployment(
+                        labels(&[(LABEL_PART_OF, "x"), (LABEL_INSTANCE, NAME)]),
+                        NAME,
+                    ),
+                    NAME,
+                ),
+                false,
+                "a Deployment of that instance name, part of something else",
             ),
             (
                 config_is_its(&ObjectMeta::default(), NAME, Some(&its)),
@@ -181,6 +236,16 @@ mod tests {
                 config_is_its(&ObjectMeta::default(), NAME, None),
                 false,
                 "an unlabelled Secret with no Deployment of its",
+            ),
+            (
+                config_is_its(&ObjectMeta::default(), "jumphost-tenant-keys", Some(&its)),
+                false,
+                "an unlabelled Secret its Deployment does not mount",
+            ),
+            (
+                config_is_its(&ObjectMeta::default(), NAME, Some(&mounts_config_map)),
+                true,
+                "an unlabelled ConfigMap its Deployment mounts",
             ),
             (
                 config_is_its(

@@ -73,6 +73,16 @@ fn every_service_of_the_sample_renders_owned_labeled_objects() {
             let labels = m.labels.as_ref().unwrap();
             assert_eq!(labels[meta::LABEL_MANAGED_BY], meta::MANAGED_BY, "{what}");
             assert_eq!(labels[crate::api::LABEL_CLUSTER_NAME], "tenant", "{what}");
+            // What pruning and decommissioning list by: this cluster's selector finds every
+            // child, another cluster's none.
+            let selects = |selector: String| {
+                selector.split(',').all(|pair| {
+                    let (k, v) = pair.split_once('=').expect("key=value pairs");
+                    labels.get(k).map(String::as_str) == Some(v)
+                })
+            };
+            assert!(selects(meta::children_selector("tenant")), "{what}");
+            assert!(!selects(meta::children_selector("other")), "{what}");
             let value = child.to_value();
             assert_eq!(value["kind"], child.kind(), "{what} serializes its kind");
             assert!(value["apiVersion"].is_string(), "{what}");
