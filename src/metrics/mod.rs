@@ -5,6 +5,7 @@
 //! scrape time, so they can never drift from what the operator sees.
 
 mod api;
+mod memories;
 mod state;
 mod watches;
 
@@ -330,25 +331,6 @@ impl Metrics {
         self.leader
             .with_label_values(&["sip-operator"])
             .set(i64::from(leader));
-    }
-
-    /// How many clusters an in-process memory of the controller holds (`controller::sweep`).
-    pub fn memory_entries(&self, memory: &str, entries: usize) {
-        self.memory_entries
-            .with_label_values(&[memory])
-            .set(i64::try_from(entries).unwrap_or(i64::MAX));
-    }
-
-    /// What [`Self::memory_entries`] last said of each memory, by name.
-    pub fn memories_held(&self) -> std::collections::BTreeMap<String, i64> {
-        prometheus::core::Collector::collect(&self.memory_entries)
-            .iter()
-            .flat_map(|family| family.get_metric())
-            .filter_map(|m| {
-                let memory = m.get_label().first()?.value().to_string();
-                Some((memory, m.get_gauge().get_value() as i64))
-            })
-            .collect()
     }
 
     pub fn is_leader(&self) -> bool {
