@@ -274,3 +274,41 @@ fn a_template_config_map_overrides_the_built_in_and_its_errors_are_clear() {
         );
     }
 }
+
+/// A fixed cluster IP in a service's spec is the cluster IP of its Service; without one the
+/// API server picks.
+#[test]
+fn a_fixed_cluster_ip_is_the_services() {
+    let service_ip = |f: &Fixture, kind: ServiceKind| {
+        f.only(kind)
+            .expect("rendered")
+            .iter()
+            .find_map(|c| match c {
+                Child::Service(s) => Some(s.spec.as_ref().unwrap().cluster_ip.clone()),
+                _ => None,
+            })
+            .expect("a Service")
+    };
+    let kinds = [
+        ServiceKind::LoadBalancerControlPlane,
+        ServiceKind::LoadBalancerWorker,
+        ServiceKind::JumpHost,
+        ServiceKind::Auth,
+    ];
+    let mut f = Fixture::new();
+    for kind in kinds {
+        assert_eq!(service_ip(&f, kind), None, "{kind:?}");
+    }
+    let services = &mut f.spec.services;
+    services.load_balancer_control_plane[0].common.cluster_ip = Some("10.96.0.11".into());
+    services.load_balancer_worker[0].common.cluster_ip = Some("10.96.0.12".into());
+    services.jump_host[0].common.cluster_ip = Some("10.96.0.13".into());
+    services.auth[0].cluster_ip = Some("10.96.0.14".into());
+    for (kind, ip) in kinds.into_iter().zip(11..) {
+        assert_eq!(
+            service_ip(&f, kind),
+            Some(format!("10.96.0.{ip}")),
+            "{kind:?}"
+        );
+    }
+}
