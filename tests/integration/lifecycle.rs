@@ -188,15 +188,10 @@ async fn a_cluster_whose_finalizer_is_removed_by_hand_leaves_nothing_in_the_oper
     // Held, with a backoff entry.
     create_unschedulable(&env, &api, "forced").await;
     poke(&api, "stays", "1").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while metrics.memories_held().get("backoff") != Some(&1) {
-        assert!(
-            Instant::now() < deadline,
-            "the held cluster in the backoff: {:?}",
-            metrics.memories_held()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    memories_until(&metrics, "the held cluster in the backoff", |held| {
+        held.get("backoff") == Some(&1)
+    })
+    .await;
     // Someone removes the finalizer by hand and deletes it: no turn of its own follows.
     let no_finalizer = serde_json::json!({"metadata": {"finalizers": null}});
     api.patch(
@@ -212,16 +207,11 @@ async fn a_cluster_whose_finalizer_is_removed_by_hand_leaves_nothing_in_the_oper
     wait_gone(&api, "forced").await;
     // The next turn of any cluster forgets it everywhere; what stays is the Ready one's.
     poke(&api, "stays", "2").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let held = metrics.memories_held();
-        if held.get("backoff") == Some(&0) && held.values().all(|n| *n <= 1) {
-            assert_eq!(held.len(), 5, "every memory reported: {held:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "still remembered: {held:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let held = memories_until(&metrics, "the gone cluster forgotten", |held| {
+        held.get("backoff") == Some(&0) && held.values().all(|n| *n <= 1)
+    })
+    .await;
+    assert_eq!(held.len(), 5, "every memory reported: {held:?}");
     operator.abort();
 }
 
@@ -239,6 +229,26 @@ async fn create_unschedulable(env: &TestEnv, api: &Api<SIPCluster>, name: &str) 
             .is_some_and(|r| r.reason == "Unschedulable")
     })
     .await;
+}
+
+/// Waits (30 s at most) until what the operator's memories hold passes `check`; returns it.
+async fn memories_until(
+    metrics: &sip::metrics::Metrics,
+    what: &str,
+    check: impl Fn(&std::collections::BTreeMap<String, i64>) -> bool,
+) -> std::collections::BTreeMap<String, i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let held = metrics.memories_held();
+        if check(&held) {
+            return held;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within 30 s: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until `name` is gone from the API server (30 s at most).
