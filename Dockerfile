@@ -10,6 +10,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
 COPY src src
+COPY crates crates
 COPY benches benches
 COPY tests tests
 COPY crd crd

@@ -6,7 +6,6 @@
 mod auth;
 mod child;
 mod error;
-mod gotemplate;
 mod jumphost;
 mod loadbalancer;
 pub mod meta;

@@ -1,8 +1,8 @@
 //! HAProxy configuration templates: a built-in default per load balancer, or the predecessor's
 //! per-namespace ConfigMap override, rendered with Jinja syntax (minijinja), or, for a
 //! ConfigMap written for the predecessor, with Go's template syntax over its data model
-//! (`super::gotemplate`). The annotation `sip.airshipit.org/template-syntax: go|jinja` says
-//! which; without it the text tells.
+//! (the `sip-gotemplate` crate, `crates/gotemplate`). The annotation
+//! `sip.airshipit.org/template-syntax: go|jinja` says which; without it the text tells.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::ConfigMap;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
+use sip_gotemplate as gotemplate;
 
-use super::{ServiceError, ServiceId, gotemplate, sandbox};
+use super::{ServiceError, ServiceId, sandbox};
 
 /// Bounds the work one template may do (a loop over a huge range is a user error, not a hang).
 const FUEL: u64 = 5_000_000;

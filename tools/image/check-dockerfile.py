@@ -1,14 +1,16 @@
 """Parses a Dockerfile with Docker's own parser (the `dockerfile` package wraps buildkit's Go
 parser) and checks what the image promises.
 
-- The operator's (`Dockerfile`): a build stage, a static binary on a distroless or scratch base,
-  a numeric non-root user, an exec-form entrypoint.
+- The operator's (`Dockerfile`): a build stage that copies every workspace member (cargo reads
+  them all), a static binary on a distroless or scratch base, a numeric non-root user, an
+  exec-form entrypoint.
 - The jump host's (`images/jump-host/Dockerfile`): sshd, the ssh client, curl and jq installed;
   its rootfs copied and set up; an exec-form entrypoint that exists in that rootfs, executable;
   port 22.
 """
 import os
 import sys
+import tomllib
 
 import dockerfile
 
@@ -30,6 +32,12 @@ def check_operator(path, commands, problems):
         problems.append("ENTRYPOINT must be in exec (JSON) form")
     if not any(c.cmd == "COPY" and "--from=build" in c.flags for c in final_stage):
         problems.append("the final stage must copy the binary from the build stage")
+    copied = [c.value[0].rstrip("/") for c in commands[:final] if c.cmd == "COPY"]
+    with open(os.path.join(os.path.dirname(path) or ".", "Cargo.toml"), "rb") as f:
+        members = tomllib.load(f)["workspace"]["members"]
+    for member in members:
+        if member != "." and not any(member == c or member.startswith(c + "/") for c in copied):
+            problems.append(f"the build stage does not copy the workspace member {member}")
     return f"final base {base}, user {users[-1] if users else '?'}"
 
 

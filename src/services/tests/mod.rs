@@ -273,8 +273,11 @@ fn assert_breaks(kind: ServiceKind, cases: &[(Break, &str)], secrets: &[&str]) {
 
 pub const OVERRIDE: &str = "global\n  log stdout format raw local0\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nlisten api\n  bind *:{{ containerPort }}\n{% for s in servers %}\n  server {{ s.name }} {{ s.host }}:{{ s.port }} check\n{% endfor %}\n";
 
-/// A worker template in the predecessor's style (Go syntax over its model).
-const GO_WORKER: &str = gotemplate::tests::WORKER;
+/// The predecessor's style of templates (Go syntax over its model), as sip-gotemplate's and
+/// the integration tests use them.
+const GO_CONTROL_PLANE: &str =
+    include_str!("../../../tests/fixtures/predecessor/loadBalancerControlPlane.cfg");
+const GO_WORKER: &str = include_str!("../../../tests/fixtures/predecessor/loadBalancerWorker.cfg");
 
 fn config_map(key: &str, text: &str) -> ConfigMap {
     ConfigMap {

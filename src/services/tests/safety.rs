@@ -90,7 +90,7 @@ fn haproxy_accepts_every_rendered_configuration() {
     let mut predecessors = Fixture::new();
     predecessors.config_maps.insert(
         "loadbalancercontrolplane".into(),
-        config_map(CONTROL_PLANE_TEMPLATE_KEY, gotemplate::tests::CONTROL_PLANE),
+        config_map(CONTROL_PLANE_TEMPLATE_KEY, GO_CONTROL_PLANE),
     );
     predecessors.config_maps.insert(
         "loadbalancerworker".into(),

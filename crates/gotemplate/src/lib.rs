@@ -233,4 +233,4 @@ fn markup(text: &str) -> Option<usize> {
 }
 
 #[cfg(test)]
-pub(super) mod tests;
+mod tests;

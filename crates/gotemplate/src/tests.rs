@@ -5,11 +5,11 @@ use serde_json::{Value as Json, json};
 use super::*;
 
 /// A control-plane template in the predecessor's style: its variables, nested ranges and
-/// trim markers (shared with the integration tests).
-pub const CONTROL_PLANE: &str =
+/// trim markers (shared with sip's tests and the integration tests).
+const CONTROL_PLANE: &str =
     include_str!("../../../tests/fixtures/predecessor/loadBalancerControlPlane.cfg");
 /// The worker balancer's, in the same style.
-pub const WORKER: &str = include_str!("../../../tests/fixtures/predecessor/loadBalancerWorker.cfg");
+const WORKER: &str = include_str!("../../../tests/fixtures/predecessor/loadBalancerWorker.cfg");
 
 type Ports = Vec<(String, u16)>;
 type Servers = Vec<(String, String)>;
@@ -125,7 +125,7 @@ fn go_templates_are_told_from_jinja() {
 }
 
 /// Every template over every model, rendered here and by Go's own html/template
-/// (`tools/gotemplate-oracle`, run with the Go toolchain the project requires): the same text,
+/// (`oracle/`, run with the Go toolchain the project requires): the same text,
 /// or an error on both sides.
 #[test]
 fn rendering_matches_gos_html_template() {
@@ -137,7 +137,7 @@ fn rendering_matches_gos_html_template() {
             ours.push((text, render(text, &load_balancer_model(&ports, &servers))));
         }
     }
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/gotemplate-oracle");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/oracle");
     let mut child = Command::new("go")
         .args(["run", "."])
         .current_dir(dir)

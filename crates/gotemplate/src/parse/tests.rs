@@ -1,5 +1,5 @@
 use super::*;
-use crate::services::gotemplate::lex::pieces;
+use crate::lex::pieces;
 
 fn tree(text: &str) -> Result<Vec<Node>, Error> {
     parse(pieces(text)?)

@@ -1,0 +1,3 @@
+module sip/crates/gotemplate/oracle
+
+go 1.22

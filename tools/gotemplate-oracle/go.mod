@@ -1,3 +1,0 @@
-module sip/tools/gotemplate-oracle
-
-go 1.22
