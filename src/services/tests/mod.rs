@@ -286,6 +286,7 @@ fn config_map(key: &str, text: &str) -> ConfigMap {
     }
 }
 
+mod inputs;
 mod jump_host;
 mod oidc;
 mod rendering;
