@@ -196,6 +196,9 @@ impl Exec {
             && piped.is_none()
         {
             // Go evaluates them lazily: `and (len .S) (index .S 0)` stops at an empty list.
+            if rest.is_empty() {
+                return super::funcs::call(name, &[], line);
+            }
             let mut last = Value::Nil;
             for operand in rest {
                 last = self.operand(operand, dot, line)?;
@@ -238,10 +241,43 @@ impl Exec {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::{lex, load_balancer_model, parse};
+
+    fn run(text: &str, data: &Value) -> Result<String, Error> {
+        let mut exec = Exec::new(data);
+        exec.run(&parse::parse(lex::pieces(text)?)?, data)?;
+        Ok(exec.out)
+    }
+
+    /// Both limits are inclusive: a template that takes exactly `MAX_STEPS` steps (a node run
+    /// or a range iteration each) or writes exactly `MAX_OUTPUT` bytes renders; one more fails.
+    #[test]
+    fn the_limits_allow_exactly_their_bound() {
+        let model = |n: usize| {
+            let ports: Vec<_> = (0..n).map(|p| (format!("p{p}"), 1)).collect();
+            let servers: Vec<_> = (0..n).map(|s| (format!("s{s}"), String::new())).collect();
+            load_balancer_model(&ports, &servers)
+        };
+        // 1 (the outer range) + 999 * (1 iteration + 1 inner range + 999 iterations).
+        let nested = "{{ range .Servers }}{{ range $.ContainerPorts }}{{ end }}{{ end }}";
+        assert_eq!(1 + 999 * (2 + 999), MAX_STEPS);
+        let data = model(999);
+        assert_eq!(run(nested, &data), Ok(String::new()));
+        let error = run(&format!("{nested}{{{{ \"\" }}}}"), &data).unwrap_err();
+        assert!(error.message.contains("more than 1000000 steps"), "{error}");
+
+        let empty = model(0);
+        let text = "x".repeat(MAX_OUTPUT);
+        assert_eq!(run(&text, &empty).map(|o| o.len()), Ok(MAX_OUTPUT));
+        let error = run(&format!("{text}x"), &empty).unwrap_err();
+        assert!(error.message.contains("passed 4 MiB"), "{error}");
+    }
+
     #[test]
     fn html_escaping_is_html_templates() {
         let mut out = String::new();
-        super::escape_html("a<b>&'\"+\0", &mut out);
+        escape_html("a<b>&'\"+\0", &mut out);
         assert_eq!(out, "a&lt;b&gt;&amp;&#39;&#34;&#43;\u{FFFD}");
     }
 }

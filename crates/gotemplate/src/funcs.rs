@@ -78,6 +78,12 @@ fn print(args: &[Value]) -> String {
 
 pub fn call(name: &str, args: &[Value], line: usize) -> Result<Value, Error> {
     use std::cmp::Ordering::*;
+    if matches!(name, "and" | "or") && args.is_empty() {
+        return Err(Error::run(
+            line,
+            &format!("{name} takes at least 1 argument"),
+        ));
+    }
     Ok(match name {
         "and" => args
             .iter()

@@ -53,6 +53,22 @@ fn templates() -> Vec<&'static str> {
         "{{ .Nope }}",
         "{{ (index .Servers 0).Nope }}",
         "{{ range .Servers }}{{ .IP }}",
+        // Each compared where it differs from the others.
+        "{{ le 1 2 }} {{ le 2 1 }} {{ gt 1 1 }} {{ ge 1 1 }} {{ lt 2 1 }} {{ ge 1 2 }} {{ gt 2 1 }}",
+        // `and` and `or` with a piped argument (evaluated eagerly), and with none.
+        "{{ \"\" | and \"x\" }}|{{ 0 | or 1 }}|{{ 1 | and 0 }}|{{ \"\" | or \"\" }}",
+        "{{ and }}",
+        "{{ or }}",
+        "{{ not 1 2 }}",
+        "{{ len \"a\" \"b\" }}",
+        "{{ range $s := .Servers }}{{ $s.Name }},{{ end }}",
+        "{{ .Servers \"x\" }}",
+        "{{ \"x\" | .Servers }}",
+        // A lone brace inside an action; a raw string ending in a backslash; an escaped quote
+        // before braces in a string.
+        "{{ 1 }2}}",
+        "{{ `a\\` }}",
+        "{{ \"say \\\"}}\\\"\" }}",
     ]
 }
 
@@ -90,6 +106,7 @@ fn what_cannot_be_honoured_is_named_with_its_line() {
     let data = load_balancer_model(&[], &[]);
     let cases = [
         ("a\n<b>{{ .Servers }}</b>", "line 2: HTML markup"),
+        ("a\nb\n<br>{{ .Servers }}", "line 3: HTML markup"),
         ("{{ template \"x\" }}", "{{template}} is not supported"),
         ("{{ html .Servers }}", "the function html is not supported"),
         ("{{ printf \"%x\" 1 }}", "the printf verb %x"),
