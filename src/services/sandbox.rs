@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Resource, Rlimit, Signal, setrlimit};
@@ -82,7 +82,12 @@ pub fn render(exe: &Path, job: &Job) -> Result<String, String> {
     };
     let out = out.join().unwrap_or_default();
     let err = err.join().unwrap_or_default();
-    let status = status?;
+    outcome(status?, out, &err)
+}
+
+/// What the child's exit means: its configuration (at most [`MAX_OUTPUT`] bytes), the engine's
+/// error it printed (exit code 1), or the limit that stopped it.
+fn outcome(status: ExitStatus, out: Vec<u8>, err: &[u8]) -> Result<String, String> {
     if status.success() {
         if out.len() > MAX_OUTPUT {
             return Err(format!(
@@ -93,7 +98,7 @@ pub fn render(exe: &Path, job: &Job) -> Result<String, String> {
     }
     if status.code() == Some(1) {
         // The engine's own error, as the child printed it.
-        return Err(String::from_utf8_lossy(&err).trim().to_string());
+        return Err(String::from_utf8_lossy(err).trim().to_string());
     }
     Err(match status.signal() {
         Some(signal) if signal == Signal::XCPU.as_raw() || signal == Signal::KILL.as_raw() => {
@@ -173,3 +178,6 @@ pub fn serve() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

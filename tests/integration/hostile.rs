@@ -293,8 +293,24 @@ fn the_renderer_child_contains_what_the_engines_cannot() {
     assert!(output.contains("1048576 bytes"), "{output}");
     let error = sandbox::render(exe, &job("jinja", "{{ nothing }}")).unwrap_err();
     assert!(error.contains("undefined"), "{error}");
+    let at_limit = sandbox::render(exe, &job("jinja", "{{ 'x' * 1048576 }}"));
+    assert_eq!(at_limit.map(|c| c.len()), Ok(1_048_576));
     assert!(
         started.elapsed() < sandbox::DEADLINE,
+        "{:?}",
+        started.elapsed()
+    );
+    // Within the engine's fuel and the memory limit, but seconds of CPU (a 5 MB replace, 3,000
+    // times): the kernel's CPU limit or the parent's deadline, whichever comes first, ends it.
+    let started = Instant::now();
+    let busy = "{% set s = 'ab' * 2500000 %}{% for i in range(3000) %}{% set t = s | replace('a', 'c') %}{% endfor %}done";
+    let cpu = sandbox::render(exe, &job("jinja", busy)).unwrap_err();
+    assert!(
+        cpu.contains("5 s") && cpu.contains("simplify its loops"),
+        "{cpu}"
+    );
+    assert!(
+        started.elapsed() < sandbox::DEADLINE + Duration::from_secs(2),
         "{:?}",
         started.elapsed()
     );
