@@ -66,15 +66,15 @@ impl Exec {
                     line,
                 } => {
                     let value = self.pipeline(pipeline, dot, *line)?;
-                    match vars.first() {
-                        None => escape_html(&value.to_string(), &mut self.out),
-                        Some(name) if *assign => self.assign(name, value, *line)?,
-                        Some(name) => self.declare(name, value),
+                    if vars.is_empty() {
+                        escape_html(&value.to_string(), &mut self.out);
                     }
+                    self.bind(vars, *assign, &value, *line)?;
                 }
                 Node::Block {
                     kind,
                     vars,
+                    assign,
                     pipeline,
                     body,
                     otherwise,
@@ -82,7 +82,11 @@ impl Exec {
                 } => {
                     let mark = self.vars.len();
                     let value = self.pipeline(pipeline, dot, *line)?;
-                    let result = self.block(*kind, vars, value, body, otherwise, dot, *line);
+                    // As Go: the variables hold the pipeline's value (a range's, the list
+                    // itself, which its `else` sees) before the block runs.
+                    let result = self
+                        .bind(vars, *assign, &value, *line)
+                        .and_then(|()| self.block(*kind, vars, value, body, otherwise, dot, *line));
                     self.vars.truncate(mark);
                     result?;
                 }
@@ -107,12 +111,7 @@ impl Exec {
     ) -> Result<(), Error> {
         match kind {
             BlockKind::If if value.truth() => self.run(body, dot),
-            BlockKind::With if value.truth() => {
-                if let Some(name) = vars.first() {
-                    self.declare(name, value.clone());
-                }
-                self.run(body, &value)
-            }
+            BlockKind::With if value.truth() => self.run(body, &value),
             BlockKind::If | BlockKind::With => self.run(otherwise, dot),
             BlockKind::Range => {
                 let items = match value {
@@ -128,15 +127,17 @@ impl Exec {
                 if items.is_empty() {
                     return self.run(otherwise, dot);
                 }
+                // The block's variables are bound already (declared just below this mark, or
+                // assigned further out): each iteration sets them, as Go's range does.
                 let mark = self.vars.len();
                 for (i, item) in items.iter().enumerate() {
                     self.step(line)?;
                     self.vars.truncate(mark);
                     match vars {
-                        [element] => self.declare(element, item.clone()),
+                        [element] => self.assign(element, item.clone(), line)?,
                         [index, element] => {
-                            self.declare(index, Value::Int(i as i64));
-                            self.declare(element, item.clone());
+                            self.assign(index, Value::Int(i as i64), line)?;
+                            self.assign(element, item.clone(), line)?;
                         }
                         _ => {}
                     }
@@ -147,8 +148,22 @@ impl Exec {
         }
     }
 
-    fn declare(&mut self, name: &str, value: Value) {
-        self.vars.push((name.to_string(), value));
+    /// `:=` pushes each variable, `=` sets the innermost of each name.
+    fn bind(
+        &mut self,
+        vars: &[String],
+        assign: bool,
+        value: &Value,
+        line: usize,
+    ) -> Result<(), Error> {
+        for name in vars {
+            if assign {
+                self.assign(name, value.clone(), line)?;
+            } else {
+                self.vars.push((name.clone(), value.clone()));
+            }
+        }
+        Ok(())
     }
 
     /// `=`: the innermost variable of that name takes the value, even from an inner block.

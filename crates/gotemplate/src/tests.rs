@@ -69,6 +69,30 @@ fn templates() -> Vec<&'static str> {
         "{{ 1 }2}}",
         "{{ `a\\` }}",
         "{{ \"say \\\"}}\\\"\" }}",
+        "{{ +3 }} {{ -3 }} {{ 3 }}",
+        // Declarations of what is not a variable.
+        "{{ .Servers := 1 }}",
+        "{{ range .Servers, $s := .Servers }}{{ end }}",
+        "{{ range $i, .Name := .Servers }}{{ end }}",
+        "{{ range $i x $s := .Servers }}{{ end }}",
+        // Variables declared or assigned by a block: visible in its body and its else, a
+        // range's holding the list until its first iteration, an assignment outliving it.
+        "{{ if $x := len .Servers }}{{ $x }}{{ else }}none {{ $x }}{{ end }}",
+        "{{ $x := 0 }}{{ with $x = len .Servers }}{{ $x }}{{ else }}none{{ end }} {{ $x }}",
+        "{{ with $x := .Servers }}{{ len $x }}{{ else }}{{ len $x }}{{ end }}",
+        "{{ $x := 0 }}{{ range $x = .Servers }}{{ $x.Name }},{{ end }}{{ $x }}",
+        "{{ $i := 9 }}{{ $e := 0 }}{{ range $i, $e = .ContainerPorts }}{{ $i }}{{ end }}{{ $i }} {{ $e }}",
+        "{{ range $e := .Servers }}{{ $e.Name }}{{ else }}{{ len $e }}{{ end }}",
+        "{{ range $i, $e := .Servers }}{{ $i }}{{ $e.Name }}{{ else }}{{ len $i }} {{ len $e }}{{ end }}",
+        "{{ range $i, $e := .Servers }}{{ $j := $i }}{{ end }}{{ $j }}",
+        "{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ $y := 3 }}{{ end }}{{ $x }}",
+        "{{ $a, $b := 1 }}",
+        "{{ with $a, $b := 1 }}{{ end }}",
+        "{{ if $a, $b := 1 }}{{ end }}",
+        // `if` keeps the dot, `end` takes no argument, `else` opens no range.
+        "{{ if .Servers }}{{ len .ContainerPorts }}{{ end }}",
+        "{{ if 1 }}x{{ end 1 }}",
+        "{{ if 1 }}a{{ else range .Servers }}b{{ end }}",
     ]
 }
 
@@ -115,6 +139,8 @@ fn what_cannot_be_honoured_is_named_with_its_line() {
             "line 2: can't evaluate field Name",
         ),
         ("{{ range .Servers }}", "range without {{end}}"),
+        ("{{ foo_bar 1 }}", "the function foo_bar is not supported"),
+        ("{{ 1 # }}", "unexpected \"#\""),
     ];
     for (text, needle) in cases {
         let err = render(text, &data).unwrap_err().to_string();

@@ -16,9 +16,12 @@ pub enum Node {
         pipeline: Pipeline,
         line: usize,
     },
+    /// `if`, `range` or `with`; `vars` are declared (or, with `assign`, assigned) from its
+    /// pipeline as Go does: visible in the body and the `else`.
     Block {
         kind: BlockKind,
         vars: Vec<String>,
+        assign: bool,
         pipeline: Pipeline,
         body: Vec<Node>,
         otherwise: Vec<Node>,
@@ -229,17 +232,29 @@ impl Words<'_> {
     }
 }
 
-/// `$a, $b := ...` / `$a = ...` at the start of `words`: the names, whether it assigns
-/// (`=`) rather than declares, and where the pipeline starts.
-fn declaration(words: &[String]) -> (Vec<String>, bool, usize) {
+/// `$a := ...`, `$a = ...` (or, in a `range`, `$i, $e := ...` and `$i, $e = ...`) at the start
+/// of `words`: the names, whether it assigns (`=`) rather than declares, and where the
+/// pipeline starts. `context` is the block's keyword, or "command".
+fn declaration(
+    words: &[String],
+    context: &str,
+    line: usize,
+) -> Result<(Vec<String>, bool, usize), Error> {
     let is_var = |w: &String| w.starts_with('$') && !w.contains('.');
-    match words {
-        [a, op, ..] if is_var(a) && (op == ":=" || op == "=") => (vec![a.clone()], op == "=", 2),
-        [a, comma, b, op, ..] if is_var(a) && comma == "," && is_var(b) && op == ":=" => {
-            (vec![a.clone(), b.clone()], false, 4)
+    let is_op = |w: &String| w == ":=" || w == "=";
+    Ok(match words {
+        [a, op, ..] if is_var(a) && is_op(op) => (vec![a.clone()], op == "=", 2),
+        [a, comma, b, op, ..] if is_var(a) && comma == "," && is_var(b) && is_op(op) => {
+            if context != "range" {
+                return Err(Error::syntax(
+                    line,
+                    &format!("too many declarations in {context}"),
+                ));
+            }
+            (vec![a.clone(), b.clone()], op == "=", 4)
         }
         _ => (Vec::new(), false, 0),
-    }
+    })
 }
 
 fn pipeline_of(words: &[String], line: usize) -> Result<Pipeline, Error> {
@@ -297,7 +312,7 @@ impl Parser {
                     ));
                 }
                 _ => {
-                    let (vars, assign, at) = declaration(&words);
+                    let (vars, assign, at) = declaration(&words, "command", line)?;
                     nodes.push(Node::Output {
                         vars,
                         assign,
@@ -331,13 +346,7 @@ impl Parser {
             "range" => BlockKind::Range,
             _ => BlockKind::With,
         };
-        let (vars, assign, at) = declaration(words);
-        if (kind == BlockKind::If && !vars.is_empty()) || assign {
-            return Err(Error::syntax(
-                line,
-                &format!("{keyword} cannot assign variables"),
-            ));
-        }
+        let (vars, assign, at) = declaration(words, keyword, line)?;
         let pipeline = pipeline_of(&words[at..], line)?;
         let (body, stop) = self.list()?;
         let otherwise = match stop {
@@ -369,6 +378,7 @@ impl Parser {
         Ok(Node::Block {
             kind,
             vars,
+            assign,
             pipeline,
             body,
             otherwise,

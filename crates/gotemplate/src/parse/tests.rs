@@ -43,3 +43,25 @@ fn what_go_has_and_sip_does_not_is_named() {
         assert!(err.contains(needle), "{text}: {err}");
     }
 }
+
+/// The nesting limit counts open parentheses, not groups seen: exactly `MAX_DEPTH` nested
+/// parse, one more is refused, and any number side by side parse.
+#[test]
+fn parentheses_nest_up_to_the_limit() {
+    let nested = |n: usize| format!("{{{{ {}1{} }}}}", "(".repeat(n), ")".repeat(n));
+    assert!(tree(&nested(MAX_DEPTH)).is_ok());
+    let err = tree(&nested(MAX_DEPTH + 1)).unwrap_err().to_string();
+    assert!(
+        err.contains("parentheses nested more than 100 deep"),
+        "{err}"
+    );
+    let side_by_side = format!("{{{{ print {} }}}}", "(1) ".repeat(3 * MAX_DEPTH));
+    assert!(tree(&side_by_side).is_ok());
+}
+
+/// Blocks count as nested only while open: any number side by side parse.
+#[test]
+fn blocks_side_by_side_are_not_nested() {
+    let text = "{{ if 1 }}x{{ end }}".repeat(3 * MAX_DEPTH);
+    assert_eq!(tree(&text).unwrap().len(), 3 * MAX_DEPTH);
+}
