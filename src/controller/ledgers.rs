@@ -29,7 +29,7 @@ use kube::runtime::reflector::{ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::confirmations::Confirmations;
-use super::own_writes::key;
+use super::per_cluster::key;
 use super::watches::Wakers;
 use crate::api::{BareMetalHost, HostRecord, SIPCluster};
 use crate::scheduling::{ClusterKey, HostKey};

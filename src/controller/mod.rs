@@ -37,6 +37,7 @@ mod host_watch;
 mod hosts;
 mod ledgers;
 mod own_writes;
+mod per_cluster;
 mod phases;
 mod reads;
 mod reconcile;

@@ -4,9 +4,7 @@
 //! (its later write's event is on its way and starts a turn of its own) is skipped without a
 //! read. Saves 2 GETs a cluster (ARCHITECTURE.md, "What the controller remembers").
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
+use super::per_cluster::{PerCluster, key};
 use crate::api::SIPCluster;
 
 /// How many versions are remembered: a turn writes the finalizer and a status write or three,
@@ -15,22 +13,9 @@ use crate::api::SIPCluster;
 const WRITES_REMEMBERED: usize = 4;
 
 /// The resourceVersions of each SIPCluster's last writes by this operator, newest last.
-#[derive(Default)]
-pub struct OwnWrites(Mutex<HashMap<(String, String), Vec<String>>>);
-
-/// A SIPCluster's `(namespace, name)`, what the controller's per-cluster memories are keyed by.
-pub(super) fn key(cluster: &SIPCluster) -> (String, String) {
-    (
-        cluster.metadata.namespace.clone().unwrap_or_default(),
-        cluster.metadata.name.clone().unwrap_or_default(),
-    )
-}
+pub type OwnWrites = PerCluster<Vec<String>>;
 
 impl OwnWrites {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Vec<String>>> {
-        crate::sync::lock(&self.0)
-    }
-
     /// Records the version the operator's write (status or finalizer) produced.
     pub fn wrote(&self, cluster: &SIPCluster, version: &str) {
         let mut written = self.map();
@@ -63,18 +48,6 @@ impl OwnWrites {
             w.split_last()
                 .is_some_and(|(last, earlier)| last != version && earlier.contains(version))
         })
-    }
-
-    /// A deleted cluster leaves nothing behind.
-    pub fn forget(&self, cluster: &SIPCluster) {
-        self.map().remove(&key(cluster));
-    }
-
-    /// Keeps the clusters `alive` says exist; how many it holds then.
-    pub fn retain(&self, alive: &dyn Fn(&(String, String)) -> bool) -> usize {
-        let mut map = self.map();
-        map.retain(|k, _| alive(k));
-        map.len()
     }
 }
 

@@ -4,22 +4,14 @@
 //! made every Ready cluster read everything again whenever any host anywhere changed, as every
 //! new cluster's label patches do in a burst.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use kube::runtime::reflector::ObjectRef;
 
-use super::own_writes::key;
+use super::per_cluster::{PerCluster, key};
 use crate::api::SIPCluster;
 
-#[derive(Default)]
-pub struct Touched(Mutex<HashMap<(String, String), u64>>);
+pub type Touched = PerCluster<u64>;
 
 impl Touched {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
-        crate::sync::lock(&self.0)
-    }
-
     /// Counts an event that concerns `cluster`.
     pub fn bump(&self, cluster: &ObjectRef<SIPCluster>) {
         let key = (
@@ -32,18 +24,6 @@ impl Touched {
     /// The events that concerned `cluster` so far.
     pub fn of(&self, cluster: &SIPCluster) -> u64 {
         self.map().get(&key(cluster)).copied().unwrap_or_default()
-    }
-
-    /// A deleted cluster leaves nothing behind.
-    pub fn forget(&self, cluster: &SIPCluster) {
-        self.map().remove(&key(cluster));
-    }
-
-    /// Keeps the clusters `alive` says exist; how many it holds then.
-    pub fn retain(&self, alive: &dyn Fn(&(String, String)) -> bool) -> usize {
-        let mut map = self.map();
-        map.retain(|k, _| alive(k));
-        map.len()
     }
 }
 

@@ -8,20 +8,17 @@
 //! of the last full check makes the next check read everything again. Saves 12 GETs a cluster
 //! (ARCHITECTURE.md, "What the controller remembers").
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::own_writes::key;
+use super::per_cluster::{PerCluster, key};
 use crate::api::SIPCluster;
 
 /// A full check at least this often, whatever the memory says (the resync is 300 s).
 const FULL_CHECK_AT_LEAST_EVERY: Duration = Duration::from_secs(150);
 
-#[derive(Default)]
-pub struct Verified(Mutex<HashMap<(String, String), Entry>>);
+pub type Verified = PerCluster<Entry>;
 
-struct Entry {
+pub struct Entry {
     version: Option<String>,
     touched: u64,
     full_at: Instant,
@@ -35,10 +32,6 @@ pub struct Check {
 }
 
 impl Verified {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Entry>> {
-        crate::sync::lock(&self.0)
-    }
-
     /// Whether nothing the Ready check reads can have changed since its last full check.
     pub fn unchanged(&self, cluster: &SIPCluster, touched: u64, now: Instant) -> bool {
         self.map().get(&key(cluster)).is_some_and(|e| {
@@ -72,17 +65,6 @@ impl Verified {
                 full_at,
             },
         );
-    }
-
-    pub fn forget(&self, cluster: &SIPCluster) {
-        self.map().remove(&key(cluster));
-    }
-
-    /// Keeps the clusters `alive` says exist; how many it holds then.
-    pub fn retain(&self, alive: &dyn Fn(&(String, String)) -> bool) -> usize {
-        let mut map = self.map();
-        map.retain(|k, _| alive(k));
-        map.len()
     }
 }
 
