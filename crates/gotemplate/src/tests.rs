@@ -72,6 +72,8 @@ fn templates() -> Vec<&'static str> {
         "{{ +3 }} {{ -3 }} {{ 3 }}",
         // Declarations of what is not a variable.
         "{{ .Servers := 1 }}",
+        "{{ x := 1 }}",
+        "{{ $x := .Servers }}{{ $x.Name := 1 }}",
         "{{ range .Servers, $s := .Servers }}{{ end }}",
         "{{ range $i, .Name := .Servers }}{{ end }}",
         "{{ range $i x $s := .Servers }}{{ end }}",
