@@ -279,3 +279,15 @@ fn host_names(secret: &k8s_openapi::api::core::v1::Secret) -> Vec<String> {
         .map(|h| h["name"].as_str().unwrap().to_string())
         .collect()
 }
+
+#[test]
+fn the_jump_host_runs_where_its_node_labels_say() {
+    let mut f = Fixture::new();
+    f.spec.services.jump_host[0].common.node_labels.clear();
+    let anywhere = f.only(ServiceKind::JumpHost).unwrap();
+    assert_eq!(pod_of(&anywhere).node_selector, None);
+    let labels = BTreeMap::from([("jump".to_string(), "yes".to_string())]);
+    f.spec.services.jump_host[0].common.node_labels = labels.clone();
+    let pinned = f.only(ServiceKind::JumpHost).unwrap();
+    assert_eq!(pod_of(&pinned).node_selector, Some(labels));
+}
