@@ -78,25 +78,21 @@ fn print(args: &[Value]) -> String {
 
 pub fn call(name: &str, args: &[Value], line: usize) -> Result<Value, Error> {
     use std::cmp::Ordering::*;
-    if matches!(name, "and" | "or") && args.is_empty() {
-        return Err(Error::run(
-            line,
-            &format!("{name} takes at least 1 argument"),
-        ));
-    }
     Ok(match name {
-        "and" => args
-            .iter()
-            .find(|a| !a.truth())
-            .or(args.last())
-            .cloned()
-            .unwrap_or(Value::Nil),
-        "or" => args
-            .iter()
-            .find(|a| a.truth())
-            .or(args.last())
-            .cloned()
-            .unwrap_or(Value::Nil),
+        // The first false argument (`and`) or true one (`or`), else the last.
+        "and" | "or" => {
+            let Some(last) = args.last() else {
+                return Err(Error::run(
+                    line,
+                    &format!("{name} takes at least 1 argument"),
+                ));
+            };
+            let stops_at = name == "or";
+            args.iter()
+                .find(|a| a.truth() == stops_at)
+                .unwrap_or(last)
+                .clone()
+        }
         "not" => {
             arity(name, args, 1, line)?;
             Value::Bool(!args[0].truth())
