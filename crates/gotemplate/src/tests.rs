@@ -53,7 +53,7 @@ fn templates() -> Vec<&'static str> {
         "{{ .Nope }}",
         "{{ (index .Servers 0).Nope }}",
         "{{ range .Servers }}{{ .IP }}",
-        // Each compared where it differs from the others.
+        // The four comparisons, at values where each differs from the other three.
         "{{ le 1 2 }} {{ le 2 1 }} {{ gt 1 1 }} {{ ge 1 1 }} {{ lt 2 1 }} {{ ge 1 2 }} {{ gt 2 1 }}",
         // `and` and `or` with a piped argument (evaluated eagerly), and with none.
         "{{ \"\" | and \"x\" }}|{{ 0 | or 1 }}|{{ 1 | and 0 }}|{{ \"\" | or \"\" }}",
