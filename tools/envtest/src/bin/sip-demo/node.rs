@@ -53,7 +53,7 @@ pub async fn run(keep: bool) -> Result<()> {
     kubectl(&cluster, &["apply", "-k", &samples.display().to_string()])?;
     let client = cluster.client().await?;
     let api: Api<SIPCluster> = Api::namespaced(client.clone(), NS);
-    wait(
+    let became_ready = wait(
         Duration::from_secs(180),
         "the sample SIPCluster to be Ready",
         || async {
@@ -65,10 +65,11 @@ pub async fn run(keep: bool) -> Result<()> {
             Ok(phase == Some(Phase::Ready))
         },
     )
-    .await?;
+    .await;
+    explained(&cluster, became_ready)?;
     kubectl(&cluster, &["get", "sip", "-n", NS])?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    wait(
+    let running = wait(
         Duration::from_secs(180),
         "every service pod to be Running and ready",
         || async {
@@ -76,7 +77,8 @@ pub async fn run(keep: bool) -> Result<()> {
             Ok(list.items.len() >= 3 && list.items.iter().all(ready))
         },
     )
-    .await?;
+    .await;
+    explained(&cluster, running)?;
     kubectl(&cluster, &["get", "pods", "-A", "-o", "wide"])?;
     kubectl(&cluster, &["get", "services", "-n", NS])?;
     println!(
@@ -106,6 +108,34 @@ pub async fn run(keep: bool) -> Result<()> {
     }
     step("done");
     Ok(())
+}
+
+/// `outcome`, after printing, when it is a failure, what a user would look at to learn why: the
+/// SIPCluster, the events, every pod, and both operator replicas' logs (a CI log is all there is
+/// once the node is gone).
+fn explained(cluster: &NodeCluster, outcome: Result<()>) -> Result<()> {
+    if outcome.is_err() {
+        step("what the cluster says (the wait failed)");
+        let looks: [&[&str]; 4] = [
+            &["describe", "sip", "-n", NS],
+            &["get", "events", "-A", "--sort-by=.lastTimestamp"],
+            &["get", "pods,services,baremetalhosts", "-A", "-o", "wide"],
+            &[
+                "logs",
+                "-n",
+                "sip-system",
+                "-l",
+                "app.kubernetes.io/name=sip-operator",
+                "--prefix",
+                "--tail=300",
+            ],
+        ];
+        for args in looks {
+            // Best effort: the failure being explained is what is returned.
+            let _ = kubectl(cluster, args);
+        }
+    }
+    outcome
 }
 
 /// Whether a pod is Running with every container ready.
