@@ -222,8 +222,7 @@ async fn advance(
         let transition = commits.step(&mut turn.status, &step);
         if step.blocked.is_some() {
             commits.flush(&turn.status).await?;
-            let touched = ctx.touched.of(cluster);
-            return Ok(Action::requeue(ctx.backoff.hold(cluster, touched)));
+            return Ok(Action::requeue(ctx.backoff.hold(cluster, turn.touched)));
         }
         if !transition.moves() {
             let version = commits.flush(&turn.status).await?;

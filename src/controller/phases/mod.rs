@@ -43,6 +43,11 @@ pub struct Turn<'a> {
     /// The version of the cluster that holds its ledger's unconfirmed claims, once written
     /// (`confirming.rs`).
     pub claims_version: Option<String>,
+    /// The count of events that concerned the cluster (`touched.rs`) before this turn read
+    /// anything. A hold or a Ready memory is keyed to it, not to the count when the turn ends:
+    /// an event that arrives while the turn works (a host created after the turn read the
+    /// cache) must let the cluster through, and its wake runs only after this turn.
+    pub touched: u64,
 }
 
 #[derive(Default)]
@@ -67,6 +72,7 @@ impl<'a> Turn<'a> {
             seen: Mutex::default(),
             verified: None,
             claims_version: None,
+            touched: ctx.touched.of(cluster),
         }
     }
 

@@ -27,7 +27,7 @@ impl Turn<'_> {
         // changed since the last full check), then what the watches saw meanwhile, or, when
         // they saw nothing, objects missing since before a restart (a deletion while the
         // operator was not running has no event).
-        let touched = self.ctx.touched.of(self.cluster);
+        let touched = self.touched;
         let full = !self
             .ctx
             .verified
