@@ -11,8 +11,12 @@ use crate::machine;
 /// Appends a transition (its `event` the machine's input); beyond the schema's bound the oldest
 /// entries are dropped into the checkpoint (their replay), so the rest still replays.
 pub fn record(status: &mut SIPClusterStatus, entry: TransitionRecord) {
-    let to = entry.to;
     status.history.push(entry);
+    bound(status);
+}
+
+/// Drops the entries beyond the schema's bound, oldest first, into the checkpoint.
+fn bound(status: &mut SIPClusterStatus) {
     let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
     if excess == 0 {
         return;
@@ -23,7 +27,7 @@ pub fn record(status: &mut SIPClusterStatus, entry: TransitionRecord) {
     // hand) still ends where its last record says.
     let phase = match replay_from(start, &dropped) {
         Ok(Some(phase)) => phase,
-        _ => dropped.last().map_or(to, |r| r.to),
+        _ => dropped[excess - 1].to,
     };
     let transitions = status
         .history_checkpoint
@@ -45,13 +49,17 @@ pub struct Gap {
 /// The phase the status's history replays to: from the checkpoint (or the machine's start),
 /// each record's event handed to the machine in turn. `Ok(None)`: nothing happened yet.
 pub fn replay(status: &SIPClusterStatus) -> Result<Option<Phase>, Gap> {
-    let start = match (&status.history_checkpoint, status.history.first()) {
+    replay_from(start(status), &status.history)
+}
+
+/// Where the replay of the status's log starts: its checkpoint, or the machine's start.
+fn start(status: &SIPClusterStatus) -> Option<Phase> {
+    match (&status.history_checkpoint, status.history.first()) {
         (Some(checkpoint), _) => Some(checkpoint.phase),
         // A log bounded before checkpoints were kept starts where its oldest record does.
         (None, Some(first)) if first.event.is_none() => first.from,
         (None, _) => None,
-    };
-    replay_from(start, &status.history)
+    }
 }
 
 fn replay_from(start: Option<Phase>, log: &[TransitionRecord]) -> Result<Option<Phase>, Gap> {
@@ -81,7 +89,9 @@ fn replay_from(start: Option<Phase>, log: &[TransitionRecord]) -> Result<Option<
 
 /// The status a turn starts from: its phase is its history's replay. A status whose phase
 /// disagrees with its log (edited by hand, say) resumes where the log leads; one whose log
-/// does not replay, or has none (the predecessor's), keeps its phase.
+/// does not replay keeps its phase, and its log is repaired so that it replays there (the
+/// repair is written with the turn's status, so the warning is given once, not every turn);
+/// one with no log (the predecessor's) keeps its phase.
 pub fn resumed(mut status: SIPClusterStatus) -> SIPClusterStatus {
     match replay(&status) {
         Ok(Some(phase)) if status.phase != Some(phase) => {
@@ -93,13 +103,76 @@ pub fn resumed(mut status: SIPClusterStatus) -> SIPClusterStatus {
             status.phase = Some(phase);
         }
         Ok(_) => {}
-        Err(gap) => tracing::warn!(
-            ?gap,
-            phase = ?status.phase,
-            "the status's history does not replay; resuming at its phase"
-        ),
+        Err(gap) => {
+            tracing::warn!(
+                ?gap,
+                phase = ?status.phase,
+                "the status's history does not replay; resuming at its phase, the history bridged \
+                 where it was broken"
+            );
+            repair(&mut status);
+        }
     }
     status
+}
+
+const REPAIRED: &str = "HistoryRepaired";
+
+/// Makes a log that does not replay replay to the status's phase, keeping every record: where
+/// a record does not start where the log so far leads, a record without an event bridges the
+/// two (or, for a record from nothing, it starts where the log leads); a record whose event leads elsewhere than it says keeps what it says, without the
+/// event; a log that ends elsewhere than the phase is bridged to it.
+fn repair(status: &mut SIPClusterStatus) {
+    let mut at = start(status);
+    let mut log = Vec::with_capacity(status.history.len() + 1);
+    for mut record in std::mem::take(&mut status.history) {
+        match record.from {
+            Some(from) if at != Some(from) => {
+                log.push(bridge(at, from, record.time.clone()));
+                at = Some(from);
+            }
+            Some(_) => {}
+            // "From nothing" after the start: no bridge leads there; it starts where the log is.
+            None => record.from = at,
+        }
+        if record
+            .event
+            .is_some_and(|e| machine::after(at, e) != record.to)
+        {
+            record.event = None;
+        }
+        at = Some(record.to);
+        log.push(record);
+    }
+    match status.phase {
+        Some(phase) if at != Some(phase) => {
+            let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            );
+            log.push(bridge(at, phase, now));
+        }
+        Some(_) => {}
+        // No phase is a cluster never worked; one with a log is where the log leads.
+        None => status.phase = at,
+    }
+    status.history = log;
+    bound(status);
+}
+
+fn bridge(
+    from: Option<Phase>,
+    to: Phase,
+    time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> TransitionRecord {
+    let was = from.map_or("nothing".to_string(), |p| p.to_string());
+    TransitionRecord {
+        time,
+        event: None,
+        from,
+        to,
+        reason: REPAIRED.into(),
+        message: format!("the history did not lead from {was} to {to} (edited by hand?)"),
+    }
 }
 
 /// "claimed/wanted" for each role, from the ledger's members.

@@ -170,10 +170,100 @@ fn a_turn_resumes_where_the_history_leads() {
     // The predecessor's status: conditions only, no history. Its phase (none) stays.
     let predecessor = SIPClusterStatus::default();
     assert_eq!(resumed(predecessor.clone()), predecessor);
-    // A log that does not replay: the written phase stands.
+    // A log that does not replay: the written phase stands, and the log is bridged where it
+    // broke, so the next turn replays it without a warning.
     let mut broken = status.clone();
     broken.history[1].from = Some(Phase::Labeling);
-    assert_eq!(resumed(broken).phase, Some(Phase::DeployingInfra));
+    let repaired = resumed(broken.clone());
+    assert_eq!(repaired.phase, Some(Phase::DeployingInfra));
+    assert_eq!(replay(&repaired), Ok(Some(Phase::DeployingInfra)));
+    let reasons: Vec<&str> = repaired.history.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(reasons, ["R", "HistoryRepaired", "R", "R"]);
+    assert_eq!(
+        repaired.history[1].message,
+        "the history did not lead from Gathering to Labeling (edited by hand?)"
+    );
+    assert_eq!(resumed(repaired.clone()), repaired, "repaired once");
+}
+
+/// Hand edits of a log: a record's `from`, `to` or event changed, a record removed, the phase
+/// changed.
+#[derive(Clone, Debug)]
+enum Edit {
+    From(usize, Option<Phase>),
+    To(usize, Phase),
+    Event(usize, Option<Event>),
+    Remove(usize),
+    Phase(Option<Phase>),
+}
+
+fn phase() -> impl Strategy<Value = Phase> {
+    proptest::sample::select(Phase::ALL.to_vec())
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), proptest::option::of(phase())).prop_map(|(i, p)| Edit::From(i, p)),
+        (any::<usize>(), phase()).prop_map(|(i, p)| Edit::To(i, p)),
+        (any::<usize>(), proptest::option::of(event())).prop_map(|(i, e)| Edit::Event(i, e)),
+        any::<usize>().prop_map(Edit::Remove),
+        proptest::option::of(phase()).prop_map(Edit::Phase),
+    ]
+}
+
+fn apply(status: &mut SIPClusterStatus, edit: Edit) {
+    let n = status.history.len();
+    match edit {
+        Edit::Phase(p) => status.phase = p,
+        _ if n == 0 => {}
+        Edit::From(i, p) => status.history[i % n].from = p,
+        Edit::To(i, p) => status.history[i % n].to = p,
+        Edit::Event(i, e) => status.history[i % n].event = e,
+        Edit::Remove(i) => {
+            status.history.remove(i % n);
+        }
+    }
+}
+
+proptest! {
+    /// However a log was edited, the turn resumes where the rules say (the replay when the log
+    /// replays, the written phase when it does not), its log then replays to that phase within
+    /// the bound, every record that stays in the log is kept in order, and a second turn
+    /// changes nothing more.
+    #[test]
+    fn an_edited_log_is_repaired_once_and_keeps_its_records(
+        events in proptest::collection::vec(event(), 0..60),
+        edits in proptest::collection::vec(edit(), 1..4),
+    ) {
+        let (mut status, _) = run(&events);
+        for e in edits {
+            apply(&mut status, e);
+        }
+        let repaired = resumed(status.clone());
+        match replay(&status) {
+            // No log (the predecessor's status, or every record removed): nothing to repair.
+            Ok(None) => prop_assert_eq!(&repaired, &status),
+            Ok(Some(phase)) => {
+                prop_assert_eq!(repaired.phase, Some(phase));
+                prop_assert_eq!(&repaired.history, &status.history);
+            }
+            Err(_) => {
+                prop_assert!(status.phase.is_none() || repaired.phase == status.phase);
+                prop_assert_eq!(replay(&repaired), Ok(repaired.phase));
+            }
+        }
+        prop_assert!(repaired.history.len() <= HISTORY_LIMIT);
+        let kept: Vec<&str> = repaired
+            .history
+            .iter()
+            .filter(|r| r.reason != "HistoryRepaired")
+            .map(|r| r.reason.as_str())
+            .collect();
+        let dropped = repaired.history_checkpoint.as_ref().map_or(0, |c| c.transitions as usize)
+            - status.history_checkpoint.as_ref().map_or(0, |c| c.transitions as usize);
+        prop_assert!(kept.len() + dropped >= status.history.len());
+        prop_assert_eq!(resumed(repaired.clone()), repaired);
+    }
 }
 
 #[test]
