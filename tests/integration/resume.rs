@@ -503,3 +503,55 @@ async fn service_objects_edited_while_the_operator_is_down_are_repaired_when_it_
     .await;
     operator.kill();
 }
+
+#[tokio::test]
+async fn a_history_edited_by_hand_is_bridged_once_and_keeps_its_records() {
+    use kube::api::{Patch, PatchParams};
+    let (env, api) = ready_then_stopped("edited-history").await;
+
+    // `kubectl edit --subresource=status` while no operator runs: a record made to start in
+    // a phase the one before it did not lead to.
+    let mut status = api.get("tenant").await.unwrap().status.unwrap();
+    let reasons: Vec<String> = status.history.iter().map(|r| r.reason.clone()).collect();
+    status.history[2].from = Some(Phase::Labeling);
+    api.patch_status(
+        "tenant",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"history": status.history}})),
+    )
+    .await
+    .unwrap();
+
+    let (operator, metrics) = crate::common::start_metered_operator(&env);
+    wait_for(&api, "tenant", "the history bridged", |c| {
+        c.is_some_and(|c| !crate::common::history_of(c, "HistoryRepaired").is_empty())
+    })
+    .await;
+    let repaired = api.get("tenant").await.unwrap();
+    assert_eq!(phase(Some(&repaired)), Some(Phase::Ready));
+    let history = &repaired.status.as_ref().unwrap().history;
+    let kept: Vec<String> = history
+        .iter()
+        .map(|r| r.reason.clone())
+        .filter(|r| r != "HistoryRepaired")
+        .collect();
+    assert_eq!(kept, reasons, "every record kept, in order");
+    let bridge = history
+        .iter()
+        .position(|r| r.reason == "HistoryRepaired")
+        .unwrap();
+    assert_eq!(bridge, 2, "the bridge stands where the log broke");
+    assert_eq!(history[bridge].to, Phase::Labeling);
+    assert_eq!(history[bridge].from, Some(history[1].to));
+
+    // Later turns find a log that replays: nothing more is bridged.
+    crate::common::poke_and_wait(&api, "tenant", "1", &metrics).await;
+    crate::common::poke_and_wait(&api, "tenant", "2", &metrics).await;
+    let after = api.get("tenant").await.unwrap();
+    assert_eq!(
+        crate::common::history_of(&after, "HistoryRepaired").len(),
+        1
+    );
+    assert_eq!(&after.status.unwrap().history, history);
+    operator.abort();
+}
