@@ -164,6 +164,10 @@ async fn apply(
         &fresh
     };
     if let Some(wait) = ctx.backoff.held(cluster, ctx.touched.of(cluster)) {
+        tracing::debug!(
+            ?wait,
+            "held: nothing it waits for changed since it last failed"
+        );
         return Ok(Action::requeue(wait));
     }
     let mut told = Announcer::new(&ctx.recorder, cluster);

@@ -98,3 +98,39 @@ async fn status_churn_does_not_bypass_a_blocked_clusters_backoff() {
     }
     operator.abort();
 }
+
+#[tokio::test]
+async fn hosts_created_while_a_blocked_turn_writes_its_status_let_the_cluster_through_at_once() {
+    use sip::failpoint::{Pause, Site};
+    let env = test_env("churn-woken").await;
+    // No hosts yet: the cluster's first turn ends blocked, and its status write is held.
+    let pause = std::sync::Arc::new(Pause::new(Site::Status));
+    let (operator, _metrics) =
+        crate::common::start_operator_with(&env, "woken", |s| s.pause = Some(pause.clone())).await;
+    let api: Api<SIPCluster> = Api::namespaced(env.client.clone(), &env.namespace);
+    let cluster = sample_cluster(&env, "tenant", |_| {});
+    api.create(&PostParams::default(), &cluster).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), pause.reached())
+        .await
+        .expect("the blocked turn's status write is held");
+
+    // The pool arrives while the turn that found it empty is still writing that it is; the
+    // watch has the hosts well before the write is let go.
+    load_hosts(&env).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pause.release();
+    wait_for(&api, "tenant", "Ready", |c| {
+        crate::common::phase(c) == Some(sip::api::Phase::Ready)
+    })
+    .await;
+    // The hosts' events came after the turn read the cache: they let the cluster through its
+    // hold, rather than being counted into it.
+    // (The namespace is the test's own; the span's field names may carry colour codes.)
+    let held: Vec<String> = crate::common::captured_logs()
+        .lines()
+        .filter(|l| l.contains(&env.namespace) && l.contains("held: nothing it waits for"))
+        .map(str::to_string)
+        .collect();
+    assert!(held.is_empty(), "held after its hosts arrived: {held:?}");
+    operator.abort();
+}
