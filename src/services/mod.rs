@@ -189,23 +189,35 @@ pub fn needs_credentials(spec: &SIPClusterSpec) -> bool {
     !spec.services.jump_host.is_empty()
 }
 
-/// Renders every service instance of the spec. Instances fail independently.
+/// Renders every service instance of the spec, in the spec's order. Instances fail
+/// independently, and render at once, each on a thread of its own: a user's template renders
+/// in a child process (`sandbox.rs`), and the two balancers' children then run side by side
+/// rather than one after the other (a few milliseconds of every new cluster's path).
 pub fn render(facts: &Facts<'_>) -> Vec<Rendered> {
-    instances(facts.spec)
-        .into_iter()
-        .map(|id| {
-            let name = meta::object_name(facts.cluster_name, id);
-            let objects = match id.kind {
-                ServiceKind::LoadBalancerControlPlane => {
-                    loadbalancer::control_plane(facts, id, &name)
-                }
-                ServiceKind::LoadBalancerWorker => loadbalancer::worker(facts, id, &name),
-                ServiceKind::JumpHost => jumphost::render(facts, id, &name),
-                ServiceKind::Auth => auth::render(facts, id, &name),
-            };
-            Rendered { id, name, objects }
-        })
-        .collect()
+    std::thread::scope(|scope| {
+        let rendering: Vec<_> = instances(facts.spec)
+            .into_iter()
+            .map(|id| scope.spawn(move || render_one(facts, id)))
+            .collect();
+        rendering
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+fn render_one(facts: &Facts<'_>, id: ServiceId) -> Rendered {
+    let name = meta::object_name(facts.cluster_name, id);
+    let objects = match id.kind {
+        ServiceKind::LoadBalancerControlPlane => loadbalancer::control_plane(facts, id, &name),
+        ServiceKind::LoadBalancerWorker => loadbalancer::worker(facts, id, &name),
+        ServiceKind::JumpHost => jumphost::render(facts, id, &name),
+        ServiceKind::Auth => auth::render(facts, id, &name),
+    };
+    Rendered { id, name, objects }
 }
 
 /// The ledger's members (optionally of one role), ordered by role then name, so a config does
