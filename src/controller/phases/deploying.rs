@@ -246,14 +246,14 @@ impl Turn<'_> {
     }
 
     /// The Secrets the spec names (authorized keys and the like) that exist, by name.
-    async fn referenced_secrets(&self) -> kube::Result<BTreeMap<String, Secret>> {
+    pub(super) async fn referenced_secrets(&self) -> kube::Result<BTreeMap<String, Secret>> {
         self.secrets_named(services::referenced_secrets(&self.cluster.spec))
             .await
     }
 
     /// The jump hosts' host key Secrets that exist: a jump host keeps its key for life. Not a
     /// source of the services (the operator writes them), so not versioned.
-    async fn host_keys(&self) -> kube::Result<BTreeMap<String, Secret>> {
+    pub(super) async fn host_keys(&self) -> kube::Result<BTreeMap<String, Secret>> {
         let names = services::instances(&self.cluster.spec)
             .into_iter()
             .filter(|id| id.kind == services::ServiceKind::JumpHost)

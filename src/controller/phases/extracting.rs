@@ -1,12 +1,17 @@
 //! Extracting: each chosen host's address on every interface the services need and its BMC
-//! details, from its Secrets; a host whose Secrets are missing or malformed is unusable.
+//! details, from its Secrets; a host whose Secrets are missing or malformed is unusable. The
+//! Secrets DeployingInfra renders from are read in the same round.
+
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
 
+use crate::api::BareMetalHost;
 use crate::controller::step::Step;
 use crate::extraction::{
-    self, HostSecrets, credentials_secret_ref, network_data_secret_ref, required_interfaces,
+    self, ExtractionError, HostSecrets, credentials_secret_ref, network_data_secret_ref,
+    required_interfaces,
 };
 use crate::machine::Event;
 use crate::scheduling::HostKey;
@@ -49,22 +54,7 @@ impl Turn<'_> {
                     .flatten()
             })
             .collect();
-        // Each read waits a round trip and no read depends on another: they overlap, in order.
-        let refs: Vec<_> = pending
-            .iter()
-            .zip(&refused)
-            .flat_map(|((_, host), refused)| {
-                let network_data = network_data_secret_ref(host).filter(|_| refused.is_none());
-                [network_data, credentials_secret_ref(host)]
-            })
-            .collect();
-        let read = overlapped(refs, |r| self.secret(r)).await?;
-        // Two per host, in order: its networkData, then its credentials.
-        let mut read = read.into_iter();
-        let secrets: Vec<(Option<Secret>, Option<Secret>)> = pending
-            .iter()
-            .map(|_| (read.next().flatten(), read.next().flatten()))
-            .collect();
+        let secrets = self.host_secrets(&pending, &refused).await?;
         let mut unusable = Vec::new();
         for (((i, host), (nd, cr)), refused) in pending.iter().zip(&secrets).zip(refused) {
             let outcome = match refused {
@@ -96,6 +86,39 @@ impl Turn<'_> {
                 unusable.join("; "),
             ))
         }
+    }
+
+    /// Each pending host's networkData and credentials Secrets (its networkData unread where
+    /// it is refused).
+    async fn host_secrets(
+        &self,
+        pending: &[(usize, Arc<BareMetalHost>)],
+        refused: &[Option<ExtractionError>],
+    ) -> kube::Result<Vec<(Option<Secret>, Option<Secret>)>> {
+        // Each read waits a round trip and no read depends on another: they overlap, in order.
+        let refs: Vec<_> = pending
+            .iter()
+            .zip(refused)
+            .flat_map(|((_, host), refused)| {
+                let network_data = network_data_secret_ref(host).filter(|_| refused.is_none());
+                [network_data, credentials_secret_ref(host)]
+            })
+            .collect();
+        // DeployingInfra, next in this turn once every host is usable, reads the Secrets the
+        // spec names and the jump hosts' keys: read now, beside these, they cost the turn no
+        // round trip of their own (the turn keeps what it read; the status write between the
+        // two phases guards writes, not reads).
+        let (read, _, _) = futures::try_join!(
+            overlapped(refs, |r| self.secret(r)),
+            self.referenced_secrets(),
+            self.host_keys(),
+        )?;
+        // Two per host, in order: its networkData, then its credentials.
+        let mut read = read.into_iter();
+        Ok(pending
+            .iter()
+            .map(|_| (read.next().flatten(), read.next().flatten()))
+            .collect())
     }
 }
 
@@ -153,14 +176,24 @@ mod tests {
             member.bmc_address.as_deref(),
             Some("redfish+https://10.23.0.11:8443/redfish/v1/Systems/1")
         );
+        // Beside the member's two, what DeployingInfra, next in the turn, renders from: the
+        // Secret the spec names and the jump host's key (absent).
         assert_eq!(
             objects.read(),
-            ["Secret metal3/cp-1-nd", "Secret metal3/cp-1-bmc"]
+            [
+                "Secret metal3/cp-1-nd",
+                "Secret metal3/cp-1-bmc",
+                "Secret sip/keys",
+                "Secret sip/tenant-a-jump-host-host-key"
+            ]
         );
-        // Extracted: the same turn, or the next, reads nothing again.
+        // Extracted: the same turn reads nothing again, and neither does its DeployingInfra.
         let again = turn.extract().await.unwrap();
         assert_eq!(again.event, Some(Event::Done));
-        assert_eq!(objects.read().len(), 2, "{:?}", objects.read());
+        assert_eq!(objects.read().len(), 4, "{:?}", objects.read());
+        turn.referenced_secrets().await.unwrap();
+        turn.host_keys().await.unwrap();
+        assert_eq!(objects.read().len(), 4, "{:?}", objects.read());
     }
 
     #[tokio::test]
@@ -195,6 +228,14 @@ mod tests {
         let (story, _, read) = extract(objects, vec![elsewhere]).await;
         assert_eq!(story[0], "HostUnusable");
         assert!(story[1].contains("kube-system"), "{story:?}");
-        assert_eq!(read, ["Secret metal3/cp-1-bmc"], "only the credentials");
+        assert_eq!(
+            read,
+            [
+                "Secret metal3/cp-1-bmc",
+                "Secret sip/keys",
+                "Secret sip/tenant-a-jump-host-host-key"
+            ],
+            "of the member's, only the credentials"
+        );
     }
 }
