@@ -2,6 +2,8 @@
 //! what it dropped), whose events replayed through the machine give the phase, and the
 //! claimed/wanted summaries `kubectl get` shows.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use crate::api::sipcluster::HISTORY_LIMIT;
 use crate::api::{
     HistoryCheckpoint, NodeRole, Phase, SIPClusterSpec, SIPClusterStatus, TransitionRecord,
@@ -120,8 +122,9 @@ const REPAIRED: &str = "HistoryRepaired";
 
 /// Makes a log that does not replay replay to the status's phase, keeping every record: where
 /// a record does not start where the log so far leads, a record without an event bridges the
-/// two (or, for a record from nothing, it starts where the log leads); a record whose event leads elsewhere than it says keeps what it says, without the
-/// event; a log that ends elsewhere than the phase is bridged to it.
+/// two (a record "from nothing" instead starts where the log leads); a record whose event
+/// leads elsewhere than it says keeps what it says, without the event; a log that ends
+/// elsewhere than the phase is bridged to it.
 fn repair(status: &mut SIPClusterStatus) {
     let mut at = start(status);
     let mut log = Vec::with_capacity(status.history.len() + 1);
@@ -146,10 +149,7 @@ fn repair(status: &mut SIPClusterStatus) {
     }
     match status.phase {
         Some(phase) if at != Some(phase) => {
-            let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::now(),
-            );
-            log.push(bridge(at, phase, now));
+            log.push(bridge(at, phase, Time(k8s_openapi::jiff::Timestamp::now())));
         }
         Some(_) => {}
         // No phase is a cluster never worked; one with a log is where the log leads.
@@ -159,11 +159,7 @@ fn repair(status: &mut SIPClusterStatus) {
     bound(status);
 }
 
-fn bridge(
-    from: Option<Phase>,
-    to: Phase,
-    time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
-) -> TransitionRecord {
+fn bridge(from: Option<Phase>, to: Phase, time: Time) -> TransitionRecord {
     let was = from.map_or("nothing".to_string(), |p| p.to_string());
     TransitionRecord {
         time,
