@@ -16,12 +16,11 @@ use kube::runtime::reflector::ObjectRef;
 use super::announce::Announcer;
 use super::commit::Commits;
 use super::conditions::reason;
-use super::phases::Turn;
+use super::phases::{Prefetched, Turn};
 use super::step::{self, Step};
 use super::{Context, Error};
 use crate::api::{FINALIZER, Phase, SIPCluster};
 use crate::machine;
-use crate::scheduling::ClusterKey;
 
 /// Phases one reconcile may walk through before yielding to other clusters.
 const MAX_STEPS: usize = 8;
@@ -43,10 +42,10 @@ pub async fn reconcile(cluster: Arc<SIPCluster>, ctx: Arc<Context>) -> Result<Ac
     let (api, ctx) = (&api, &ctx);
     super::sweep::sweep(ctx);
     let turn = async {
-        let (cluster, ledgers) = with_finalizer(api, cluster, ctx).await?;
+        let (cluster, prefetched) = with_finalizer(api, cluster, ctx).await?;
         finalizer(api, FINALIZER, cluster, move |event| async move {
             match event {
-                Finalizer::Apply(c) => apply(api, &c, ctx, ledgers).await,
+                Finalizer::Apply(c) => apply(api, &c, ctx, prefetched).await,
                 Finalizer::Cleanup(c) => cleanup(api, &c, ctx).await,
             }
         })
@@ -101,18 +100,18 @@ pub fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) 
 /// then end the turn and wait for the watch to bring the change back, and that turn would read
 /// the object again: the patch's answer is already the latest version, so the turn goes on
 /// with it. Guarded by the resourceVersion seen: a 409 means the cache was behind, retried.
-/// Such a cluster is almost always new and about to choose hosts: when the ledgers' cache
-/// cannot serve that choice (`ledgers.rs`), the other clusters' ledgers are listed while the
-/// patch is on its way (one whose finalizer someone removed later pays for that LIST unused).
+/// Such a cluster is almost always new and about to choose hosts: what its first phases read
+/// is read while the patch is on its way ([`Prefetched`]; one whose finalizer someone removed
+/// later pays for those reads unused).
 async fn with_finalizer(
     api: &Api<SIPCluster>,
     cluster: Arc<SIPCluster>,
     ctx: &Context,
-) -> Result<(Arc<SIPCluster>, Option<Vec<SIPCluster>>), Error> {
+) -> Result<(Arc<SIPCluster>, Prefetched), Error> {
     if cluster.metadata.deletion_timestamp.is_some()
         || cluster.finalizers().iter().any(|f| f == FINALIZER)
     {
-        return Ok((cluster, None));
+        return Ok((cluster, Prefetched::default()));
     }
     let mut finalizers = cluster.finalizers().to_vec();
     finalizers.push(FINALIZER.to_string());
@@ -124,26 +123,21 @@ async fn with_finalizer(
         PatchParams::default(),
         Patch::Merge(&patch),
     );
-    let listed = async {
-        let key = ClusterKey::new(cluster.namespace().unwrap_or_default(), name.clone());
-        if ctx.ledgers.caught_up_but(&key) {
-            Ok(None)
-        } else {
-            ctx.reads.clusters().await.map(Some)
-        }
-    };
-    let (patched, ledgers) = futures::try_join!(api.patch(&name, &params, &patch), listed)?;
+    let (patched, prefetched) = futures::try_join!(
+        api.patch(&name, &params, &patch),
+        Prefetched::read(ctx, &cluster)
+    )?;
     if let Some(version) = patched.resource_version() {
         ctx.own_writes.wrote(&patched, &version);
     }
-    Ok((Arc::new(patched), ledgers))
+    Ok((Arc::new(patched), prefetched))
 }
 
 async fn apply(
     api: &Api<SIPCluster>,
     cluster: &SIPCluster,
     ctx: &Context,
-    ledgers: Option<Vec<SIPCluster>>,
+    prefetched: Prefetched,
 ) -> Result<Action, Error> {
     // An earlier write of this operator's own, which its later write superseded: the event of
     // that later write is on its way and starts the turn that works on it.
@@ -171,7 +165,7 @@ async fn apply(
         return Ok(Action::requeue(wait));
     }
     let mut told = Announcer::new(&ctx.recorder, cluster);
-    let result = advance(api, cluster, ctx, &mut told, ledgers).await;
+    let result = advance(api, cluster, ctx, &mut told, prefetched).await;
     told.settle().await;
     result
 }
@@ -185,9 +179,9 @@ async fn advance(
     cluster: &SIPCluster,
     ctx: &Context,
     told: &mut Announcer,
-    ledgers: Option<Vec<SIPCluster>>,
+    prefetched: Prefetched,
 ) -> Result<Action, Error> {
-    let mut turn = Turn::new(ctx, cluster).with_ledgers(ledgers);
+    let mut turn = Turn::new(ctx, cluster).with_prefetched(prefetched);
     let mut commits = Commits::new(api, cluster, ctx, told);
     for _ in 0..MAX_STEPS {
         let step_started = std::time::Instant::now();

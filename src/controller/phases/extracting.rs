@@ -10,8 +10,8 @@ use kube::runtime::reflector::ObjectRef;
 use crate::api::BareMetalHost;
 use crate::controller::step::Step;
 use crate::extraction::{
-    self, ExtractionError, HostSecrets, credentials_secret_ref, network_data_secret_ref,
-    required_interfaces,
+    self, ExtractionError, HostSecrets, InterfaceNeed, credentials_secret_ref,
+    network_data_secret_ref, required_interfaces,
 };
 use crate::machine::Event;
 use crate::scheduling::HostKey;
@@ -25,35 +25,11 @@ impl Turn<'_> {
             return Ok(contested);
         }
         let needs = required_interfaces(&self.cluster.spec.services);
-        let mut pending = Vec::new();
-        for (i, record) in self.status.hosts.iter().enumerate() {
-            if !extraction::needs_extraction(record, &needs) {
-                continue;
-            }
-            let key = HostKey::of_record(record);
-            let host = self
-                .ctx
-                .hosts
-                .get(&ObjectRef::new(key.name()).within(key.namespace()));
-            let Some(host) = host else {
-                return Ok(Step::trouble(
-                    Event::Regather,
-                    "HostLost",
-                    format!("host {key} is gone"),
-                ));
-            };
-            pending.push((i, host));
-        }
-        // A networkData reference outside the host's namespace is refused unread.
-        let refused: Vec<_> = pending
-            .iter()
-            .map(|(_, host)| {
-                let allowed = self.ctx.network_data_any_namespace;
-                (!allowed)
-                    .then(|| extraction::network_data_elsewhere(host))
-                    .flatten()
-            })
-            .collect();
+        let pending = match self.pending(&needs) {
+            Ok(pending) => pending,
+            Err(lost) => return Ok(lost),
+        };
+        let refused = self.refused(&pending);
         let secrets = self.host_secrets(&pending, &refused).await?;
         let mut unusable = Vec::new();
         for (((i, host), (nd, cr)), refused) in pending.iter().zip(&secrets).zip(refused) {
@@ -86,6 +62,56 @@ impl Turn<'_> {
                 unusable.join("; "),
             ))
         }
+    }
+
+    /// The Secrets this phase would read now (and DeployingInfra's), read and kept for the
+    /// turn; nothing decided from them.
+    pub(super) async fn read_for_extraction(&self) -> kube::Result<()> {
+        let needs = required_interfaces(&self.cluster.spec.services);
+        let Ok(pending) = self.pending(&needs) else {
+            return Ok(());
+        };
+        let refused = self.refused(&pending);
+        self.host_secrets(&pending, &refused).await.map(drop)
+    }
+
+    /// The ledger's hosts still to extract, with their index and cached host, or the step
+    /// when one of them is gone.
+    fn pending(&self, needs: &[InterfaceNeed]) -> Result<Vec<(usize, Arc<BareMetalHost>)>, Step> {
+        let mut pending = Vec::new();
+        for (i, record) in self.status.hosts.iter().enumerate() {
+            if !extraction::needs_extraction(record, needs) {
+                continue;
+            }
+            let key = HostKey::of_record(record);
+            let host = self
+                .ctx
+                .hosts
+                .get(&ObjectRef::new(key.name()).within(key.namespace()));
+            let Some(host) = host else {
+                return Err(Step::trouble(
+                    Event::Regather,
+                    "HostLost",
+                    format!("host {key} is gone"),
+                ));
+            };
+            pending.push((i, host));
+        }
+        Ok(pending)
+    }
+
+    /// Why each pending host's networkData is refused unread, if it is: a reference outside
+    /// the host's namespace, unless the operator allows those.
+    fn refused(&self, pending: &[(usize, Arc<BareMetalHost>)]) -> Vec<Option<ExtractionError>> {
+        let allowed = self.ctx.network_data_any_namespace;
+        pending
+            .iter()
+            .map(|(_, host)| {
+                (!allowed)
+                    .then(|| extraction::network_data_elsewhere(host))
+                    .flatten()
+            })
+            .collect()
     }
 
     /// Each pending host's networkData and credentials Secrets (its networkData unread where

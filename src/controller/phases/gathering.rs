@@ -85,7 +85,7 @@ mod tests {
     };
 
     use crate::api::SIPCluster;
-    use crate::controller::phases::{Turn, test_record as record};
+    use crate::controller::phases::{Prefetched, Turn, test_record as record};
     use crate::controller::testing::{Objects, context};
     use std::sync::Arc;
 
@@ -271,7 +271,8 @@ mod tests {
         third.metadata.namespace = Some("sip".into());
         ctx.ledgers
             .wrote(&third, &[], &[record("elsewhere", HostState::Chosen)], "9");
-        let mut turn = Turn::new(&ctx, &cluster).with_ledgers(Some(vec![other]));
+        let mut turn =
+            Turn::new(&ctx, &cluster).with_prefetched(Prefetched::ledgers(Some(vec![other])));
         let first = turn.gather().await.expect("no request reaches a server");
         assert_eq!(first.reason, "Unschedulable", "{}", first.message);
         assert!(objects.read().is_empty(), "{:?}", objects.read());

@@ -12,6 +12,7 @@ mod gathering;
 mod io;
 mod labeling;
 mod predecessor;
+mod prefetch;
 mod ready;
 
 use std::collections::{HashMap, HashSet};
@@ -49,6 +50,12 @@ pub struct Turn<'a> {
     /// cache) must let the cluster through, and its wake runs only after this turn.
     pub touched: u64,
 }
+
+/// What a turn on a cluster seen for the first time read while its finalizer was being added
+/// (every SIPCluster, when the ledgers' cache could not serve, and the Secrets its first phases
+/// read), handed to the turn that follows.
+#[derive(Default)]
+pub struct Prefetched(Seen);
 
 #[derive(Default)]
 struct Seen {
@@ -153,12 +160,11 @@ impl<'a> Turn<'a> {
             .collect()
     }
 
-    /// Every SIPCluster as read from the API server at the start of this turn, for its first
-    /// fresh read of the ledgers (a turn on a cluster seen for the first time reads them while
-    /// it adds the finalizer). As fresh as a read made later in the turn: no other cluster's
-    /// turn runs in between. A second fresh read in the same turn is like any other.
-    pub fn with_ledgers(self, ledgers: Option<Vec<SIPCluster>>) -> Self {
-        self.seen().ledgers = ledgers;
+    /// What was read for this turn before it began ([`Prefetched::read`]): as fresh as a read
+    /// made later in the turn, since no other cluster's turn runs in between. Its ledgers
+    /// serve the turn's first fresh read of the ledgers only; a second is like any other.
+    pub fn with_prefetched(self, prefetched: Prefetched) -> Self {
+        *self.seen() = prefetched.0;
         self
     }
 

@@ -22,8 +22,8 @@ use sip::services::referenced_secrets;
 
 /// The rounds of one cluster's path, as the operator makes them.
 /// (The ledgers and the predecessor's Deployments are read from the operator's watches.)
-pub const ROUNDS: &str = "create; finalizer; the members' Secrets; status; the services' \
-    Secrets; two service waves; labels; status";
+pub const ROUNDS: &str = "create; the finalizer with the members' and the services' Secrets; \
+    status; two service waves; labels; status";
 
 /// What one replay reads and writes, taken from a Ready cluster.
 pub struct Path {
@@ -111,20 +111,23 @@ impl Path {
             "resourceVersion": created.resource_version(),
             "finalizers": [sip::api::FINALIZER],
         }});
-        let added = clusters
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer))
-            .await?;
-        try_join_all(self.host_secrets.iter().map(|(secret_ns, secret)| {
-            let api: Api<Secret> = Api::namespaced(client.clone(), secret_ns);
-            async move { api.get(secret).await }
-        }))
-        .await?;
+        // The finalizer, and meanwhile every Secret the first phases read: the members' and
+        // those the services render from.
+        let secrets = self
+            .host_secrets
+            .iter()
+            .map(|(secret_ns, secret)| (secret_ns, secret))
+            .chain(self.service_secrets.iter().map(|secret| (ns, secret)))
+            .map(|(secret_ns, secret)| {
+                let api: Api<Secret> = Api::namespaced(client.clone(), secret_ns);
+                async move { api.get_opt(secret).await }
+            });
+        let (params, finalizer) = (PatchParams::default(), Patch::Merge(&finalizer));
+        let (added, _) = futures::try_join!(
+            clusters.patch(&name, &params, &finalizer),
+            try_join_all(secrets),
+        )?;
         let written = write_status(&clusters, &name, added.resource_version(), &status).await?;
-        try_join_all(self.service_secrets.iter().map(|secret| {
-            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-            async move { api.get_opt(secret).await }
-        }))
-        .await?;
         for wave in &self.waves {
             try_join_all(
                 wave.iter()
