@@ -9,7 +9,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 
 use super::sources::SourceKind;
 use super::templates::Templates;
@@ -32,6 +32,14 @@ pub trait Reads: Send + Sync {
     fn metadata<'a>(
         &'a self,
         kind: SourceKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>>;
+    /// The metadata of an object of any kind (`None`: there is none of that name): what holds
+    /// the name of a service's object before the operator first writes it.
+    fn object_metadata<'a>(
+        &'a self,
+        resource: &'a ApiResource,
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>>;
@@ -87,6 +95,19 @@ impl Reads for kube::Client {
         .boxed()
     }
 
+    fn object_metadata<'a>(
+        &'a self,
+        resource: &'a ApiResource,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
+        async move {
+            let api: Api<DynamicObject> = Api::namespaced_with(self.clone(), namespace, resource);
+            Ok(api.get_metadata_opt(name).await?.map(|m| m.metadata))
+        }
+        .boxed()
+    }
+
     fn clusters(&self) -> BoxFuture<'_, kube::Result<Vec<SIPCluster>>> {
         async move {
             let all: Api<SIPCluster> = Api::all(self.clone());
@@ -136,6 +157,15 @@ impl Reads for Served {
             }
             _ => self.client.metadata(kind, namespace, name),
         }
+    }
+
+    fn object_metadata<'a>(
+        &'a self,
+        resource: &'a ApiResource,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
+        self.client.object_metadata(resource, namespace, name)
     }
 
     fn clusters(&self) -> BoxFuture<'_, kube::Result<Vec<SIPCluster>>> {

@@ -9,6 +9,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::ApiResource;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{reflector, watcher};
 
@@ -95,6 +96,24 @@ impl Reads for Objects {
             SourceKind::ConfigMap => self.config_maps.get(&key).map(|c| &c.metadata),
         };
         self.answer(format!("{kind:?} metadata {namespace}/{name}"), held)
+    }
+
+    fn object_metadata<'a>(
+        &'a self,
+        resource: &'a ApiResource,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
+        let key = key(namespace, name);
+        let held = match resource.kind.as_str() {
+            "Secret" => self.secrets.get(&key).map(|s| &s.metadata),
+            "ConfigMap" => self.config_maps.get(&key).map(|c| &c.metadata),
+            _ => None,
+        };
+        self.answer(
+            format!("{} metadata {namespace}/{name}", resource.kind),
+            held,
+        )
     }
 
     fn clusters(&self) -> BoxFuture<'_, kube::Result<Vec<SIPCluster>>> {

@@ -4,6 +4,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::ApiResource;
 
 // Boxing the Deployment would buy little: a cluster renders a dozen children per turn.
 #[allow(clippy::large_enum_variant)]
@@ -24,6 +25,17 @@ impl Child {
             Child::Secret(_) => "Secret",
             Child::Service(_) => "Service",
             Child::Deployment(_) => "Deployment",
+        }
+    }
+
+    /// Its kind's API resource, for reads that take any kind.
+    pub fn resource(&self) -> ApiResource {
+        match self {
+            Child::ServiceAccount(_) => ApiResource::erase::<ServiceAccount>(&()),
+            Child::ConfigMap(_) => ApiResource::erase::<ConfigMap>(&()),
+            Child::Secret(_) => ApiResource::erase::<Secret>(&()),
+            Child::Service(_) => ApiResource::erase::<Service>(&()),
+            Child::Deployment(_) => ApiResource::erase::<Deployment>(&()),
         }
     }
 

@@ -26,6 +26,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::core::ApiResource;
 
 pub use auth::DEX_IMAGE;
 pub use child::Child;
@@ -151,6 +152,29 @@ pub const TEMPLATE_CONFIG_MAPS: [&str; 2] = [
 pub fn uses_templates(spec: &SIPClusterSpec) -> bool {
     let s = &spec.services;
     !s.load_balancer_control_plane.is_empty() || !s.load_balancer_worker.is_empty()
+}
+
+/// The objects an instance of `kind` named `name` renders, as `(resource, name)`, known
+/// without rendering it: what is read ahead for the check that no one else's object holds
+/// those names. (An Auth instance without Kubernetes storage renders no ServiceAccount; reading
+/// under that name too costs a read, nothing else.)
+pub fn object_names(kind: ServiceKind, name: &str) -> Vec<(ApiResource, String)> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+    let erase = ApiResource::erase::<Secret>(&());
+    let own = |resource: ApiResource| (resource, name.to_string());
+    let mut objects = match kind {
+        ServiceKind::LoadBalancerControlPlane | ServiceKind::LoadBalancerWorker => vec![],
+        ServiceKind::JumpHost => vec![own(ApiResource::erase::<ConfigMap>(&()))],
+        ServiceKind::Auth => vec![own(ApiResource::erase::<ServiceAccount>(&()))],
+    };
+    objects.push(own(erase.clone()));
+    if kind == ServiceKind::JumpHost {
+        objects.push((erase, host_key_secret_name(name)));
+    }
+    objects.push(own(ApiResource::erase::<Service>(&())));
+    objects.push(own(ApiResource::erase::<Deployment>(&())));
+    objects
 }
 
 /// Every service instance of the spec, in apply order.

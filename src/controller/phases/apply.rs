@@ -21,6 +21,7 @@ use crate::failpoint::{self, Site};
 use crate::services::{self, Child, ServiceError, meta};
 
 use super::Turn;
+use super::io::overlapped;
 
 /// `(kind, name)` of a child.
 pub type ChildKey = (&'static str, String);
@@ -33,7 +34,8 @@ impl Turn<'_> {
     /// service, naming the first refused in render order; other errors end the turn.
     ///
     /// A `fresh` instance (not deployed by an earlier turn) first looks under each of its
-    /// names: an object there that is not this SIPCluster's fails the service, untouched.
+    /// names (read ahead, [`Turn::read_names_ahead`]): an object there that is not this
+    /// SIPCluster's fails the service, untouched.
     pub(super) async fn apply_all(
         &self,
         id: services::ServiceId,
@@ -85,25 +87,35 @@ impl Turn<'_> {
     }
 
     async fn existing(&self, child: &Child) -> kube::Result<Option<ObjectMeta>> {
-        let name = child.name();
-        match child {
-            Child::ServiceAccount(_) => self.metadata_of::<ServiceAccount>(name).await,
-            Child::ConfigMap(_) => self.metadata_of::<ConfigMap>(name).await,
-            Child::Secret(_) => self.metadata_of::<Secret>(name).await,
-            Child::Service(_) => self.metadata_of::<Service>(name).await,
-            Child::Deployment(_) => self.metadata_of::<Deployment>(name).await,
-        }
+        self.object_metadata(&child.resource(), child.name()).await
     }
 
-    async fn metadata_of<K>(&self, name: &str) -> kube::Result<Option<ObjectMeta>>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + DeserializeOwned
-            + Clone
-            + Debug,
-    {
-        let found = self.namespaced::<K>().get_metadata_opt(name).await?;
-        Ok(found.map(|o| o.metadata))
+    /// What holds the names of the instances not yet deployed, read for the check above
+    /// before their first apply is due (in Extracting's read round, or beside the finalizer),
+    /// so that check costs the services no round trip of their own. A failed read is left for
+    /// the check to make again.
+    pub(super) async fn read_names_ahead(&self) {
+        // The jump hosts' host keys are read whole in the same round (`host_keys`).
+        let host_keys = self.host_key_names();
+        let names: Vec<_> = services::instances(&self.cluster.spec)
+            .into_iter()
+            .map(|id| (id, meta::object_name(&self.key.name, id)))
+            .filter(|(_, name)| !self.deployed(name))
+            .flat_map(|(id, name)| services::object_names(id.kind, &name))
+            .filter(|(resource, name)| resource.kind != "Secret" || !host_keys.contains(name))
+            .collect();
+        let _ = overlapped(names, |(resource, name)| async move {
+            Ok(self.object_metadata(&resource, &name).await.ok())
+        })
+        .await;
+    }
+
+    /// Whether an earlier turn deployed the instance `name`: its names hold its own objects.
+    pub(super) fn deployed(&self, name: &str) -> bool {
+        self.status
+            .services
+            .iter()
+            .any(|s| s.name == name && s.ready)
     }
 
     async fn apply_child(&self, child: &Child) -> kube::Result<()> {
@@ -148,6 +160,9 @@ impl Turn<'_> {
             self.saw(source, version.clone());
         }
         mark.written(version);
+        if applied.is_ok() {
+            self.forget_name(kind, &object.name_any());
+        }
         applied.map(drop)
     }
 

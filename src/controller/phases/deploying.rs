@@ -254,14 +254,17 @@ impl Turn<'_> {
     /// The jump hosts' host key Secrets that exist: a jump host keeps its key for life. Not a
     /// source of the services (the operator writes them), so not versioned.
     pub(super) async fn host_keys(&self) -> kube::Result<BTreeMap<String, Secret>> {
-        let names = services::instances(&self.cluster.spec)
+        self.secrets_named(self.host_key_names()).await
+    }
+
+    pub(super) fn host_key_names(&self) -> BTreeSet<String> {
+        services::instances(&self.cluster.spec)
             .into_iter()
             .filter(|id| id.kind == services::ServiceKind::JumpHost)
             .map(|id| {
                 services::host_key_secret_name(&services::meta::object_name(&self.key.name, id))
             })
-            .collect();
-        self.secrets_named(names).await
+            .collect()
     }
 
     /// Those of the Secrets `names` (in the cluster's namespace) that exist.
@@ -376,14 +379,11 @@ impl Turn<'_> {
         &self,
         rendered: &services::Rendered,
     ) -> kube::Result<Result<(), ServiceError>> {
-        // Deployed by an earlier turn: its names already hold its own objects.
-        let deployed = self
-            .status
-            .services
-            .iter()
-            .any(|s| s.name == rendered.name && s.ready);
         match &rendered.objects {
-            Ok(objects) => self.apply_all(rendered.id, objects, !deployed).await,
+            Ok(objects) => {
+                let fresh = !self.deployed(&rendered.name);
+                self.apply_all(rendered.id, objects, fresh).await
+            }
             Err(e) => Ok(Err(e.clone())),
         }
     }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
 
@@ -131,13 +132,14 @@ impl Turn<'_> {
             })
             .collect();
         // DeployingInfra, next in this turn once every host is usable, reads the Secrets the
-        // spec names and the jump hosts' keys: read now, beside these, they cost the turn no
-        // round trip of their own (the turn keeps what it read; the status write between the
+        // spec names, the jump hosts' keys and what holds its new instances' names: read now,
+        // beside these, they cost the turn no round trip of their own (the turn keeps what it read; the status write between the
         // two phases guards writes, not reads).
-        let (read, _, _) = futures::try_join!(
+        let (read, _, _, ()) = futures::try_join!(
             overlapped(refs, |r| self.secret(r)),
             self.referenced_secrets(),
             self.host_keys(),
+            self.read_names_ahead().map(Ok),
         )?;
         // Two per host, in order: its networkData, then its credentials.
         let mut read = read.into_iter();
@@ -153,7 +155,10 @@ mod tests {
     use std::sync::Arc;
 
     use crate::api::{BareMetalHost, HostRecord, HostState, SIPCluster};
-    use crate::controller::phases::{Turn, test_cluster};
+    use k8s_openapi::api::core::v1::{Secret, Service};
+    use kube::api::ApiResource;
+
+    use crate::controller::phases::{READ_FOR_THE_SERVICES, Turn, test_cluster};
     use crate::controller::testing::{Objects, context};
     use crate::extraction::tests::{ND_JSON, creds, host, secret};
     use crate::machine::Event;
@@ -202,24 +207,34 @@ mod tests {
             member.bmc_address.as_deref(),
             Some("redfish+https://10.23.0.11:8443/redfish/v1/Systems/1")
         );
-        // Beside the member's two, what DeployingInfra, next in the turn, renders from: the
-        // Secret the spec names and the jump host's key (absent).
-        assert_eq!(
-            objects.read(),
-            [
-                "Secret metal3/cp-1-nd",
-                "Secret metal3/cp-1-bmc",
-                "Secret sip/keys",
-                "Secret sip/tenant-a-jump-host-host-key"
-            ]
-        );
+        // Beside the member's two, what DeployingInfra, next in the turn, reads: the Secret the
+        // spec names, the jump host's key (absent) and what holds its instances' names.
+        let mut expected = vec!["Secret metal3/cp-1-nd", "Secret metal3/cp-1-bmc"];
+        expected.extend(READ_FOR_THE_SERVICES);
+        assert_eq!(objects.read(), expected);
         // Extracted: the same turn reads nothing again, and neither does its DeployingInfra.
         let again = turn.extract().await.unwrap();
         assert_eq!(again.event, Some(Event::Done));
-        assert_eq!(objects.read().len(), 4, "{:?}", objects.read());
+        assert_eq!(objects.read(), expected);
         turn.referenced_secrets().await.unwrap();
         turn.host_keys().await.unwrap();
-        assert_eq!(objects.read().len(), 4, "{:?}", objects.read());
+        for (kind, name) in [
+            (ApiResource::erase::<Service>(&()), "tenant-a-lb-worker"),
+            (
+                ApiResource::erase::<Secret>(&()),
+                "tenant-a-jump-host-host-key",
+            ),
+        ] {
+            assert_eq!(turn.object_metadata(&kind, name).await.unwrap(), None);
+        }
+        assert_eq!(objects.read(), expected);
+        // Once the turn writes under a name, what it read there is forgotten.
+        turn.forget_name("Service", "tenant-a-lb-worker");
+        let service = ApiResource::erase::<Service>(&());
+        turn.object_metadata(&service, "tenant-a-lb-worker")
+            .await
+            .unwrap();
+        assert_eq!(objects.read().len(), expected.len() + 1);
     }
 
     #[tokio::test]
@@ -254,13 +269,10 @@ mod tests {
         let (story, _, read) = extract(objects, vec![elsewhere]).await;
         assert_eq!(story[0], "HostUnusable");
         assert!(story[1].contains("kube-system"), "{story:?}");
+        assert_eq!(read[0], "Secret metal3/cp-1-bmc");
         assert_eq!(
-            read,
-            [
-                "Secret metal3/cp-1-bmc",
-                "Secret sip/keys",
-                "Secret sip/tenant-a-jump-host-host-key"
-            ],
+            read[1..],
+            READ_FOR_THE_SERVICES,
             "of the member's, only the credentials"
         );
     }

@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::api::Api;
+use kube::api::{Api, ApiResource};
 use kube::runtime::reflector::ObjectRef;
 
 use super::Context;
@@ -60,6 +61,9 @@ pub struct Prefetched(Seen);
 #[derive(Default)]
 struct Seen {
     secrets: HashMap<(String, String), Option<Secret>>,
+    /// What holds the names of the services' objects, by `(kind, name)`, until the turn
+    /// writes under that name.
+    names: HashMap<(String, String), Option<ObjectMeta>>,
     versions: HashMap<SourceRef, Option<String>>,
     ledgers: Option<Vec<SIPCluster>>,
 }
@@ -105,6 +109,46 @@ impl<'a> Turn<'a> {
         );
         seen.secrets.insert(reference, read.clone());
         Ok(read)
+    }
+
+    /// The metadata of what holds `name` for `resource` in the cluster's namespace (`None`:
+    /// nothing), read once a turn until the turn writes there.
+    async fn object_metadata(
+        &self,
+        resource: &ApiResource,
+        name: &str,
+    ) -> kube::Result<Option<ObjectMeta>> {
+        let key = (resource.kind.clone(), name.to_string());
+        if let Some(known) = self.known_name(&key) {
+            return Ok(known);
+        }
+        let reads = &self.ctx.reads;
+        let read = reads
+            .object_metadata(resource, &self.key.namespace, name)
+            .await?;
+        self.seen().names.insert(key, read.clone());
+        Ok(read)
+    }
+
+    /// What this turn read under `(kind, name)`: its metadata, or a Secret read whole.
+    fn known_name(&self, key: &(String, String)) -> Option<Option<ObjectMeta>> {
+        let seen = self.seen();
+        if let Some(known) = seen.names.get(key) {
+            return Some(known.clone());
+        }
+        let (kind, name) = key;
+        let whole = seen
+            .secrets
+            .get(&(self.key.namespace.clone(), name.clone()))
+            .filter(|_| kind == "Secret")?;
+        Some(whole.as_ref().map(|s| s.metadata.clone()))
+    }
+
+    /// Forgets what was read under `name`: this turn just wrote there.
+    fn forget_name(&self, kind: &str, name: &str) {
+        self.seen()
+            .names
+            .remove(&(kind.to_string(), name.to_string()));
     }
 
     /// Records the version of an object this turn read or wrote.
@@ -265,6 +309,25 @@ pub(in crate::controller) fn test_record(
         bmc_address: None,
     }
 }
+
+/// What a turn reads for the DeployingInfra of [`test_cluster`]'s services, in its Extracting
+/// round: the Secret the spec names, the jump host's key, and what holds each new instance's
+/// names.
+#[cfg(test)]
+const READ_FOR_THE_SERVICES: [&str; 12] = [
+    "Secret sip/keys",
+    "Secret sip/tenant-a-jump-host-host-key",
+    "Secret metadata sip/tenant-a-lb-control-plane",
+    "Service metadata sip/tenant-a-lb-control-plane",
+    "Deployment metadata sip/tenant-a-lb-control-plane",
+    "Secret metadata sip/tenant-a-lb-worker",
+    "Service metadata sip/tenant-a-lb-worker",
+    "Deployment metadata sip/tenant-a-lb-worker",
+    "ConfigMap metadata sip/tenant-a-jump-host",
+    "Secret metadata sip/tenant-a-jump-host",
+    "Service metadata sip/tenant-a-jump-host",
+    "Deployment metadata sip/tenant-a-jump-host",
+];
 
 /// A cluster for the phases' unit tests: `tenant-a` in `sip`, services on `oam-ipv4`, whose
 /// ledger holds `cp-1` in `state`.

@@ -1,13 +1,12 @@
 //! A cluster seen for the first time waits a round trip for its finalizer. What its first
 //! phases read does not depend on that write, so it is read meanwhile: the ledgers when their
-//! cache cannot serve, and the Secrets Extracting and DeployingInfra read for the hosts
-//! Gathering would choose. Reads only: the turn that follows chooses again (the cache may have
+//! cache cannot serve, the Secrets Extracting and DeployingInfra read for the hosts Gathering
+//! would choose, and what holds the names of the services' objects. Reads only: the turn that follows chooses again (the cache may have
 //! moved since) and reads whatever this missed.
 
 use crate::api::{Phase, SIPCluster};
 use crate::controller::Context;
 use crate::machine::Event;
-use crate::scheduling::ClusterKey;
 
 use super::{Prefetched, Turn};
 
@@ -15,17 +14,13 @@ impl Prefetched {
     /// What the first turn on `cluster` (as the watch brought it) will read, read now. Only a
     /// failed read of the ledgers fails it: a Secret's is left for the turn to read and report.
     pub async fn read(ctx: &Context, cluster: &SIPCluster) -> kube::Result<Prefetched> {
-        let key = ClusterKey::new(
-            cluster.metadata.namespace.clone().unwrap_or_default(),
-            cluster.metadata.name.clone().unwrap_or_default(),
-        );
-        let ledgers = if ctx.ledgers.caught_up_but(&key) {
+        let mut early = Turn::new(ctx, cluster);
+        let ledgers = if ctx.ledgers.caught_up_but(&early.key) {
             None
         } else {
             Some(ctx.reads.clusters().await?)
         };
-        let mut early =
-            Turn::new(ctx, cluster).with_prefetched(Prefetched::ledgers(ledgers.clone()));
+        early.seen().ledgers = ledgers.clone();
         if let Err(e) = early.read_ahead().await {
             tracing::debug!(error = %e, "reading ahead of the finalizer");
         }
@@ -35,6 +30,7 @@ impl Prefetched {
     }
 
     /// Every SIPCluster as just read (`None`: the cache serves), and nothing else.
+    #[cfg(test)]
     pub fn ledgers(ledgers: Option<Vec<SIPCluster>>) -> Self {
         let mut prefetched = Prefetched::default();
         prefetched.0.ledgers = ledgers;
@@ -89,14 +85,10 @@ mod tests {
         let ctx = context(objects.clone(), vec![wk]);
         let prefetched = Prefetched::read(&ctx, &cluster).await.unwrap();
         let ahead = objects.read();
+        let mut expected = vec!["Secret metal3/cp-1-nd", "Secret metal3/cp-1-bmc"];
+        expected.extend(super::super::READ_FOR_THE_SERVICES);
         assert_eq!(
-            ahead,
-            [
-                "Secret metal3/cp-1-nd",
-                "Secret metal3/cp-1-bmc",
-                "Secret sip/keys",
-                "Secret sip/tenant-a-jump-host-host-key"
-            ],
+            ahead, expected,
             "the chosen host's Secrets and DeployingInfra's"
         );
         // The turn that follows chooses on its own and reads nothing again.

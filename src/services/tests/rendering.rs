@@ -60,6 +60,20 @@ fn every_service_of_the_sample_renders_owned_labeled_objects() {
         ]
     );
     for r in &rendered {
+        // What is read ahead of rendering names every object, in render order.
+        let read_ahead: Vec<String> = object_names(r.id.kind, &r.name)
+            .into_iter()
+            .map(|(resource, name)| format!("{}/{name}", resource.kind))
+            .filter(|object| names.iter().any(|(_, rendered)| rendered.contains(object)))
+            .collect();
+        let described: Vec<String> = r
+            .objects
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(Child::describe)
+            .collect();
+        assert_eq!(read_ahead, described, "{}", r.name);
         for child in r.objects.as_ref().unwrap() {
             let m = child.metadata();
             let what = child.describe();

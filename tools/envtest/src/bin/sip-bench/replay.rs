@@ -22,8 +22,8 @@ use sip::services::referenced_secrets;
 
 /// The rounds of one cluster's path, as the operator makes them.
 /// (The ledgers and the predecessor's Deployments are read from the operator's watches.)
-pub const ROUNDS: &str = "create; the finalizer with the members' and the services' Secrets; \
-    status; two service waves; labels; status";
+pub const ROUNDS: &str = "create; the finalizer with the members' and the services' Secrets \
+    and what holds the services' names; status; two service waves; labels; status";
 
 /// What one replay reads and writes, taken from a Ready cluster.
 pub struct Path {
@@ -82,8 +82,7 @@ impl Path {
             + self.host_secrets.len()
             + 1
             + self.service_secrets.len()
-            + self.waves[0].len()
-            + self.waves[1].len()
+            + 2 * (self.waves[0].len() + self.waves[1].len())
             + self.hosts.len()
             + 1
     }
@@ -111,8 +110,8 @@ impl Path {
             "resourceVersion": created.resource_version(),
             "finalizers": [sip::api::FINALIZER],
         }});
-        // The finalizer, and meanwhile every Secret the first phases read: the members' and
-        // those the services render from.
+        // The finalizer, and meanwhile every Secret the first phases read (the members' and
+        // those the services render from) and what holds the names of the services' objects.
         let secrets = self
             .host_secrets
             .iter()
@@ -122,10 +121,16 @@ impl Path {
                 let api: Api<Secret> = Api::namespaced(client.clone(), secret_ns);
                 async move { api.get_opt(secret).await }
             });
+        let names = self.waves.iter().flatten().map(|(resource, object)| {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
+            let name = replayed_name(object, run);
+            async move { api.get_metadata_opt(&name).await }
+        });
         let (params, finalizer) = (PatchParams::default(), Patch::Merge(&finalizer));
-        let (added, _) = futures::try_join!(
+        let (added, _, _) = futures::try_join!(
             clusters.patch(&name, &params, &finalizer),
             try_join_all(secrets),
+            try_join_all(names),
         )?;
         let written = write_status(&clusters, &name, added.resource_version(), &status).await?;
         for wave in &self.waves {
