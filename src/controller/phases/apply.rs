@@ -28,10 +28,13 @@ pub type ChildKey = (&'static str, String);
 
 impl Turn<'_> {
     /// Applies a service's objects in two waves: first what its pods use (ServiceAccount,
-    /// ConfigMaps, Secrets), so they never start without it; then the Deployment and its
-    /// Service, which need nothing of each other. Objects of a wave are applied together. The
-    /// API server refusing one (a node port taken, a cluster IP outside the range) fails the
-    /// service, naming the first refused in render order; other errors end the turn.
+    /// ConfigMaps, Secrets), so a pod of a changed Deployment never mounts the configuration
+    /// it replaces; then the Deployment and its Service, which need nothing of each other.
+    /// Objects of a wave are applied together. An instance whose names hold nothing yet is
+    /// created in one wave: its pods cannot start before what they mount exists (the kubelet
+    /// waits for it), and there is no old configuration to mount. The API server refusing one
+    /// (a node port taken, a cluster IP outside the range) fails the service, naming the first
+    /// refused in render order; other errors end the turn.
     ///
     /// A `fresh` instance (not deployed by an earlier turn) first looks under each of its
     /// names (read ahead, [`Turn::read_names_ahead`]): an object there that is not this
@@ -42,13 +45,22 @@ impl Turn<'_> {
         objects: &[Child],
         fresh: bool,
     ) -> kube::Result<Result<(), ServiceError>> {
-        if fresh && let Some(refusal) = self.foreign(id, objects).await? {
-            return Ok(Err(refusal));
+        let mut waves: Vec<Vec<&Child>> = vec![objects.iter().collect()];
+        let empty = if fresh {
+            match self.under_names(id, objects).await? {
+                Ok(empty) => empty,
+                Err(refusal) => return Ok(Err(refusal)),
+            }
+        } else {
+            false
+        };
+        if !empty {
+            let (first, second) = objects
+                .iter()
+                .partition(|c| !matches!(c, Child::Service(_) | Child::Deployment(_)));
+            waves = vec![first, second];
         }
-        let (first, second): (Vec<&Child>, Vec<&Child>) = objects
-            .iter()
-            .partition(|c| !matches!(c, Child::Service(_) | Child::Deployment(_)));
-        for wave in [first, second] {
+        for wave in waves {
             let applied =
                 futures::future::join_all(wave.iter().map(|child| self.apply_child(child))).await;
             for (child, applied) in wave.iter().zip(applied) {
@@ -68,22 +80,27 @@ impl Turn<'_> {
         Ok(Ok(()))
     }
 
-    /// The first of `objects` whose name holds an object that is not this SIPCluster's.
-    async fn foreign(
+    /// What holds the names of `objects`: nothing (`true`), only this SIPCluster's objects
+    /// (`false`), or, the first of them that is not its, the refusal.
+    async fn under_names(
         &self,
         id: services::ServiceId,
         objects: &[Child],
-    ) -> kube::Result<Option<ServiceError>> {
+    ) -> kube::Result<Result<bool, ServiceError>> {
         let found = futures::future::try_join_all(objects.iter().map(|c| self.existing(c))).await?;
         let uid = self.cluster.uid().unwrap_or_default();
-        Ok(objects.iter().zip(found).find_map(|(child, found)| {
-            let found = found?;
-            (!meta::is_ours(&found, &self.key.name, &uid)).then(|| ServiceError::Foreign {
+        let foreign = objects.iter().zip(&found).find_map(|(child, found)| {
+            let found = found.as_ref()?;
+            (!meta::is_ours(found, &self.key.name, &uid)).then(|| ServiceError::Foreign {
                 service: id,
                 object: child.describe(),
-                who: meta::made_by(&found),
+                who: meta::made_by(found),
             })
-        }))
+        });
+        Ok(match foreign {
+            Some(refusal) => Err(refusal),
+            None => Ok(found.iter().all(Option::is_none)),
+        })
     }
 
     async fn existing(&self, child: &Child) -> kube::Result<Option<ObjectMeta>> {

@@ -139,6 +139,16 @@ fn config() -> Result<Config> {
     if let Some(pools) = pools {
         config.pools = pools;
     }
+    // `--warm-clusters N`: more warm clusters, for a median that a few noisy samples move less.
+    if let Some(i) = args.iter().position(|a| a == "--warm-clusters") {
+        let n: usize = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 1)
+            .context("--warm-clusters needs a count of at least 2")?;
+        config.warm_clusters = n;
+        config.side_by_side.warm_clusters = n;
+    }
     config.only_side_by_side = args.iter().any(|a| a == "--side-by-side");
     // `--only warm,burst`: only these of the operator-alone workloads (pools, warm, burst),
     // no side by side (what `tools/memories/measure.sh` runs for each memory switched off).
