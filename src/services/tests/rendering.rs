@@ -99,6 +99,12 @@ fn every_service_of_the_sample_renders_owned_labeled_objects() {
             assert!(!selects(meta::children_selector("other")), "{what}");
             let value = child.to_value();
             assert_eq!(value["kind"], child.kind(), "{what} serializes its kind");
+            let resource = child.resource();
+            assert_eq!(
+                (resource.kind.as_str(), resource.api_version.as_str()),
+                (child.kind(), value["apiVersion"].as_str().unwrap()),
+                "{what}: its API resource"
+            );
             assert!(value["apiVersion"].is_string(), "{what}");
         }
     }
