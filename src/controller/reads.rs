@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 
-use super::sources::SourceKind;
 use super::templates::Templates;
 use crate::api::SIPCluster;
 
@@ -28,15 +27,8 @@ pub trait Reads: Send + Sync {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, kube::Result<Option<ConfigMap>>>;
-    /// The metadata of a Secret or ConfigMap (`None`: there is none of that name).
-    fn metadata<'a>(
-        &'a self,
-        kind: SourceKind,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>>;
-    /// The metadata of an object of any kind (`None`: there is none of that name): what holds
-    /// the name of a service's object before the operator first writes it.
+    /// The metadata of an object of any kind (`None`: there is none of that name): a source's
+    /// version, what holds the name of a service's object before the operator first writes it.
     fn object_metadata<'a>(
         &'a self,
         resource: &'a ApiResource,
@@ -70,27 +62,6 @@ impl Reads for kube::Client {
             Api::<ConfigMap>::namespaced(self.clone(), namespace)
                 .get_opt(name)
                 .await
-        }
-        .boxed()
-    }
-
-    fn metadata<'a>(
-        &'a self,
-        kind: SourceKind,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
-        async move {
-            Ok(match kind {
-                SourceKind::Secret => Api::<Secret>::namespaced(self.clone(), namespace)
-                    .get_metadata_opt(name)
-                    .await?
-                    .map(|m| m.metadata),
-                SourceKind::ConfigMap => Api::<ConfigMap>::namespaced(self.clone(), namespace)
-                    .get_metadata_opt(name)
-                    .await?
-                    .map(|m| m.metadata),
-            })
         }
         .boxed()
     }
@@ -145,27 +116,18 @@ impl Reads for Served {
         }
     }
 
-    fn metadata<'a>(
-        &'a self,
-        kind: SourceKind,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
-        match (kind, self.templates.get(namespace, name)) {
-            (SourceKind::ConfigMap, Some(cached)) => {
-                futures::future::ready(Ok(cached.map(|c| c.metadata.clone()))).boxed()
-            }
-            _ => self.client.metadata(kind, namespace, name),
-        }
-    }
-
     fn object_metadata<'a>(
         &'a self,
         resource: &'a ApiResource,
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
-        self.client.object_metadata(resource, namespace, name)
+        match self.templates.get(namespace, name) {
+            Some(cached) if resource.kind == "ConfigMap" => {
+                futures::future::ready(Ok(cached.map(|c| c.metadata.clone()))).boxed()
+            }
+            _ => self.client.object_metadata(resource, namespace, name),
+        }
     }
 
     fn clusters(&self) -> BoxFuture<'_, kube::Result<Vec<SIPCluster>>> {

@@ -8,12 +8,23 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::ApiResource;
 use sha2::{Digest, Sha256};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SourceKind {
     Secret,
     ConfigMap,
+}
+
+impl SourceKind {
+    pub fn resource(self) -> ApiResource {
+        match self {
+            SourceKind::Secret => ApiResource::erase::<Secret>(&()),
+            SourceKind::ConfigMap => ApiResource::erase::<ConfigMap>(&()),
+        }
+    }
 }
 
 /// One object the services are rendered from.

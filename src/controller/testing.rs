@@ -14,7 +14,6 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{reflector, watcher};
 
 use super::reads::Reads;
-use super::sources::SourceKind;
 use super::{Context, MANAGER, verified};
 use crate::api::{BareMetalHost, SIPCluster};
 
@@ -82,20 +81,6 @@ impl Reads for Objects {
     ) -> BoxFuture<'a, kube::Result<Option<ConfigMap>>> {
         let held = self.config_maps.get(&key(namespace, name));
         self.answer(format!("ConfigMap {namespace}/{name}"), held)
-    }
-
-    fn metadata<'a>(
-        &'a self,
-        kind: SourceKind,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, kube::Result<Option<ObjectMeta>>> {
-        let key = key(namespace, name);
-        let held = match kind {
-            SourceKind::Secret => self.secrets.get(&key).map(|s| &s.metadata),
-            SourceKind::ConfigMap => self.config_maps.get(&key).map(|c| &c.metadata),
-        };
-        self.answer(format!("{kind:?} metadata {namespace}/{name}"), held)
     }
 
     fn object_metadata<'a>(

@@ -66,6 +66,7 @@ impl Turn<'_> {
     /// compare with what it wrote.
     async fn secrets_drifted(&self) -> kube::Result<Vec<String>> {
         let (reads, namespace) = (&self.ctx.reads, &self.key.namespace);
+        let secret = &SourceKind::Secret.resource();
         let names: Vec<String> = self
             .status
             .services
@@ -80,7 +81,7 @@ impl Turn<'_> {
                 match written {
                     Some(version) => Ok(version.map(|v| (v, false))),
                     None => Ok(reads
-                        .metadata(SourceKind::Secret, namespace, &name)
+                        .object_metadata(secret, namespace, &name)
                         .await?
                         .and_then(|m| {
                             let edited = drift::edited_by_others(&m);
@@ -115,8 +116,9 @@ impl Turn<'_> {
                 if let Some(version) = read {
                     return Ok(version);
                 }
+                let resource = source.kind.resource();
                 let found = reads
-                    .metadata(source.kind, &source.namespace, &source.name)
+                    .object_metadata(&resource, &source.namespace, &source.name)
                     .await?;
                 Ok(found.and_then(|m| m.resource_version))
             }
