@@ -234,7 +234,15 @@ mod tests {
         turn.object_metadata(&service, "tenant-a-lb-worker")
             .await
             .unwrap();
-        assert_eq!(objects.read().len(), expected.len() + 1);
+        turn.forget_name("Secret", "tenant-a-jump-host-host-key");
+        turn.host_keys().await.unwrap();
+        assert_eq!(
+            objects.read()[expected.len()..],
+            [
+                "Service metadata sip/tenant-a-lb-worker",
+                "Secret sip/tenant-a-jump-host-host-key"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -144,11 +144,15 @@ impl<'a> Turn<'a> {
         Some(whole.as_ref().map(|s| s.metadata.clone()))
     }
 
-    /// Forgets what was read under `name`: this turn just wrote there.
+    /// Forgets what was read under `name` (a Secret read whole too): this turn just wrote
+    /// there, and a later read in the turn must see that write.
     fn forget_name(&self, kind: &str, name: &str) {
-        self.seen()
-            .names
-            .remove(&(kind.to_string(), name.to_string()));
+        let mut seen = self.seen();
+        seen.names.remove(&(kind.to_string(), name.to_string()));
+        if kind == "Secret" {
+            seen.secrets
+                .remove(&(self.key.namespace.clone(), name.to_string()));
+        }
     }
 
     /// Records the version of an object this turn read or wrote.
