@@ -1,9 +1,10 @@
 //! What the phases read from the API server to decide (the hosts' Secrets, the services'
-//! sources, the other clusters' ledgers), behind one small interface: in the operator it is the
-//! client, with the template ConfigMaps served from their watch (`Served`); the phases' unit tests hand in the objects they need, see what was read, and run
-//! without a server. The phases' writes, and the predecessor check's reads of its objects
-//! (which decide only what to delete), go through the client: what they do on a
-//! real API server is what the integration tests are for.
+//! sources, what holds the names of the services' objects, the other clusters' ledgers),
+//! behind one small interface: in the operator it is the client, with the template ConfigMaps
+//! served from their watch (`Served`); the phases' unit tests hand in the objects they need,
+//! see what was read, and run without a server. The phases' writes, and the predecessor
+//! check's reads of its objects (which decide only what to delete), go through the client:
+//! what they do on a real API server is what the integration tests are for.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;

@@ -133,8 +133,8 @@ impl Turn<'_> {
             .collect();
         // DeployingInfra, next in this turn once every host is usable, reads the Secrets the
         // spec names, the jump hosts' keys and what holds its new instances' names: read now,
-        // beside these, they cost the turn no round trip of their own (the turn keeps what it read; the status write between the
-        // two phases guards writes, not reads).
+        // beside these, they cost the turn no round trip of their own (the turn keeps what it
+        // read; the status write between the two phases guards writes, not reads).
         let (read, _, _, ()) = futures::try_join!(
             overlapped(refs, |r| self.secret(r)),
             self.referenced_secrets(),

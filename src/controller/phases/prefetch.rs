@@ -1,8 +1,8 @@
 //! A cluster seen for the first time waits a round trip for its finalizer. What its first
 //! phases read does not depend on that write, so it is read meanwhile: the ledgers when their
 //! cache cannot serve, the Secrets Extracting and DeployingInfra read for the hosts Gathering
-//! would choose, and what holds the names of the services' objects. Reads only: the turn that follows chooses again (the cache may have
-//! moved since) and reads whatever this missed.
+//! would choose, and what holds the names of the services' objects. Reads only: the turn that
+//! follows chooses again (the cache may have moved since) and reads whatever this missed.
 
 use crate::api::{Phase, SIPCluster};
 use crate::controller::Context;
