@@ -37,6 +37,23 @@ pub async fn reporters(env: &crate::common::TestEnv, name: &str) -> Vec<String> 
     out
 }
 
+/// [`reporters`] once they are `expected`, or as they are after 10 s: an Event travels after
+/// the status write it tells of, so a replica's Events may trail the phase a test has seen.
+pub async fn reporters_by_now(
+    env: &crate::common::TestEnv,
+    name: &str,
+    expected: &[&str],
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = reporters(env, name).await;
+        if found == expected || Instant::now() >= deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn only_the_lease_holder_works_and_a_standby_takes_over_from_the_persisted_phase() {
     let env = test_env("leader").await;
@@ -100,7 +117,8 @@ async fn only_the_lease_holder_works_and_a_standby_takes_over_from_the_persisted
     .await
     .unwrap();
     assert_uninterrupted_story(&ready.status.unwrap(), "after the takeover");
-    assert_eq!(reporters(&env, "tenant").await, ["replica-a", "replica-b"]);
+    let both = ["replica-a", "replica-b"];
+    assert_eq!(reporters_by_now(&env, "tenant", &both).await, both);
     eprintln!("takeover after {takeover:?}");
     b.kill();
 }

@@ -619,7 +619,7 @@ async fn a_leader_that_cannot_renew_its_lease_stops_at_its_own_deadline() {
     })
     .await;
     assert_eq!(
-        crate::leader::reporters(&env, "late").await,
+        crate::leader::reporters_by_now(&env, "late", &["successor"]).await,
         ["successor"],
         "only the successor worked"
     );
