@@ -102,7 +102,7 @@ pub fn error_policy(cluster: Arc<SIPCluster>, error: &Error, ctx: Arc<Context>) 
 /// with it. Guarded by the resourceVersion seen: a 409 means the cache was behind, retried.
 /// Such a cluster is almost always new and about to choose hosts: what its first phases read
 /// is read while the patch is on its way ([`Prefetched`]; one whose finalizer someone removed
-/// later pays for those reads unused).
+/// later reads nothing ahead, unless it is still choosing hosts).
 async fn with_finalizer(
     api: &Api<SIPCluster>,
     cluster: Arc<SIPCluster>,

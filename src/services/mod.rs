@@ -161,16 +161,16 @@ pub fn uses_templates(spec: &SIPClusterSpec) -> bool {
 pub fn object_names(kind: ServiceKind, name: &str) -> Vec<(ApiResource, String)> {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{Service, ServiceAccount};
-    let erase = ApiResource::erase::<Secret>(&());
+    let secret = ApiResource::erase::<Secret>(&());
     let own = |resource: ApiResource| (resource, name.to_string());
     let mut objects = match kind {
         ServiceKind::LoadBalancerControlPlane | ServiceKind::LoadBalancerWorker => vec![],
         ServiceKind::JumpHost => vec![own(ApiResource::erase::<ConfigMap>(&()))],
         ServiceKind::Auth => vec![own(ApiResource::erase::<ServiceAccount>(&()))],
     };
-    objects.push(own(erase.clone()));
+    objects.push(own(secret.clone()));
     if kind == ServiceKind::JumpHost {
-        objects.push((erase, host_key_secret_name(name)));
+        objects.push((secret, host_key_secret_name(name)));
     }
     objects.push(own(ApiResource::erase::<Service>(&())));
     objects.push(own(ApiResource::erase::<Deployment>(&())));

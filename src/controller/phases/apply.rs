@@ -45,7 +45,6 @@ impl Turn<'_> {
         objects: &[Child],
         fresh: bool,
     ) -> kube::Result<Result<(), ServiceError>> {
-        let mut waves: Vec<Vec<&Child>> = vec![objects.iter().collect()];
         let empty = if fresh {
             match self.under_names(id, objects).await? {
                 Ok(empty) => empty,
@@ -54,13 +53,7 @@ impl Turn<'_> {
         } else {
             false
         };
-        if !empty {
-            let (first, second) = objects
-                .iter()
-                .partition(|c| !matches!(c, Child::Service(_) | Child::Deployment(_)));
-            waves = vec![first, second];
-        }
-        for wave in waves {
+        for wave in waves(objects, empty) {
             let applied =
                 futures::future::join_all(wave.iter().map(|child| self.apply_child(child))).await;
             for (child, applied) in wave.iter().zip(applied) {
@@ -245,6 +238,7 @@ impl Turn<'_> {
         }
         let child = ChildRef::new(drift::kind_of::<K>(), &self.key.namespace, name);
         self.ctx.drift.deleting(&child);
+        self.forget_name(drift::kind_of::<K>(), name);
         // The object read, not one re-created under its name since.
         let params = DeleteParams {
             preconditions: found.uid().map(|uid| Preconditions {
@@ -267,5 +261,100 @@ impl Turn<'_> {
                 Err(e)
             }
         }
+    }
+}
+
+/// The waves `objects` are applied in: all at once when their names hold nothing yet, else
+/// what the pods use first, then the Deployment and its Service. Pure.
+fn waves(objects: &[Child], empty: bool) -> Vec<Vec<&Child>> {
+    if empty {
+        return vec![objects.iter().collect()];
+    }
+    let (first, second) = objects
+        .iter()
+        .partition(|c| !matches!(c, Child::Service(_) | Child::Deployment(_)));
+    vec![first, second]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+    use crate::api::HostState;
+    use crate::controller::phases::test_cluster;
+    use crate::controller::testing::{Objects, context};
+    use crate::services::{ServiceId, ServiceKind};
+
+    /// A jump host's Secret and Deployment, both named `tenant-a-jump-host`.
+    fn children() -> Vec<Child> {
+        let meta = ObjectMeta {
+            name: Some("tenant-a-jump-host".into()),
+            ..ObjectMeta::default()
+        };
+        vec![
+            Child::Secret(Secret {
+                metadata: meta.clone(),
+                ..Secret::default()
+            }),
+            Child::Deployment(Deployment {
+                metadata: meta,
+                ..Deployment::default()
+            }),
+        ]
+    }
+
+    fn kinds(waves: Vec<Vec<&Child>>) -> Vec<Vec<&'static str>> {
+        waves
+            .into_iter()
+            .map(|w| w.into_iter().map(Child::kind).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_first_creation_is_one_wave_a_change_two() {
+        let objects = children();
+        assert_eq!(kinds(waves(&objects, true)), [vec!["Secret", "Deployment"]]);
+        assert_eq!(
+            kinds(waves(&objects, false)),
+            [vec!["Secret"], vec!["Deployment"]]
+        );
+    }
+
+    /// What holds the names of [`children`] when the server has `held` as the Secret.
+    async fn under_names(held: Option<Secret>) -> Result<bool, ServiceError> {
+        let mut objects = Objects::default();
+        if let Some(secret) = held {
+            objects = objects.with_secret("sip", "tenant-a-jump-host", secret);
+        }
+        let ctx = context(Arc::new(objects), vec![]);
+        let mut cluster = test_cluster(HostState::Chosen);
+        cluster.metadata.uid = Some("uid-a".into());
+        let turn = crate::controller::phases::Turn::new(&ctx, &cluster);
+        let id = ServiceId {
+            kind: ServiceKind::JumpHost,
+            index: 0,
+        };
+        turn.under_names(id, &children())
+            .await
+            .expect("no request reaches a server")
+    }
+
+    #[tokio::test]
+    async fn names_that_hold_nothing_hold_only_ours_or_hold_another_s() {
+        assert!(matches!(under_names(None).await, Ok(true)));
+        let mut ours = Secret::default();
+        ours.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "uid-a".into(),
+            ..OwnerReference::default()
+        }]);
+        assert!(matches!(under_names(Some(ours)).await, Ok(false)));
+        let refused = under_names(Some(Secret::default())).await;
+        assert!(
+            matches!(&refused, Err(ServiceError::Foreign { object, .. }) if object == "Secret/tenant-a-jump-host"),
+            "{refused:?}"
+        );
     }
 }

@@ -257,6 +257,7 @@ impl Turn<'_> {
         self.secrets_named(self.host_key_names()).await
     }
 
+    /// The names of the jump hosts' host key Secrets, one per jump host of the spec.
     pub(super) fn host_key_names(&self) -> BTreeSet<String> {
         services::instances(&self.cluster.spec)
             .into_iter()

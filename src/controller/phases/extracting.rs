@@ -20,6 +20,15 @@ use crate::scheduling::HostKey;
 use super::Turn;
 use super::io::overlapped;
 
+/// A ledger host still to extract: its index in the ledger, the cached host, and why its
+/// networkData is refused unread, if it is (a reference outside the host's namespace, unless
+/// the operator allows those).
+struct Pending {
+    index: usize,
+    host: Arc<BareMetalHost>,
+    refused: Option<ExtractionError>,
+}
+
 impl Turn<'_> {
     pub async fn extract(&mut self) -> kube::Result<Step> {
         if let Some(contested) = self.confirm_claims().await? {
@@ -30,14 +39,13 @@ impl Turn<'_> {
             Ok(pending) => pending,
             Err(lost) => return Ok(lost),
         };
-        let refused = self.refused(&pending);
-        let secrets = self.host_secrets(&pending, &refused).await?;
+        let secrets = self.host_secrets(&pending).await?;
         let mut unusable = Vec::new();
-        for (((i, host), (nd, cr)), refused) in pending.iter().zip(&secrets).zip(refused) {
-            let outcome = match refused {
+        for (p, (nd, cr)) in pending.into_iter().zip(secrets) {
+            let outcome = match p.refused {
                 Some(e) => Err(e),
                 None => extraction::extract(
-                    host,
+                    &p.host,
                     &needs,
                     HostSecrets {
                         network_data: nd.as_ref(),
@@ -48,7 +56,7 @@ impl Turn<'_> {
             if let Err(e) = &outcome {
                 unusable.push(e.to_string());
             }
-            extraction::record_outcome(&mut self.status.hosts[*i], &outcome);
+            extraction::record_outcome(&mut self.status.hosts[p.index], &outcome);
         }
         if unusable.is_empty() {
             Ok(Step::go(
@@ -72,15 +80,14 @@ impl Turn<'_> {
         let Ok(pending) = self.pending(&needs) else {
             return Ok(());
         };
-        let refused = self.refused(&pending);
-        self.host_secrets(&pending, &refused).await.map(drop)
+        self.host_secrets(&pending).await.map(drop)
     }
 
-    /// The ledger's hosts still to extract, with their index and cached host, or the step
-    /// when one of them is gone.
-    fn pending(&self, needs: &[InterfaceNeed]) -> Result<Vec<(usize, Arc<BareMetalHost>)>, Step> {
+    /// The ledger's hosts still to extract, or the step when one of them is gone.
+    fn pending(&self, needs: &[InterfaceNeed]) -> Result<Vec<Pending>, Step> {
+        let allowed = self.ctx.network_data_any_namespace;
         let mut pending = Vec::new();
-        for (i, record) in self.status.hosts.iter().enumerate() {
+        for (index, record) in self.status.hosts.iter().enumerate() {
             if !extraction::needs_extraction(record, needs) {
                 continue;
             }
@@ -96,39 +103,30 @@ impl Turn<'_> {
                     format!("host {key} is gone"),
                 ));
             };
-            pending.push((i, host));
+            let refused = (!allowed)
+                .then(|| extraction::network_data_elsewhere(&host))
+                .flatten();
+            pending.push(Pending {
+                index,
+                host,
+                refused,
+            });
         }
         Ok(pending)
-    }
-
-    /// Why each pending host's networkData is refused unread, if it is: a reference outside
-    /// the host's namespace, unless the operator allows those.
-    fn refused(&self, pending: &[(usize, Arc<BareMetalHost>)]) -> Vec<Option<ExtractionError>> {
-        let allowed = self.ctx.network_data_any_namespace;
-        pending
-            .iter()
-            .map(|(_, host)| {
-                (!allowed)
-                    .then(|| extraction::network_data_elsewhere(host))
-                    .flatten()
-            })
-            .collect()
     }
 
     /// Each pending host's networkData and credentials Secrets (its networkData unread where
     /// it is refused).
     async fn host_secrets(
         &self,
-        pending: &[(usize, Arc<BareMetalHost>)],
-        refused: &[Option<ExtractionError>],
+        pending: &[Pending],
     ) -> kube::Result<Vec<(Option<Secret>, Option<Secret>)>> {
         // Each read waits a round trip and no read depends on another: they overlap, in order.
         let refs: Vec<_> = pending
             .iter()
-            .zip(refused)
-            .flat_map(|((_, host), refused)| {
-                let network_data = network_data_secret_ref(host).filter(|_| refused.is_none());
-                [network_data, credentials_secret_ref(host)]
+            .flat_map(|p| {
+                let network_data = network_data_secret_ref(&p.host).filter(|_| p.refused.is_none());
+                [network_data, credentials_secret_ref(&p.host)]
             })
             .collect();
         // DeployingInfra, next in this turn once every host is usable, reads the Secrets the

@@ -219,7 +219,9 @@ impl Turn<'_> {
             }),
             ..DeleteParams::background()
         };
-        match self.namespaced::<K>().delete(name, &params).await {
+        let deleted = self.namespaced::<K>().delete(name, &params).await;
+        self.forget_name(crate::controller::drift::kind_of::<K>(), name);
+        match deleted {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => Ok(false),
             Err(e) => Err(e),
