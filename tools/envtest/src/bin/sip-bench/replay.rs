@@ -23,7 +23,8 @@ use sip::services::referenced_secrets;
 /// The rounds of one cluster's path, as the operator makes them.
 /// (The ledgers and the predecessor's Deployments are read from the operator's watches.)
 pub const ROUNDS: &str = "create; the finalizer with the members' and the services' Secrets \
-    and what holds the services' names; status; two service waves; labels; status";
+    and what holds the services' names; status; the services' objects (one wave: their names held \
+    nothing); labels; status";
 
 /// What one replay reads and writes, taken from a Ready cluster.
 pub struct Path {
@@ -34,8 +35,8 @@ pub struct Path {
     /// `(namespace, name)` of the members' networkData and BMC Secrets.
     host_secrets: Vec<(String, String)>,
     service_secrets: Vec<String>,
-    /// Each service's objects in its two waves, as applied (JSON, with their kinds).
-    waves: [Vec<(ApiResource, Value)>; 2],
+    /// The services' objects, as applied (JSON, with their kinds).
+    objects: Vec<(ApiResource, Value)>,
 }
 
 impl Path {
@@ -59,11 +60,11 @@ impl Path {
         objects.extend(children::<ServiceAccount>(client, ns, &selector).await?);
         objects.extend(children::<ConfigMap>(client, ns, &selector).await?);
         objects.extend(children::<Secret>(client, ns, &selector).await?);
-        let first = std::mem::take(&mut objects);
+        let configuration = objects.len();
         objects.extend(children::<Deployment>(client, ns, &selector).await?);
         objects.extend(children::<Service>(client, ns, &selector).await?);
         anyhow::ensure!(
-            !first.is_empty() && !objects.is_empty(),
+            configuration > 0 && objects.len() > configuration,
             "{name} has no service objects to replay"
         );
         Ok(Path {
@@ -72,7 +73,7 @@ impl Path {
             cluster,
             hosts,
             host_secrets,
-            waves: [first, objects],
+            objects,
         })
     }
 
@@ -82,7 +83,7 @@ impl Path {
             + self.host_secrets.len()
             + 1
             + self.service_secrets.len()
-            + 2 * (self.waves[0].len() + self.waves[1].len())
+            + 2 * self.objects.len()
             + self.hosts.len()
             + 1
     }
@@ -121,7 +122,7 @@ impl Path {
                 let api: Api<Secret> = Api::namespaced(client.clone(), secret_ns);
                 async move { api.get_opt(secret).await }
             });
-        let names = self.waves.iter().flatten().map(|(resource, object)| {
+        let names = self.objects.iter().map(|(resource, object)| {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
             let name = replayed_name(object, run);
             async move { api.get_metadata_opt(&name).await }
@@ -133,13 +134,13 @@ impl Path {
             try_join_all(names),
         )?;
         let written = write_status(&clusters, &name, added.resource_version(), &status).await?;
-        for wave in &self.waves {
-            try_join_all(
-                wave.iter()
-                    .map(|(resource, object)| apply(client, ns, resource, object, run)),
-            )
-            .await?;
-        }
+        // A first creation: the operator applies every object at once (`apply.rs`, `waves`).
+        try_join_all(
+            self.objects
+                .iter()
+                .map(|(resource, object)| apply(client, ns, resource, object, run)),
+        )
+        .await?;
         try_join_all(
             self.hosts
                 .iter()
@@ -166,7 +167,7 @@ impl Path {
 
     async fn clean_up(&self, client: &kube::Client, name: &str, run: usize) -> Result<()> {
         let ns = &self.ns;
-        for (resource, object) in self.waves.iter().flatten() {
+        for (resource, object) in &self.objects {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
             api.delete(&replayed_name(object, run), &DeleteParams::default())
                 .await?;
