@@ -320,6 +320,35 @@ pub async fn serve_in_rounds(
             remaining -= ready.len();
             rounds += 1;
         }
+        if std::time::Instant::now() >= deadline {
+            // Say where each cluster stands, so a failure in CI explains itself.
+            for c in &clusters {
+                let status = c.status.clone().unwrap_or_default();
+                let hosts: Vec<String> = status
+                    .hosts
+                    .iter()
+                    .map(|h| format!("{} {:?}", h.name, h.state))
+                    .collect();
+                let told: Vec<String> = status
+                    .history
+                    .iter()
+                    .rev()
+                    .take(4)
+                    .map(|h| format!("{}: {}", h.reason, h.message))
+                    .collect();
+                eprintln!(
+                    "{}/{}: {:?}, hosts {hosts:?}, conditions {:?}, last told {told:?}",
+                    c.metadata.namespace.as_deref().unwrap_or_default(),
+                    c.metadata.name.as_deref().unwrap_or_default(),
+                    status.phase,
+                    status
+                        .conditions
+                        .iter()
+                        .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "round {rounds} did not settle: {} clusters, {} ready, {} unschedulable",
