@@ -102,6 +102,19 @@ impl Supervised {
         matches!(self.supervisor.try_wait(), Ok(None))
     }
 
+    /// The child's process id (the supervisor's one child that is not its polling `sleep`).
+    pub fn child_pid(&self) -> Option<u32> {
+        let id = self.supervisor.id();
+        let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .find(|c| {
+                let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+                comm.trim() != "sleep" || self.name == "scratch"
+            })
+    }
+
     /// The last lines of the child's log, for error messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

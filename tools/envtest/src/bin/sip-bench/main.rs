@@ -669,15 +669,7 @@ fn usage(pid: u32) -> (u64, f64) {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name: utime and stime are the 12th and 13th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-        .sum();
-    (peak, ticks / 100.0)
+    (peak, sip_envtest::control_plane::cpu_seconds_of(pid))
 }
 
 impl Drop for Operator {
@@ -704,6 +696,15 @@ async fn http_get(address: SocketAddr, path: &str) -> String {
 
 /// Sums a counter's samples by the values of `labels`, from Prometheus text.
 fn counter_by(text: &str, metric: &str, labels: &[&str]) -> BTreeMap<String, u64> {
+    sum_by(text, metric, labels)
+        .into_iter()
+        .map(|(key, n)| (key, n as u64))
+        .collect()
+}
+
+/// The samples of `metric` summed by the values of `labels` (joined by spaces; a histogram's
+/// `_sum` or `_count`, or a counter).
+fn sum_by(text: &str, metric: &str, labels: &[&str]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text
         .lines()
@@ -712,16 +713,17 @@ fn counter_by(text: &str, metric: &str, labels: &[&str]) -> BTreeMap<String, u64
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
-        let key: Vec<String> = labels
+        let key: Vec<&str> = labels
             .iter()
             .map(|l| {
                 series
                     .split_once(&format!("{l}=\""))
                     .and_then(|(_, rest)| rest.split_once('"'))
-                    .map_or(String::new(), |(v, _)| v.to_string())
+                    .map_or("", |(v, _)| v)
             })
             .collect();
-        *out.entry(key.join(" ")).or_default() += value.parse::<f64>().unwrap_or(0.0) as u64;
+        *out.entry(key.join(" ").trim().to_string()).or_default() +=
+            value.parse::<f64>().unwrap_or(0.0);
     }
     out
 }

@@ -1,7 +1,11 @@
 //! sip and the predecessor side by side, in one run: each workload runs once per operator, each
-//! time on a fresh control plane of its own with the same hosts and the same manifests (the
-//! predecessor's: images, static node ports, its two HAProxy templates in ConfigMaps), and the
-//! ratio printed is of two figures measured minutes apart on this machine.
+//! on a fresh control plane of its own with the same hosts and the same manifests (the
+//! predecessor's: images, static node ports, its two HAProxy templates in ConfigMaps). The warm
+//! sequences run interleaved, both control planes up at once, a cluster on one then a cluster
+//! on the other, so the machine's changing load falls on both alike; the bursts run one after
+//! the other. Beside the times: each side's CPU per warm cluster (kube-apiserver, etcd, the
+//! operator) and what all three spent between a creation and its Ready (on two cores, the
+//! warm time is about that CPU over how much of it ran at once).
 //!
 //! Workloads: clusters created one after another on a warm operator (the median of all but
 //! the first), and clusters created at once (until the last is Ready). "Ready" is the same
@@ -108,6 +112,10 @@ struct Figures {
     per_cluster: BTreeMap<String, f64>,
     peak_rss_mib: f64,
     cpu_seconds: f64,
+    /// CPU milliseconds per cluster of kube-apiserver, etcd and the operator (warm only): the
+    /// warm time is bounded by what the three spend on the same two cores, so this says where
+    /// a cluster's time goes, with less noise than the time itself.
+    cpu_per_cluster: BTreeMap<String, f64>,
     detail: String,
 }
 
@@ -137,14 +145,24 @@ pub async fn run(sip: &Path, build: &Build, w: &Workloads) -> Result<()> {
     );
     for (title, target, is_burst) in [(warm, 0.9, false), (burst, 0.6, true)] {
         println!("   {title}");
-        let mut figures = Vec::new();
-        for contender in [Contender::Sip(sip), Contender::Predecessor(build)] {
-            let f = if is_burst {
-                measure_burst(contender, &build.templates, w.burst_clusters).await
-            } else {
-                measure_warm(contender, &build.templates, w.warm_hosts, w.warm_clusters).await
+        let contenders = [Contender::Sip(sip), Contender::Predecessor(build)];
+        let figures = if is_burst {
+            let mut figures = Vec::new();
+            for contender in contenders {
+                figures.push(
+                    measure_burst(contender, &build.templates, w.burst_clusters)
+                        .await
+                        .with_context(|| format!("{}, {}", contender.name(), title))?,
+                );
             }
-            .with_context(|| format!("{}, {}", contender.name(), title))?;
+            figures
+        } else {
+            measure_warm(contenders, &build.templates, w.warm_hosts, w.warm_clusters)
+                .await
+                .with_context(|| title.clone())?
+                .into()
+        };
+        for (contender, f) in contenders.iter().zip(&figures) {
             println!(
                 "     {:<11} {:>7.3} s  {}; writes/cluster {:.1}; requests/cluster {}; peak RSS {:.1} MiB, CPU {:.2} s",
                 contender.name(),
@@ -155,7 +173,17 @@ pub async fn run(sip: &Path, build: &Build, w: &Workloads) -> Result<()> {
                 f.peak_rss_mib,
                 f.cpu_seconds
             );
-            figures.push(f);
+            if !f.cpu_per_cluster.is_empty() {
+                println!(
+                    "     {:<11} CPU per cluster: {}",
+                    "",
+                    f.cpu_per_cluster
+                        .iter()
+                        .map(|(who, ms)| format!("{who} {ms:.1} ms"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
         let ratio = figures[0].seconds / figures[1].seconds;
         println!(
@@ -302,44 +330,138 @@ async fn until_ready(
     }
 }
 
+/// One operator's warm sequence: its control plane, its clusters and what was read before.
+struct WarmSide {
+    // Dropped first: the operator stops before its control plane does.
+    running: Running,
+    cp: ControlPlane,
+    client: kube::Client,
+    ns: String,
+    seen: tokio::sync::watch::Receiver<usize>,
+    times: Vec<f64>,
+    /// CPU seconds the control plane and the operator spent between each creation and its
+    /// Ready: above the time itself, the work ran on both cores at once.
+    in_window: Vec<f64>,
+    requests: BTreeMap<String, u64>,
+    cpu: Vec<(String, f64)>,
+    server: String,
+}
+
+impl WarmSide {
+    async fn start(contender: Contender<'_>, templates: &Path, hosts: usize) -> Result<Self> {
+        let layout: (fn(usize) -> bool, _, _) = (|i| i % 10 == 0, 100, 2);
+        let (cp, client, ns, running) = prepare(contender, templates, hosts, layout).await?;
+        let seen = watch_ready(&clusters(&client, &ns));
+        Ok(WarmSide {
+            cp,
+            client,
+            ns,
+            running,
+            seen,
+            times: Vec::new(),
+            in_window: Vec::new(),
+            requests: BTreeMap::new(),
+            cpu: Vec::new(),
+            server: String::new(),
+        })
+    }
+
+    /// From here on, what the operator and its control plane do is counted.
+    async fn count_from_now(&mut self) -> Result<()> {
+        self.requests = self.running.requests().await;
+        self.cpu = cpu_by_process(&self.cp, &self.running);
+        self.server = super::apiserver_metrics(&self.client).await?;
+        Ok(())
+    }
+
+    async fn one_cluster(&mut self, i: usize) -> Result<()> {
+        let api = clusters(&self.client, &self.ns);
+        let total = |cpu: Vec<(String, f64)>| cpu.iter().map(|(_, s)| s).sum::<f64>();
+        let cpu0 = total(cpu_by_process(&self.cp, &self.running));
+        let t0 = Instant::now();
+        create(&api, manifest(&self.ns, &format!("warm-{i}"), i)).await?;
+        until_ready(&mut self.seen, i + 1, Duration::from_secs(120)).await?;
+        self.times.push(t0.elapsed().as_secs_f64());
+        self.in_window
+            .push(total(cpu_by_process(&self.cp, &self.running)) - cpu0);
+        Ok(())
+    }
+
+    async fn figures(self, contender: Contender<'_>) -> Result<Figures> {
+        let measured = self.times.len() - 1;
+        let after = self.running.requests().await;
+        let cpu_per_cluster = cpu_by_process(&self.cp, &self.running)
+            .iter()
+            .zip(&self.cpu)
+            .map(|((who, a), (_, b))| (who.clone(), (a - b) * 1000.0 / measured.max(1) as f64))
+            .collect();
+        if std::env::var_os("SIP_BENCH_SERVER_TIME").is_some() {
+            println!(
+                "     {}: kube-apiserver's time per cluster",
+                contender.name()
+            );
+            let server_after = super::apiserver_metrics(&self.client).await?;
+            print_server_time(&server_after, &self.server, measured);
+        }
+        let rest = self.times[1..].to_vec();
+        let shown: Vec<String> = rest.iter().map(|t| format!("{t:.3}")).collect();
+        let (rss, cpu) = usage(self.running.pid());
+        let in_window = super::median(self.in_window[1..].to_vec());
+        Ok(Figures {
+            seconds: super::median(rest),
+            per_cluster: per_cluster(&after, &self.requests, measured),
+            peak_rss_mib: rss as f64 / 1024.0,
+            cpu_seconds: cpu,
+            cpu_per_cluster,
+            detail: format!(
+                "median (first {:.3} s; then {}); CPU from creation to Ready {:.3} s (median)",
+                self.times[0],
+                shown.join(", "),
+                in_window
+            ),
+        })
+    }
+}
+
+/// The warm sequences of both operators, interleaved: both control planes are up at once and
+/// the clusters alternate between them (which goes first alternates too), so a change in the
+/// machine's load (its neighbours' work moves a median by 10-20% within minutes) falls on both
+/// alike instead of on whichever ran during it.
 async fn measure_warm(
-    contender: Contender<'_>,
+    contenders: [Contender<'_>; 2],
     templates: &Path,
     hosts: usize,
     count: usize,
-) -> Result<Figures> {
-    let layout: (fn(usize) -> bool, _, _) = (|i| i % 10 == 0, 100, 2);
-    let (_cp, client, ns, running) = prepare(contender, templates, hosts, layout).await?;
-    let api = clusters(&client, &ns);
-    let mut seen = watch_ready(&api);
-    let mut times = Vec::new();
-    let mut before = BTreeMap::new();
+) -> Result<[Figures; 2]> {
+    let mut sides = Vec::new();
+    for contender in contenders {
+        sides.push(
+            WarmSide::start(contender, templates, hosts)
+                .await
+                .with_context(|| contender.name())?,
+        );
+    }
     for i in 0..count {
         if i == 1 {
-            before = running.requests().await;
+            for side in &mut sides {
+                side.count_from_now().await?;
+            }
         }
-        let t0 = Instant::now();
-        create(&api, manifest(&ns, &format!("warm-{i}"), i)).await?;
-        until_ready(&mut seen, i + 1, Duration::from_secs(120)).await?;
-        times.push(t0.elapsed().as_secs_f64());
-        // Let its last writes land before the next one starts.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        for k in [i % 2, 1 - i % 2] {
+            sides[k]
+                .one_cluster(i)
+                .await
+                .with_context(|| contenders[k].name())?;
+            // Let its last writes land before the next one starts.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
-    let after = running.requests().await;
-    let rest = times[1..].to_vec();
-    let shown: Vec<String> = rest.iter().map(|t| format!("{t:.3}")).collect();
-    let (rss, cpu) = usage(running.pid());
-    Ok(Figures {
-        seconds: super::median(rest),
-        per_cluster: per_cluster(&after, &before, count - 1),
-        peak_rss_mib: rss as f64 / 1024.0,
-        cpu_seconds: cpu,
-        detail: format!(
-            "median (first {:.3} s; then {})",
-            times[0],
-            shown.join(", ")
-        ),
-    })
+    let mut sides = sides.into_iter();
+    let (first, second) = (sides.next().unwrap(), sides.next().unwrap());
+    Ok([
+        first.figures(contenders[0]).await?,
+        second.figures(contenders[1]).await?,
+    ])
 }
 
 async fn measure_burst(
@@ -372,8 +494,42 @@ async fn measure_burst(
         per_cluster: per_cluster(&after, &before, count),
         peak_rss_mib: rss as f64 / 1024.0,
         cpu_seconds: cpu,
+        cpu_per_cluster: BTreeMap::new(),
         detail: "to the last Ready".into(),
     })
+}
+
+/// With `SIP_BENCH_SERVER_TIME` set: kube-apiserver's own account of a warm cluster, by verb
+/// and resource (requests and the time it spent serving them, per cluster; the bench's own
+/// create and watch included), to see which requests the API server's CPU goes to.
+fn print_server_time(after: &str, before: &str, clusters: usize) {
+    let labels = ["verb", "resource", "subresource"];
+    let sum = |text| super::sum_by(text, "apiserver_request_duration_seconds_sum", &labels);
+    let count = |text| super::sum_by(text, "apiserver_request_duration_seconds_count", &labels);
+    let (seconds, before_seconds) = (sum(after), sum(before));
+    let (counts, before_counts) = (count(after), count(before));
+    let mut rows: Vec<(String, f64, f64)> = seconds
+        .iter()
+        .map(|(key, s)| {
+            let per = |now: f64, then: Option<&f64>| {
+                (now - then.copied().unwrap_or(0.0)) / clusters.max(1) as f64
+            };
+            let n = per(counts[key], before_counts.get(key));
+            (key.clone(), n, per(*s, before_seconds.get(key)) * 1000.0)
+        })
+        .filter(|(key, n, _)| *n > 0.0 && !key.starts_with("WATCH"))
+        .collect();
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    for (key, n, ms) in rows {
+        println!("       {key:<40} {n:>5.1} requests {ms:>6.2} ms");
+    }
+}
+
+/// CPU seconds so far of the control plane's processes and the operator.
+fn cpu_by_process(cp: &ControlPlane, running: &Running) -> Vec<(String, f64)> {
+    let mut all = cp.cpu_seconds();
+    all.push(("operator".into(), usage(running.pid()).1));
+    all
 }
 
 fn per_cluster(
