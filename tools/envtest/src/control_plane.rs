@@ -449,3 +449,23 @@ pub fn cpu_seconds_of(pid: u32) -> f64 {
         .sum();
     nanoseconds as f64 / 1e9
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_seconds_of;
+
+    #[test]
+    fn a_process_cpu_time_grows_with_its_work_and_a_gone_one_has_none() {
+        let me = std::process::id();
+        let before = cpu_seconds_of(me);
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let spent = cpu_seconds_of(me) - before;
+        // 50 ms of spinning on this thread; the machine may lend it less than all of that.
+        assert!(spent > 0.02, "{spent} s");
+        assert_eq!(cpu_seconds_of(u32::MAX), 0.0);
+    }
+}

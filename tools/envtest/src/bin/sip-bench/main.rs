@@ -886,3 +886,32 @@ async fn raw_patch_latency(client: &kube::Client, ns: &str, n: usize) -> Result<
     let p99 = samples[(n * 99 / 100).min(n - 1)];
     Ok((mean, p99))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METRICS: &str = r#"# HELP apiserver_request_duration_seconds [STABLE] Response latency
+apiserver_request_duration_seconds_sum{component="apiserver",resource="secrets",scope="resource",subresource="",verb="GET",version="v1"} 0.25
+apiserver_request_duration_seconds_sum{component="apiserver",resource="secrets",scope="namespace",subresource="",verb="GET",version="v1"} 0.5
+apiserver_request_duration_seconds_sum{component="apiserver",resource="sipclusters",scope="resource",subresource="status",verb="APPLY",version="v1"} 0.125
+apiserver_request_duration_seconds_count{component="apiserver",resource="secrets",scope="resource",subresource="",verb="GET",version="v1"} 3
+apiserver_request_total{code="200",resource="secrets",verb="GET"} 7
+"#;
+
+    #[test]
+    fn samples_are_summed_by_the_labels_asked_for_and_no_other_metric() {
+        let sums = sum_by(
+            METRICS,
+            "apiserver_request_duration_seconds_sum",
+            &["verb", "resource", "subresource"],
+        );
+        // Two series differ only by scope: one key. An empty last label leaves no space.
+        assert_eq!(sums.len(), 2);
+        assert_eq!(sums["GET secrets"], 0.75);
+        assert_eq!(sums["APPLY sipclusters status"], 0.125);
+        // `_sum` is not `_count`, nor `apiserver_request_total` a prefix match of either.
+        let counts = counter_by(METRICS, "apiserver_request_total", &["verb"]);
+        assert_eq!(counts, BTreeMap::from([("GET".to_string(), 7)]));
+    }
+}
