@@ -102,7 +102,8 @@ impl Supervised {
         matches!(self.supervisor.try_wait(), Ok(None))
     }
 
-    /// The child's process id (the supervisor's one child that is not its polling `sleep`).
+    /// The child's process id: the supervisor's one child that is not its polling `sleep` (so
+    /// none for a child that is itself `sleep`, as the scratch directory's holder is).
     pub fn child_pid(&self) -> Option<u32> {
         let id = self.supervisor.id();
         let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).ok()?;
@@ -111,7 +112,7 @@ impl Supervised {
             .filter_map(|c| c.parse::<u32>().ok())
             .find(|c| {
                 let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
-                comm.trim() != "sleep" || self.name == "scratch"
+                comm.trim() != "sleep"
             })
     }
 
