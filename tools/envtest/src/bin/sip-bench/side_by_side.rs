@@ -514,7 +514,10 @@ fn print_server_time(after: &str, before: &str, clusters: usize) {
             let per = |now: f64, then: Option<&f64>| {
                 (now - then.copied().unwrap_or(0.0)) / clusters.max(1) as f64
             };
-            let n = per(counts[key], before_counts.get(key));
+            let n = per(
+                counts.get(key).copied().unwrap_or(0.0),
+                before_counts.get(key),
+            );
             (key.clone(), n, per(*s, before_seconds.get(key)) * 1000.0)
         })
         .filter(|(key, n, _)| *n > 0.0 && !key.starts_with("WATCH"))
